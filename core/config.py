@@ -1,0 +1,197 @@
+"""Settings: code defaults, overlaid by ``data/config.json``, overlaid by the environment.
+
+The environment overrides any key as ``WEB_BOT_<SECTION>__<KEY>``; ``OPENAI_API_KEY`` and ``OPENAI_BASE_URL``
+fill ``llm.api_key`` and ``llm.base_url``. ``load_settings`` is the only reader of the environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError
+
+from core.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = ROOT / "data" / "config.json"
+ENV_PREFIX = "WEB_BOT_"
+
+
+def project_path(value: str) -> str:
+    """Resolve a relative path against the project's root, never the current directory."""
+    if not value:
+        return value
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else ROOT / path)
+
+
+ProjectPath = Annotated[str, AfterValidator(project_path)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerSettings(Section):
+    """How the HTTP/WebSocket server listens and what it accepts."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    max_message_chars: int = Field(4000, ge=1)
+    send_timeout_s: float = Field(10.0, gt=0)
+    forwarded_allow_ips: str = "127.0.0.1"
+
+
+class LLMSettings(Section):
+    """Which language model answers, and how."""
+
+    engine: Literal["auto", "openai", "local"] = "auto"
+    api_key: SecretStr | None = None
+    base_url: str = ""
+    model_name: str = "gpt-4o-mini"
+    model_path: ProjectPath = ""
+    system_prompt: str = "You are a helpful, concise assistant. Answer in a few sentences."
+    temperature: float = Field(0.7, ge=0, le=2)
+    max_tokens: int = Field(256, ge=1)
+    history_messages: int = Field(10, ge=0)
+    timeout_s: float = Field(30.0, gt=0)
+    max_retries: int = Field(2, ge=0, le=10)
+    n_ctx: int = Field(2048, ge=256)
+    n_threads: int = Field(0, ge=0)
+    max_concurrent: int = Field(1, ge=1)
+
+
+class DatabaseSettings(Section):
+    """Where conversations are kept."""
+
+    url: str = ""
+    db_path: ProjectPath = "data/web_bot.db"
+    batch_max: int = Field(500, ge=1)
+
+
+class AudioSettings(Section):
+    """Limits and storage for audio users send."""
+
+    dir: ProjectPath = "audio"
+    max_upload_mb: float = Field(25.0, gt=0)
+    max_duration_s: float = Field(300.0, gt=0)
+    keep_days: float = Field(30.0, ge=0)
+
+
+class LoggingSettings(Section):
+    """Where and how much the server logs."""
+
+    file: ProjectPath = "web_bot.log"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    max_bytes: int = Field(5_000_000, ge=1024)
+    backup_count: int = Field(3, ge=0)
+
+
+class STTSettings(Section):
+    """Speech-to-text."""
+
+    engine: Literal["whisper", "sphinx", "google", "openai", "none"] = "whisper"
+    model: str = ""
+    language: str = "en"
+    max_concurrent: int = Field(1, ge=1)
+    base_url: str = ""
+    api_key: SecretStr | None = None
+    timeout_s: float = Field(30.0, gt=0)
+
+
+class TTSSettings(Section):
+    """Text-to-speech."""
+
+    engine: Literal["piper", "openai", "none"] = "piper"
+    voice: str = ""
+    model: str = ""
+    base_url: str = ""
+    api_key: SecretStr | None = None
+    timeout_s: float = Field(30.0, gt=0)
+    max_concurrent: int = Field(1, ge=1)
+
+
+class Settings(Section):
+    """Everything web-bot can be told; built once in ``create_app`` and passed down."""
+
+    server: ServerSettings = ServerSettings()
+    llm: LLMSettings = LLMSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    audio: AudioSettings = AudioSettings()
+    logging: LoggingSettings = LoggingSettings()
+    stt: STTSettings = STTSettings()
+    tts: TTSSettings = TTSSettings()
+
+    _config_file: str | None = PrivateAttr(default=None)
+
+    @property
+    def config_file(self) -> str | None:
+        """The configuration file that was read, if any."""
+        return self._config_file
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite+aiosqlite:///{self.database.db_path}"
+
+
+def load_settings(config_file: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from defaults, the configuration file and the environment; raise ConfigError if invalid."""
+    env = os.environ if environ is None else environ
+    explicit = config_file or env.get("WEB_BOT_CONFIG")
+    path = Path(project_path(str(explicit))) if explicit else DEFAULT_CONFIG
+    data: dict[str, Any] = {}
+    read_file: str | None = None
+    if path.is_file():
+        data = _read_json(path)
+        read_file = str(path)
+    elif explicit:
+        raise ConfigError(f"configuration file {path} does not exist")
+    _overlay_environment(data, env)
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_describe(err)) from err
+    settings._config_file = read_file
+    return settings
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"cannot read {path}: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a JSON object of sections")
+    for section, values in data.items():
+        if not isinstance(values, dict):
+            raise ConfigError(f"{section}: must be an object of keys")
+    return data
+
+
+def _overlay_environment(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == "WEB_BOT_CONFIG":
+            continue
+        parts = name[len(ENV_PREFIX) :].lower().split("__")
+        if len(parts) != 2 or not all(parts):
+            raise ConfigError(f"{name}: environment overrides are named WEB_BOT_<SECTION>__<KEY>")
+        section, key = parts
+        data.setdefault(section, {})[key] = value
+    llm = data.setdefault("llm", {})
+    if "WEB_BOT_LLM__API_KEY" not in env and env.get("OPENAI_API_KEY"):
+        llm["api_key"] = env["OPENAI_API_KEY"]
+    if "WEB_BOT_LLM__BASE_URL" not in env and env.get("OPENAI_BASE_URL"):
+        llm["base_url"] = env["OPENAI_BASE_URL"]
+
+
+def _describe(err: ValidationError) -> str:
+    problems = []
+    for item in err.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        reason = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        problems.append(f"{key}: {reason}")
+    return "invalid configuration: " + "; ".join(problems)

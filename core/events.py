@@ -1,0 +1,107 @@
+"""The closed set of events the server sends, each a small dataclass with a ``type``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base of every server event; ``to_dict`` is its wire form."""
+
+    type: ClassVar[str] = "event"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, **asdict(self)}
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome(Event):
+    type: ClassVar[str] = "welcome"
+    client_id: str
+    history: list[dict[str, object]]
+    settings: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class UserMessage(Event):
+    type: ClassVar[str] = "user_message"
+    text: str
+    message_id: int
+    source: str
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyDelta(Event):
+    type: ClassVar[str] = "reply_delta"
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reply(Event):
+    type: ClassVar[str] = "reply"
+    text: str
+    message_id: int
+    timings: dict[str, float]
+    status: str = "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult(Event):
+    type: ClassVar[str] = "command"
+    name: str
+    text: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorEvent(Event):
+    type: ClassVar[str] = "error"
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptionEvent(Event):
+    type: ClassVar[str] = "transcription"
+    text: str
+    timings: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class AudioEvent(Event):
+    """Announces the binary frame that follows it."""
+
+    type: ClassVar[str] = "audio"
+    seq: int
+    text: str
+    format: str
+    sample_rate: int
+    message_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStarted(Event):
+    type: ClassVar[str] = "speech_started"
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStopped(Event):
+    type: ClassVar[str] = "speech_stopped"
+
+
+@dataclass(frozen=True, slots=True)
+class Interrupted(Event):
+    type: ClassVar[str] = "interrupted"
+    message_id: int | None
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Cleared(Event):
+    """Tells every tab of a client that its history is gone."""
+
+    type: ClassVar[str] = "cleared"
+    deleted: int

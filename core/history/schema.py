@@ -1,0 +1,21 @@
+"""The history tables, in SQLAlchemy Core."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, Text
+
+metadata = MetaData()
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("client_id", String(64), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("content", Text, nullable=False),
+    Column("source", String(16), nullable=False, server_default="text"),
+    Column("status", String(16), nullable=False, server_default="ok"),
+    Column("audio_path", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_messages_client_id_id", "client_id", "id"),
+)

@@ -1,0 +1,263 @@
+"""SQLHistoryStore: history in any SQLAlchemy async database, with concurrent writes group-committed.
+
+Every write goes through one queue and one writer task, which commits everything waiting in a single
+transaction. Under many clients that turns hundreds of commits into one, so the store is not the limit; with
+one client a write costs one commit, as before. The queue also keeps a client's writes in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, event, func, insert, select, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from core.errors import HistoryError
+from core.history.schema import messages, metadata
+from core.models import ClientSummary, NewMessage, StoredMessage
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Append:
+    message: NewMessage
+    created_at: datetime
+    done: asyncio.Future[StoredMessage]
+
+
+@dataclass(slots=True)
+class _Clear:
+    client_id: str
+    done: asyncio.Future[int]
+
+
+class SQLHistoryStore:
+    """History in SQLite (aiosqlite: WAL, busy timeout, foreign keys) or any SQLAlchemy async URL."""
+
+    def __init__(self, url: str, *, batch_max: int = 500) -> None:
+        self._url = make_url(url)
+        self._batch_max = batch_max
+        self._engine: AsyncEngine | None = None
+        self._queue: asyncio.Queue[_Append | _Clear | None] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+
+    @property
+    def dialect(self) -> str:
+        return self._url.get_backend_name()
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise HistoryError("history store is not started", code="history-unavailable")
+        return self._engine
+
+    async def start(self) -> None:
+        """Connect, create or upgrade the schema, and start the writer."""
+        kwargs: dict[str, Any] = {}
+        if self.dialect == "sqlite":
+            database = self._url.database
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": 30}
+        else:
+            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+        engine = create_async_engine(self._url, **kwargs)
+        if self.dialect == "sqlite":
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(metadata.create_all)
+        except (SQLAlchemyError, OSError) as err:
+            await engine.dispose()
+            raise HistoryError(f"cannot open the history database: {err}", code="history-unavailable") from err
+        self._engine = engine
+        self._writer = asyncio.create_task(self._write_loop(), name="history-writer")
+        logger.info("history store ready (%s)", self.dialect)
+
+    async def aclose(self) -> None:
+        """Finish every accepted write, then close the connections."""
+        if self._writer is not None:
+            await self._queue.put(None)
+            await self._writer
+            self._writer = None
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine = None
+
+    async def append(self, message: NewMessage) -> StoredMessage:
+        done: asyncio.Future[StoredMessage] = asyncio.get_running_loop().create_future()
+        self._enqueue(_Append(message, datetime.now(UTC), done))
+        return await asyncio.shield(done)
+
+    async def clear(self, client_id: str) -> int:
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._enqueue(_Clear(client_id, done))
+        return await asyncio.shield(done)
+
+    async def recent(
+        self,
+        client_id: str,
+        limit: int,
+        *,
+        before: int | None = None,
+        statuses: Iterable[str] | None = None,
+    ) -> list[StoredMessage]:
+        """The client's last ``limit`` messages (before message ``before``), oldest first."""
+        if limit <= 0:
+            return []
+        query = select(messages).where(messages.c.client_id == client_id)
+        if before is not None:
+            query = query.where(messages.c.id < before)
+        if statuses is not None:
+            query = query.where(messages.c.status.in_(list(statuses)))
+        query = query.order_by(messages.c.id.desc()).limit(limit)
+        rows = await self._read(query)
+        return [_to_stored(row) for row in reversed(rows)]
+
+    async def count(self, client_id: str) -> int:
+        rows = await self._read(select(func.count()).select_from(messages).where(messages.c.client_id == client_id))
+        return int(rows[0][0])
+
+    async def summary(self, client_id: str) -> ClientSummary:
+        query = select(func.count(), func.min(messages.c.created_at), func.max(messages.c.created_at)).where(
+            messages.c.client_id == client_id
+        )
+        count, first, last = (await self._read(query))[0]
+        return ClientSummary(int(count), _aware(first), _aware(last))
+
+    async def ping(self) -> bool:
+        try:
+            await self._read(select(text("1")))
+        except HistoryError:
+            return False
+        return True
+
+    def _enqueue(self, item: _Append | _Clear) -> None:
+        if self._writer is None or self._writer.done():
+            raise HistoryError("history store is not running", code="history-unavailable")
+        self._queue.put_nowait(item)
+
+    async def _read(self, query: Any) -> Sequence[Any]:
+        try:
+            async with self.engine.connect() as conn:
+                return (await conn.execute(query)).all()
+        except SQLAlchemyError as err:
+            logger.error("history read failed: %s", err)
+            raise HistoryError("the history database cannot be read", code="history-unavailable") from err
+
+    async def _write_loop(self) -> None:
+        stopping = False
+        while not stopping:
+            item = await self._queue.get()
+            if item is None:
+                break
+            batch = [item]
+            while len(batch) < self._batch_max and not self._queue.empty():
+                nxt = self._queue.get_nowait()
+                if nxt is None:
+                    stopping = True
+                    break
+                batch.append(nxt)
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[_Append | _Clear]) -> None:
+        results: list[object] = []
+        try:
+            async with self.engine.begin() as conn:
+                results = await _apply(conn, batch)
+        except SQLAlchemyError as err:
+            logger.error("history write of %d item(s) failed: %s", len(batch), err)
+            failure = HistoryError("the message could not be stored", code="history-failed")
+            for item in batch:
+                if not item.done.done():
+                    item.done.set_exception(failure)
+            return
+        for item, result in zip(batch, results, strict=True):
+            if not item.done.done():
+                item.done.set_result(result)  # type: ignore[arg-type]
+
+
+async def _apply(conn: AsyncConnection, batch: list[_Append | _Clear]) -> list[object]:
+    """Run a batch in order: consecutive appends as one multi-row insert, clears between them."""
+    results: list[object] = []
+    run: list[_Append] = []
+    for item in [*batch, None]:
+        if isinstance(item, _Append):
+            run.append(item)
+            continue
+        if run:
+            results.extend(await _insert(conn, run))
+            run = []
+        if isinstance(item, _Clear):
+            deleted = await conn.execute(delete(messages).where(messages.c.client_id == item.client_id))
+            results.append(deleted.rowcount)
+    return results
+
+
+async def _insert(conn: AsyncConnection, run: list[_Append]) -> list[StoredMessage]:
+    rows = [
+        {
+            "client_id": a.message.client_id,
+            "role": a.message.role,
+            "content": a.message.content,
+            "source": a.message.source,
+            "status": a.message.status,
+            "audio_path": a.message.audio_path,
+            "created_at": a.created_at,
+        }
+        for a in run
+    ]
+    result = await conn.execute(insert(messages).returning(messages.c.id, sort_by_parameter_order=True), rows)
+    ids = [row[0] for row in result.all()]
+    return [
+        StoredMessage(
+            id=int(ident),
+            client_id=a.message.client_id,
+            role=a.message.role,
+            content=a.message.content,
+            source=a.message.source,
+            status=a.message.status,
+            created_at=a.created_at,
+            audio_path=a.message.audio_path,
+        )
+        for ident, a in zip(ids, run, strict=True)
+    ]
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def _to_stored(row: Any) -> StoredMessage:
+    created = _aware(row.created_at)
+    assert created is not None
+    return StoredMessage(
+        id=int(row.id),
+        client_id=row.client_id,
+        role=row.role,
+        content=row.content,
+        source=row.source,
+        status=row.status,
+        created_at=created,
+        audio_path=row.audio_path,
+    )

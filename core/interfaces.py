@@ -1,0 +1,82 @@
+"""Structural interfaces of the engines behind each stage; fakes satisfy them without inheriting."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Protocol
+
+from core.models import (
+    AudioChunk,
+    AudioClip,
+    ChatMessage,
+    ClientSummary,
+    EngineInfo,
+    NewMessage,
+    StoredMessage,
+    Transcript,
+)
+
+
+class LLMEngine(Protocol):
+    """Writes a reply to a conversation, streamed as text fragments."""
+
+    def info(self) -> EngineInfo: ...
+
+    def stream_reply(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class STTEngine(Protocol):
+    """Turns an utterance into text."""
+
+    def info(self) -> EngineInfo: ...
+
+    async def transcribe(self, audio: AudioClip, *, language: str | None = None) -> Transcript: ...
+
+    async def aclose(self) -> None: ...
+
+
+class TTSEngine(Protocol):
+    """Turns a sentence into speech."""
+
+    def info(self) -> EngineInfo: ...
+
+    def synthesize(self, text: str) -> AsyncIterator[AudioChunk]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class HistoryStore(Protocol):
+    """Keeps every client's conversation."""
+
+    async def start(self) -> None: ...
+
+    async def append(self, message: NewMessage) -> StoredMessage: ...
+
+    async def recent(
+        self,
+        client_id: str,
+        limit: int,
+        *,
+        before: int | None = None,
+        statuses: Iterable[str] | None = None,
+    ) -> list[StoredMessage]: ...
+
+    async def clear(self, client_id: str) -> int: ...
+
+    async def count(self, client_id: str) -> int: ...
+
+    async def summary(self, client_id: str) -> ClientSummary: ...
+
+    async def ping(self) -> bool: ...
+
+    async def aclose(self) -> None: ...
+
+
+class EventSink(Protocol):
+    """One open connection that receives a client's events (a browser tab's socket)."""
+
+    async def send(self, event: dict[str, object], binary: bytes | None = None) -> None:
+        """Send one event, and the binary frame that belongs to it right after, without interleaving."""
+        ...

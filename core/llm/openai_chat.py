@@ -1,0 +1,81 @@
+"""OpenAIChatLLM: any OpenAI-compatible chat completions endpoint (OpenAI, Gemini, Ollama, vLLM, LM Studio…)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import cast
+
+import openai
+from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletionMessageParam
+
+from core.errors import LLMError
+from core.models import ChatMessage, EngineInfo
+
+logger = logging.getLogger(__name__)
+
+
+def openai_error(err: openai.OpenAIError, stage: str) -> tuple[str, str]:
+    """Map an openai exception to a stable code suffix and a message for people."""
+    if isinstance(err, openai.APITimeoutError):
+        return "timeout", f"the {stage} service did not answer in time"
+    if isinstance(err, openai.APIConnectionError):
+        return "unavailable", f"the {stage} service cannot be reached"
+    if isinstance(err, openai.RateLimitError):
+        return "rate-limited", f"the {stage} service is rate-limiting us; try again shortly"
+    if isinstance(err, (openai.AuthenticationError, openai.PermissionDeniedError)):
+        return "auth", f"the {stage} service refused our credentials"
+    if isinstance(err, openai.InternalServerError):
+        return "unavailable", f"the {stage} service failed ({err.status_code})"
+    return "failed", f"the {stage} request failed"
+
+
+class OpenAIChatLLM:
+    """Streams chat completions through one long-lived ``AsyncOpenAI`` client."""
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        api_key: str | None,
+        base_url: str | None,
+        temperature: float,
+        max_tokens: int,
+        timeout_s: float,
+        max_retries: int,
+    ) -> None:
+        self._model = model
+        self._temperature = temperature
+        self._max_tokens = max_tokens
+        # Servers such as Ollama or llama.cpp need no key, but the client insists on one.
+        self._client = AsyncOpenAI(
+            api_key=api_key or "no-key",
+            base_url=base_url or None,
+            timeout=timeout_s,
+            max_retries=max_retries,
+        )
+
+    def info(self) -> EngineInfo:
+        return EngineInfo("openai", self._model, True, {"base_url": str(self._client.base_url)})
+
+    async def stream_reply(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
+        payload = cast(list[ChatCompletionMessageParam], [{"role": m.role, "content": m.content} for m in messages])
+        try:
+            stream = await self._client.chat.completions.create(
+                model=self._model,
+                messages=payload,
+                temperature=self._temperature,
+                max_tokens=self._max_tokens,
+                stream=True,
+            )
+            async with stream:
+                async for chunk in stream:
+                    if chunk.choices and chunk.choices[0].delta.content:
+                        yield chunk.choices[0].delta.content
+        except openai.OpenAIError as err:
+            suffix, message = openai_error(err, "language model")
+            raise LLMError(message, code=f"llm-{suffix}") from err
+
+    async def aclose(self) -> None:
+        await self._client.close()

@@ -1,0 +1,107 @@
+"""Frozen values that cross the boundaries between the pipeline's stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+Role = Literal["system", "user", "assistant"]
+Source = Literal["text", "voice", "upload"]
+Status = Literal["ok", "error", "interrupted"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """One message of the context sent to an LLM."""
+
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """One message as the history store keeps it."""
+
+    id: int
+    client_id: str
+    role: Role
+    content: str
+    source: Source
+    status: Status
+    created_at: datetime
+    audio_path: str | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "role": self.role,
+            "content": self.content,
+            "source": self.source,
+            "status": self.status,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message waiting to be stored."""
+
+    client_id: str
+    role: Role
+    content: str
+    source: Source = "text"
+    status: Status = "ok"
+    audio_path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSummary:
+    """What the store knows about one client's conversation."""
+
+    message_count: int
+    first_activity: datetime | None
+    last_activity: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class AudioClip:
+    """Decoded audio: mono signed 16-bit little-endian PCM."""
+
+    pcm: bytes
+    sample_rate: int
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.pcm) / 2 / self.sample_rate
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    """What speech-to-text heard."""
+
+    text: str
+    language: str | None = None
+    duration_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class AudioChunk:
+    """Synthesised speech, encoded for the wire."""
+
+    data: bytes
+    format: str
+    sample_rate: int
+
+
+@dataclass(frozen=True, slots=True)
+class EngineInfo:
+    """What `/api/status` says about one engine."""
+
+    engine: str
+    model: str
+    ready: bool
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"engine": self.engine, "model": self.model, "ready": self.ready, **self.extra}

@@ -1,0 +1,1 @@
+"""Hand-written fakes for the engines and a loopback OpenAI-compatible server."""

@@ -1,0 +1,156 @@
+"""A loopback OpenAI-compatible server: chat completions (streamed and not), and injected failures.
+
+The last user message steers it, so it works across processes (the benchmark) as well as in tests:
+``[status:429]`` answers with that HTTP status, ``[hang]`` never answers, ``[slow:0.2]`` waits that many
+seconds between chunks, ``[reply:…]`` answers with that text. Otherwise it echoes the message and says how
+many messages it was sent, so tests can check the context.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+DIRECTIVE = re.compile(r"\[(status|hang|slow|reply|chunks):?([^\]]*)\]")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def default_reply(messages: list[dict[str, Any]]) -> str:
+    last = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+    return f"You said: {last}. (context {len(messages)} messages)"
+
+
+class FakeOpenAI:
+    """State of the fake: what it was asked, and how it answers."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.auth_headers: list[str] = []
+        self.chunk_words = 3
+
+    def app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/v1/chat/completions", self.chat, methods=["POST"]),
+                Route("/v1/models", self.models, methods=["GET"]),
+            ]
+        )
+
+    async def models(self, request: Request) -> Response:
+        return JSONResponse({"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
+
+    async def chat(self, request: Request) -> Response:
+        body = await request.json()
+        self.requests.append(body)
+        self.auth_headers.append(request.headers.get("authorization", ""))
+        messages = body["messages"]
+        last = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        directives = dict(DIRECTIVE.findall(last))
+        if "status" in directives:
+            code = int(directives["status"])
+            return JSONResponse({"error": {"message": f"injected {code}", "type": "fake", "code": code}}, code)
+        if "hang" in directives:
+            await asyncio.sleep(3600)
+        reply = directives.get("reply") or default_reply(messages)
+        delay = float(directives.get("slow") or 0)
+        words = reply.split(" ")
+        size = int(directives.get("chunks") or self.chunk_words)
+        chunks = [
+            " ".join(words[i : i + size]) + (" " if i + size < len(words) else "") for i in range(0, len(words), size)
+        ]
+        if not body.get("stream"):
+            return JSONResponse(_completion(body, reply))
+        return StreamingResponse(_sse(body, chunks, delay), media_type="text/event-stream")
+
+
+def _completion(body: dict[str, Any], reply: str) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model", "fake-model"),
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+
+
+async def _sse(body: dict[str, Any], chunks: list[str], delay: float) -> AsyncIterator[bytes]:
+    base = {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": body.get("model", "fake-model"),
+    }
+    first = {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
+    yield f"data: {json.dumps(first)}\n\n".encode()
+    for chunk in chunks:
+        if delay:
+            await asyncio.sleep(delay)
+        data = {**base, "choices": [{"index": 0, "delta": {"content": chunk}, "finish_reason": None}]}
+        yield f"data: {json.dumps(data)}\n\n".encode()
+    last = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    yield f"data: {json.dumps(last)}\n\ndata: [DONE]\n\n".encode()
+
+
+class ThreadedServer:
+    """Runs an ASGI app on real uvicorn, on 127.0.0.1 and an OS-chosen port, in a background thread."""
+
+    def __init__(self, app: Any, port: int | None = None, **config: Any) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=self.port,
+                log_config=None,
+                lifespan="on",
+                timeout_graceful_shutdown=2,
+                **config,
+            )
+        )
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def start(self, timeout: float = 120) -> ThreadedServer:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError("server failed to start")
+            if time.monotonic() > deadline:
+                raise TimeoutError("server did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=30)
+
+
+def main() -> None:
+    """Serve the fake from the command line: ``python -m tests.fakes.openai_server PORT``."""
+    import sys
+
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    uvicorn.run(FakeOpenAI().app(), host="127.0.0.1", port=port or free_port(), log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""Slash commands and the status endpoint, through the real server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from tests.conftest import Served
+from tests.fakes.openai_server import FakeOpenAI
+
+STATUS_FIELDS = {
+    "status",
+    "version",
+    "uptime_s",
+    "active_connections",
+    "llm_available",
+    "db_connected",
+    "config_loaded",
+    "llm",
+    "stt",
+    "tts",
+}
+
+
+async def test_help_lists_every_command(server: Served, connect) -> None:
+    client = await connect(server, "helper")
+    await client.send("/help")
+    event = await client.recv()
+    assert event["type"] == "command" and event["name"] == "help"
+    names = [c["name"] for c in event["data"]["commands"]]
+    assert {"help", "status", "clear", "info"} <= set(names)
+    for name in names:
+        assert f"/{name}" in event["text"]
+
+
+async def test_status_command_matches_api_status(server: Served, connect) -> None:
+    client = await connect(server, "statusy")
+    await client.send({"type": "text", "text": "/status"})
+    event = await client.recv()
+    assert event["name"] == "status" and "Status: ok" in event["text"]
+    assert event["data"].keys() >= STATUS_FIELDS
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        body = (await http.get("/api/status")).json()
+    assert body.keys() == event["data"].keys()
+    assert body["active_connections"] == 1 and body["db_connected"] is True and body["llm_available"] is True
+    assert body["config_loaded"] is True
+    assert body["llm"] == {
+        "engine": "openai",
+        "model": "fake-model",
+        "ready": True,
+        "base_url": body["llm"]["base_url"],
+    }
+    for stage in ("stt", "tts"):
+        assert {"engine", "model", "ready"} <= body[stage].keys()
+
+
+async def test_clear_really_forgets(server: Served, connect, fake_openai: FakeOpenAI) -> None:
+    client = await connect(server, "forgetful")
+    other_tab = await connect(server, "forgetful")
+    await client.chat("my secret is 42")
+    await other_tab.until("reply")
+    await client.send("/clear")
+    events = await client.until("command")
+    assert {"type": "cleared", "deleted": 2} in events
+    assert events[-1]["data"] == {"deleted": 2} and "Cleared 2 messages" in events[-1]["text"]
+    assert (await other_tab.recv())["type"] == "cleared"
+    await client.chat("what is my secret?")
+    assert [m["role"] for m in fake_openai.requests[-1]["messages"]] == ["system", "user"]
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        messages = (await http.get("/api/history/forgetful")).json()["messages"]
+    assert [m["content"] for m in messages][0] == "what is my secret?"
+
+
+async def test_clear_waits_for_the_reply_being_written(server: Served, connect) -> None:
+    client = await connect(server, "clear-race")
+    await client.send("slowly [slow:0.2]")
+    await client.send("/clear")
+    events = await client.until("command")
+    assert "reply" in [e["type"] for e in events]
+    assert events[-1]["data"]["deleted"] == 2
+
+
+async def test_info_reports_the_conversation(server: Served, connect) -> None:
+    client = await connect(server, "curious")
+    await connect(server, "curious")
+    await client.chat("hello")
+    await client.send("/info")
+    event = await client.until("command")
+    data = event[-1]["data"]
+    assert data["client_id"] == "curious" and data["message_count"] == 2 and data["open_tabs"] == 2
+    assert data["first_activity"] <= data["last_activity"]
+    assert data["engines"]["llm"]["engine"] == "openai"
+    assert "curious" in event[-1]["text"] and "2 open tab" in event[-1]["text"]
+
+
+@pytest.mark.parametrize("line", ["/dance", "/", "/HELPME please"])
+async def test_unknown_command_gets_a_hint(server: Served, connect, line: str) -> None:
+    client = await connect(server, "lost")
+    await client.send(line)
+    event = await client.recv()
+    assert event["type"] == "error" and event["code"] == "unknown-command" and "/help" in event["message"]
+
+
+async def test_commands_are_not_stored_or_sent_to_the_llm(server: Served, connect, fake_openai) -> None:
+    client = await connect(server, "cmd-only")
+    before = len(fake_openai.requests)
+    for line in ("/help", "/status", "/info"):
+        await client.send(line)
+        await client.recv()
+    assert len(fake_openai.requests) == before
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        assert (await http.get("/api/history/cmd-only")).json()["messages"] == []
+
+
+async def test_status_never_shows_secrets_and_logs_keep_them_out(serve, make_settings, connect, tmp_path) -> None:
+    served = serve(make_settings(environ={"OPENAI_API_KEY": "sk-very-secret-key"}))
+    client = await connect(served, "secretive")
+    await client.chat("tell me something private-text-123")
+    await client.send("/status")
+    status = await client.recv()
+    await client.send("/info")
+    info = await client.recv()
+    async with httpx.AsyncClient(base_url=served.url) as http:
+        body = (await http.get("/api/status")).text
+    for text in (body, str(status), str(info)):
+        assert "sk-very-secret-key" not in text
+    await asyncio.sleep(0.1)
+    log = (tmp_path / "web_bot.log").read_text()
+    assert "sk-very-secret-key" not in log
+    assert "private-text-123" not in log, "user text is logged only at DEBUG"
+    assert "connected secretive" in log and "turn client=secretive" in log and "command /status" in log
+
+
+async def test_page_is_served(server: Served) -> None:
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        page = await http.get("/")
+        script = await http.get("/static/app.js")
+    assert page.status_code == 200 and "<textarea" in page.text
+    assert script.status_code == 200
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write"):
+        assert sink not in script.text

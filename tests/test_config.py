@@ -1,0 +1,99 @@
+"""Configuration: defaults, the file, the environment, and errors that name the key."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from core.config import ROOT, load_settings
+from core.errors import ConfigError
+
+
+def write(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_repository_config_loads_with_offline_defaults() -> None:
+    settings = load_settings(environ={})
+    assert settings.config_file == str(ROOT / "data" / "config.json")
+    assert settings.llm.engine == "auto" and settings.llm.api_key is None
+    assert settings.database.db_path == str(ROOT / "data" / "web_bot.db")
+    assert settings.database_url.startswith("sqlite+aiosqlite:///")
+    assert settings.logging.file == str(ROOT / "web_bot.log")
+    assert settings.stt.engine == "whisper" and settings.tts.engine == "piper"
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, {"llm": {"base_url": "http://file/v1", "temperature": 0.1}})
+    settings = load_settings(path, environ={"WEB_BOT_LLM__BASE_URL": "http://env/v1", "WEB_BOT_LLM__MAX_TOKENS": "99"})
+    assert settings.llm.base_url == "http://env/v1"
+    assert settings.llm.max_tokens == 99 and settings.llm.temperature == 0.1
+
+
+def test_openai_variables_are_honoured_but_explicit_keys_win(tmp_path: Path) -> None:
+    path = write(tmp_path, {"llm": {"api_key": "sk-from-file"}})
+    settings = load_settings(path, environ={"OPENAI_API_KEY": "sk-env", "OPENAI_BASE_URL": "http://o/v1"})
+    assert settings.llm.api_key is not None and settings.llm.api_key.get_secret_value() == "sk-env"
+    assert settings.llm.base_url == "http://o/v1"
+    settings = load_settings(path, environ={"OPENAI_API_KEY": "sk-env", "WEB_BOT_LLM__API_KEY": "sk-web"})
+    assert settings.llm.api_key is not None and settings.llm.api_key.get_secret_value() == "sk-web"
+    assert "sk-web" not in repr(settings) and "sk-web" not in str(settings.model_dump())
+
+
+def test_file_api_key_is_accepted(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, {"llm": {"api_key": "sk-file"}}), environ={})
+    assert settings.llm.api_key is not None and settings.llm.api_key.get_secret_value() == "sk-file"
+
+
+def test_web_bot_config_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, {"llm": {"model_name": "from-named-file"}})
+    assert load_settings(environ={"WEB_BOT_CONFIG": str(path)}).llm.model_name == "from-named-file"
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(environ={"WEB_BOT_CONFIG": str(tmp_path / "missing.json")})
+
+
+@pytest.mark.parametrize(
+    ("data", "environ", "named"),
+    [
+        ({"llm": {"bogus": 1}}, {}, "llm.bogus: unknown key"),
+        ({"nonsense": {}}, {}, "nonsense: unknown key"),
+        ({"llm": {"temperature": "hot"}}, {}, "llm.temperature"),
+        ({"llm": {"engine": "magic"}}, {}, "llm.engine"),
+        ({}, {"WEB_BOT_LLM__NOPE": "1"}, "llm.nope: unknown key"),
+        ({}, {"WEB_BOT_SERVER__PORT": "seventy"}, "server.port"),
+        ({}, {"WEB_BOT_PORT": "1"}, "WEB_BOT_PORT"),
+        ({"llm": 5}, {}, "llm: must be an object"),
+    ],
+)
+def test_bad_configuration_names_the_key(tmp_path: Path, data: dict, environ: dict, named: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(write(tmp_path, data), environ=environ)
+    assert named in str(err.value)
+
+
+def test_relative_paths_resolve_against_the_project_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(write(tmp_path, {"audio": {"dir": "stored/audio"}}), environ={})
+    assert settings.audio.dir == str(ROOT / "stored" / "audio")
+
+
+def test_bad_config_stops_start_up_with_the_key_named(tmp_path: Path) -> None:
+    path = write(tmp_path, {"database": {"colour": "blue"}})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEB_BOT_")}
+    run = subprocess.run(
+        [sys.executable, "-m", "web_bot", "--config", str(path), "--port", "1"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2
+    assert "database.colour: unknown key" in run.stderr

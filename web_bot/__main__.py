@@ -1,0 +1,40 @@
+"""``python -m web_bot --host HOST --port PORT [--config FILE]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import uvicorn
+
+from core.config import load_settings
+from core.errors import ConfigError
+from web_bot.app import create_app
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m web_bot", description="Run the web-bot server.")
+    parser.add_argument("--host", help="address to listen on (default: server.host from the config)")
+    parser.add_argument("--port", type=int, help="port to listen on (default: server.port from the config)")
+    parser.add_argument("--config", help="configuration file (default: $WEB_BOT_CONFIG or data/config.json)")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as err:
+        print(f"web-bot: {err}", file=sys.stderr)
+        return 2
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=args.host or settings.server.host,
+        port=args.port or settings.server.port,
+        log_config=None,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.server.forwarded_allow_ips,
+        ws_max_size=16 * 1024 * 1024,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""The wire protocol's client side: parsing text frames into typed messages."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+from core.errors import ProtocolError
+
+CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def valid_client_id(client_id: str) -> bool:
+    return CLIENT_ID.fullmatch(client_id) is not None
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class TextIn(_In):
+    type: Literal["text"]
+    text: str
+
+
+class PingIn(_In):
+    type: Literal["ping"]
+
+
+ClientMessage = Annotated[TextIn | PingIn, Field(discriminator="type")]
+_adapter: TypeAdapter[TextIn | PingIn] = TypeAdapter(ClientMessage)
+KNOWN_TYPES = ("text", "ping")
+
+
+def parse_text_frame(frame: str) -> TextIn | PingIn:
+    """A text frame is plain text, or a JSON object with a ``type``."""
+    if not frame.lstrip().startswith("{"):
+        return TextIn(type="text", text=frame)
+    try:
+        data = json.loads(frame)
+    except ValueError as err:
+        raise ProtocolError("the frame is not valid JSON", code="bad-json") from err
+    if not isinstance(data, dict):
+        raise ProtocolError("a JSON frame must be an object", code="bad-message")
+    kind = data.get("type")
+    if kind not in KNOWN_TYPES:
+        raise ProtocolError(
+            f"unknown message type {kind!r}; expected one of {', '.join(KNOWN_TYPES)}", code="unknown-type"
+        )
+    try:
+        return _adapter.validate_python(data)
+    except ValidationError as err:
+        problem = err.errors()[0]
+        where = ".".join(str(p) for p in problem["loc"][1:]) or "message"
+        raise ProtocolError(f"{where}: {problem['msg']}", code="bad-message") from err
+
+
+def check_chat_text(text: str, max_chars: int) -> str:
+    """Trim a chat message and enforce the limits."""
+    text = text.strip()
+    if not text:
+        raise ProtocolError("the message is empty", code="empty-message")
+    if len(text) > max_chars:
+        raise ProtocolError(f"the message is longer than {max_chars} characters", code="message-too-long")
+    return text
+
+
+def dumps(event: dict[str, object]) -> str:
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":"))
