@@ -44,17 +44,58 @@ class FakeOpenAI:
         self.requests: list[dict[str, Any]] = []
         self.auth_headers: list[str] = []
         self.chunk_words = 3
+        # Audio endpoints: what a transcription returns, and HTTP statuses to fail the next calls with.
+        self.transcript = "hello from the fake transcriber"
+        self.transcription_failures: list[int] = []
+        self.transcription_delay_s = 0.0
+        self.transcriptions_received: list[dict[str, Any]] = []
+        self.speech_requests: list[dict[str, Any]] = []
 
     def app(self) -> Starlette:
         return Starlette(
             routes=[
                 Route("/v1/chat/completions", self.chat, methods=["POST"]),
                 Route("/v1/models", self.models, methods=["GET"]),
+                Route("/v1/audio/transcriptions", self.transcriptions, methods=["POST"]),
+                Route("/v1/audio/speech", self.speech, methods=["POST"]),
             ]
         )
 
     async def models(self, request: Request) -> Response:
         return JSONResponse({"object": "list", "data": [{"id": "fake-model", "object": "model"}]})
+
+    async def transcriptions(self, request: Request) -> Response:
+        form = await request.form()
+        upload = form.get("file")
+        data = await upload.read() if upload is not None and not isinstance(upload, str) else b""
+        self.transcriptions_received.append(
+            {"model": form.get("model"), "language": form.get("language"), "bytes": len(data),
+             "filename": getattr(upload, "filename", None), "response_format": form.get("response_format")}
+        )
+        self.auth_headers.append(request.headers.get("authorization", ""))
+        if self.transcription_delay_s:
+            await asyncio.sleep(self.transcription_delay_s)
+        if self.transcription_failures:
+            code = self.transcription_failures.pop(0)
+            return JSONResponse({"error": {"message": f"injected {code}", "type": "fake"}}, code)
+        if form.get("response_format") == "text":
+            return Response(self.transcript, media_type="text/plain")
+        return JSONResponse({"text": self.transcript})
+
+    async def speech(self, request: Request) -> Response:
+        """Answers with a tone as long as the text would take to say (about 60 ms a character)."""
+        body = await request.json()
+        self.speech_requests.append(body)
+        self.auth_headers.append(request.headers.get("authorization", ""))
+        directives = dict(DIRECTIVE.findall(body.get("input", "")))
+        if "status" in directives:
+            code = int(directives["status"])
+            return JSONResponse({"error": {"message": f"injected {code}", "type": "fake"}}, code)
+        if "hang" in directives:
+            await asyncio.sleep(3600)
+        fmt = body.get("response_format", "mp3")
+        audio, media = tone(len(body.get("input", "")) * 0.06, fmt)
+        return Response(audio, media_type=media)
 
     async def chat(self, request: Request) -> Response:
         body = await request.json()
@@ -78,6 +119,48 @@ class FakeOpenAI:
         if not body.get("stream"):
             return JSONResponse(_completion(body, reply))
         return StreamingResponse(_sse(body, chunks, delay), media_type="text/event-stream")
+
+
+def tone(seconds: float, fmt: str, rate: int = 24000) -> tuple[bytes, str]:
+    """A 440 Hz tone encoded as ``fmt`` (pcm, wav, mp3, opus, flac, aac), and its media type."""
+    import io
+    import math
+    import struct
+    import wave
+
+    count = max(1, int(seconds * rate))
+    pcm = b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / rate))) for i in range(count))
+    if fmt == "pcm":
+        return pcm, "audio/pcm"
+    buf = io.BytesIO()
+    if fmt == "wav":
+        with wave.open(buf, "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(rate)
+            w.writeframes(pcm)
+        return buf.getvalue(), "audio/wav"
+    import av
+    import numpy as np
+
+    container, codec, media = {
+        "mp3": ("mp3", "mp3", "audio/mpeg"),
+        "opus": ("ogg", "libopus", "audio/ogg"),
+        "flac": ("flac", "flac", "audio/flac"),
+        "aac": ("adts", "aac", "audio/aac"),
+    }[fmt]
+    out_rate = 48000 if codec == "libopus" else rate
+    with av.open(buf, "w", format=container) as out:
+        stream = out.add_stream(codec, rate=out_rate, layout="mono")
+        frame = av.AudioFrame.from_ndarray(np.frombuffer(pcm, dtype=np.int16).reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = rate
+        resampler = av.AudioResampler(format=stream.format.name, layout="mono", rate=out_rate)
+        for piece in resampler.resample(frame) + resampler.resample(None):
+            for packet in stream.encode(piece):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buf.getvalue(), media
 
 
 def _completion(body: dict[str, Any], reply: str) -> dict[str, Any]:
