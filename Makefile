@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 # llama-cpp-python compiles llama.cpp on install; use every core (pip keeps the wheel in its cache afterwards).
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: install install-dev run test bench lint clean
+.PHONY: install install-dev system-deps run test bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,10 +26,13 @@ install: $(VENV)/.runtime
 
 install-dev: $(VENV)/.dev
 
+system-deps:
+	bash scripts/system-deps.sh
+
 run: install
 	$(BIN)/python -m web_bot --host $(HOST) --port $(PORT)
 
-test: install-dev
+test: install-dev system-deps
 	$(BIN)/python -m pytest
 
 bench: install-dev
