@@ -43,6 +43,7 @@ class ServerSettings(Section):
     port: int = Field(8000, ge=1, le=65535)
     max_message_chars: int = Field(4000, ge=1)
     send_timeout_s: float = Field(10.0, gt=0)
+    delta_interval_ms: float = Field(30.0, ge=0)
     forwarded_allow_ips: str = "127.0.0.1"
 
 

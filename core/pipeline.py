@@ -71,12 +71,14 @@ class ChatPipeline:
         hub: Hub,
         system_prompt: str,
         history_messages: int,
+        delta_interval_ms: float = 0.0,
     ) -> None:
         self._llm = llm
         self._history = history
         self._hub = hub
         self._system_prompt = system_prompt
         self._history_messages = history_messages
+        self._delta_interval = delta_interval_ms / 1000
         self._lanes: dict[str, _Lane] = {}
         self.llm_healthy = True
 
@@ -168,13 +170,24 @@ class ChatPipeline:
             ChatMessage("user", request.text),
         ]
         parts: list[str] = []
+        unsent: list[str] = []
+        last_sent = 0.0
         llm_start = time.perf_counter()
         try:
             async for fragment in self._llm.stream_reply(context):
+                now = time.perf_counter()
                 if not parts:
                     timings["llm_first_token_ms"] = elapsed_ms(llm_start)
                 parts.append(fragment)
-                await self._hub.publish(client_id, ReplyDelta(fragment).to_dict())
+                unsent.append(fragment)
+                # The first fragment goes at once; later ones are sent at most every delta_interval, so a fast
+                # model costs a few frames per reply rather than one per token.
+                if len(parts) == 1 or now - last_sent >= self._delta_interval:
+                    last_sent = now
+                    await self._hub.publish(client_id, ReplyDelta("".join(unsent)).to_dict())
+                    unsent.clear()
+            if unsent:
+                await self._hub.publish(client_id, ReplyDelta("".join(unsent)).to_dict())
         except LLMError as err:
             self.llm_healthy = err.code not in ("llm-unavailable", "llm-auth", "llm-timeout")
             timings["llm_total_ms"] = elapsed_ms(llm_start)

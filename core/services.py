@@ -85,6 +85,7 @@ async def build_bot(settings: Settings) -> Bot:
         hub=hub,
         system_prompt=settings.llm.system_prompt,
         history_messages=settings.llm.history_messages,
+        delta_interval_ms=settings.server.delta_interval_ms,
     )
     bot = Bot(settings=settings, history=history, llm=llm, hub=hub, pipeline=pipeline)
     logger.info("engines: %s", {stage: info["engine"] for stage, info in bot.engines().items()})

@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
         proxy_headers=True,
         forwarded_allow_ips=settings.server.forwarded_allow_ips,
         ws_max_size=16 * 1024 * 1024,
+        # Our frames are small JSON or already-compressed audio: deflate would cost CPU and ~64 KB per socket.
+        ws_per_message_deflate=False,
     )
     return 0
 

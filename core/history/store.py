@@ -8,6 +8,7 @@ one client a write costs one commit, as before. The queue also keeps a client's 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -70,6 +71,10 @@ class SQLHistoryStore:
             kwargs["connect_args"] = {"timeout": 30}
         else:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+        if self.dialect == "sqlite":
+            # Reads never open a transaction on SQLite, so a pooled connection needs no rollback on return;
+            # skipping it saves a thread round trip per read.
+            kwargs["pool_reset_on_return"] = None
         engine = create_async_engine(self._url, **kwargs)
         if self.dialect == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
@@ -155,35 +160,47 @@ class SQLHistoryStore:
             raise HistoryError("the history database cannot be read", code="history-unavailable") from err
 
     async def _write_loop(self) -> None:
+        """Commit whatever is waiting in one transaction, on one connection held for the store's life."""
+        conn: AsyncConnection | None = None
         stopping = False
-        while not stopping:
-            item = await self._queue.get()
-            if item is None:
-                break
-            batch = [item]
-            while len(batch) < self._batch_max and not self._queue.empty():
-                nxt = self._queue.get_nowait()
-                if nxt is None:
-                    stopping = True
-                    break
-                batch.append(nxt)
-            await self._commit(batch)
-
-    async def _commit(self, batch: list[_Append | _Clear]) -> None:
-        results: list[object] = []
         try:
-            async with self.engine.begin() as conn:
-                results = await _apply(conn, batch)
+            while not stopping:
+                item = await self._queue.get()
+                if item is None:
+                    break
+                batch = [item]
+                while len(batch) < self._batch_max and not self._queue.empty():
+                    nxt = self._queue.get_nowait()
+                    if nxt is None:
+                        stopping = True
+                        break
+                    batch.append(nxt)
+                conn = await self._commit(conn, batch)
+        finally:
+            if conn is not None:
+                await conn.close()
+
+    async def _commit(self, conn: AsyncConnection | None, batch: list[_Append | _Clear]) -> AsyncConnection | None:
+        """Commit a batch; returns the connection to use next (None after a failure, to reconnect)."""
+        try:
+            if conn is None:
+                conn = await self.engine.connect()
+            results = await _apply(conn, batch)
+            await conn.commit()
         except SQLAlchemyError as err:
             logger.error("history write of %d item(s) failed: %s", len(batch), err)
             failure = HistoryError("the message could not be stored", code="history-failed")
             for item in batch:
                 if not item.done.done():
                     item.done.set_exception(failure)
-            return
+            if conn is not None:
+                with contextlib.suppress(SQLAlchemyError):
+                    await conn.close()
+            return None
         for item, result in zip(batch, results, strict=True):
             if not item.done.done():
                 item.done.set_result(result)  # type: ignore[arg-type]
+        return conn
 
 
 async def _apply(conn: AsyncConnection, batch: list[_Append | _Clear]) -> list[object]:

@@ -69,8 +69,13 @@ class FakeOpenAI:
         upload = form.get("file")
         data = await upload.read() if upload is not None and not isinstance(upload, str) else b""
         self.transcriptions_received.append(
-            {"model": form.get("model"), "language": form.get("language"), "bytes": len(data),
-             "filename": getattr(upload, "filename", None), "response_format": form.get("response_format")}
+            {
+                "model": form.get("model"),
+                "language": form.get("language"),
+                "bytes": len(data),
+                "filename": getattr(upload, "filename", None),
+                "response_format": form.get("response_format"),
+            }
         )
         self.auth_headers.append(request.headers.get("authorization", ""))
         if self.transcription_delay_s:
@@ -152,7 +157,9 @@ def tone(seconds: float, fmt: str, rate: int = 24000) -> tuple[bytes, str]:
     out_rate = 48000 if codec == "libopus" else rate
     with av.open(buf, "w", format=container) as out:
         stream = out.add_stream(codec, rate=out_rate, layout="mono")
-        frame = av.AudioFrame.from_ndarray(np.frombuffer(pcm, dtype=np.int16).reshape(1, -1), format="s16", layout="mono")
+        frame = av.AudioFrame.from_ndarray(
+            np.frombuffer(pcm, dtype=np.int16).reshape(1, -1), format="s16", layout="mono"
+        )
         frame.sample_rate = rate
         resampler = av.AudioResampler(format=stream.format.name, layout="mono", rate=out_rate)
         for piece in resampler.resample(frame) + resampler.resample(None):
