@@ -49,6 +49,18 @@ def speak(text: str) -> tuple[bytes, int]:
     return pcm, chunks[0].sample_rate
 
 
+@functools.lru_cache(maxsize=64)
+def speak_steady(text: str) -> tuple[bytes, int]:
+    """Like ``speak``, without the random noise Piper adds to every rendering: the same samples on every run, so
+    transcription scores cannot flake (tiny.en hears "Paris" as "pairs" in about one random rendering in twelve)."""
+    from piper.config import SynthesisConfig
+
+    steady = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+    chunks = list(_voice().synthesize(text, syn_config=steady))
+    pcm = b"".join(chunk.audio_int16_bytes for chunk in chunks)
+    return pcm, chunks[0].sample_rate
+
+
 def silence(seconds: float, rate: int = 16000) -> bytes:
     return bytes(2 * int(seconds * rate))
 
@@ -95,9 +107,14 @@ def wav(pcm: bytes, rate: int, *, bits: int = 16, channels: int = 1) -> bytes:
 
 
 def encode(pcm: bytes, rate: int, container: str) -> bytes:
-    """Encode mono 16-bit ``pcm`` into one of CONTAINERS (or ``wav``)."""
+    """Encode mono 16-bit ``pcm`` into one of CONTAINERS, MORE_CONTAINERS (or ``wav``)."""
     if container == "wav":
         return wav(pcm, rate)
+    if container == "webm-mediarecorder":
+        return mediarecorder_webm(pcm, rate)
+    if container in MORE_CONTAINERS:
+        fmt, codec, codec_rate, layout = MORE_CONTAINERS[container]
+        return encode_as(pcm, rate, fmt, codec, out_rate=codec_rate, layout=layout)
     fmt, codec, codec_rate = CONTAINERS[container]
     out_rate = codec_rate or rate
     buf = io.BytesIO()
@@ -116,12 +133,93 @@ def encode(pcm: bytes, rate: int, container: str) -> bytes:
     return buf.getvalue()
 
 
+# More containers the server accepts: name -> (PyAV format, codec, sample rate or None to keep it, layout).
+# Encoded with ``encode_as``; ``webm-mediarecorder`` is built by ``mediarecorder_webm``.
+MORE_CONTAINERS: dict[str, tuple[str, str, int | None, str]] = {
+    "wav-float32": ("wav", "pcm_f32le", None, "mono"),
+    "wav-float64-stereo": ("wav", "pcm_f64le", None, "stereo"),
+    "aac-adts": ("adts", "aac", 48000, "mono"),
+    "m4a-48k": ("ipod", "aac", 48000, "mono"),
+    "mp3-stereo-44k": ("mp3", "mp3", 44100, "stereo"),
+    "ogg-vorbis": ("ogg", "vorbis", 44100, "stereo"),  # FFmpeg's own Vorbis encoder only writes stereo
+}
+
+
+def encode_as(
+    pcm: bytes,
+    rate: int,
+    fmt: str,
+    codec: str,
+    *,
+    out_rate: int | None = None,
+    layout: str = "mono",
+    options: dict[str, str] | None = None,
+) -> bytes:
+    """Encode mono 16-bit ``pcm`` with any PyAV muxer and codec, in ``layout`` (the channels are copies)."""
+    out_rate = out_rate or rate
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=fmt, options=options or {}) as out:
+        stream = out.add_stream(codec, rate=out_rate, layout=layout)
+        if codec == "vorbis":
+            stream.codec_context.options = {"strict": "experimental"}
+        samples = np.frombuffer(pcm, dtype=np.int16)
+        channels = 2 if layout == "stereo" else 1
+        # Copies of the mono signal at full level (FFmpeg's own upmix would put each at -3 dB).
+        interleaved = np.repeat(samples, channels).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(interleaved, format="s16", layout=layout)
+        frame.sample_rate = rate
+        resampler = av.AudioResampler(format=stream.format.name, layout=layout, rate=out_rate)
+        for piece in [*resampler.resample(frame), *resampler.resample(None)]:
+            for packet in stream.encode(piece):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return buf.getvalue()
+
+
+_EBML_KEEP = {0x1549A966, 0x1654AE6B}  # Info, Tracks
+_EBML_CLUSTER = 0x1F43B675
+_EBML_UNKNOWN_SIZE = b"\x01\xff\xff\xff\xff\xff\xff\xff"
+
+
+def mediarecorder_webm(pcm: bytes, rate: int) -> bytes:
+    """WebM/Opus shaped like Chromium's MediaRecorder output: Segment and Clusters of unknown size, no Duration,
+    no Cues, no SeekHead."""
+    data = encode_as(pcm, rate, "webm", "libopus", out_rate=48000, options={"live": "1"})
+
+    def vint(pos: int, keep_marker: bool) -> tuple[int, int]:
+        length = 9 - data[pos].bit_length()
+        value = int.from_bytes(data[pos : pos + length], "big")
+        return (value if keep_marker else value & ((1 << (7 * length)) - 1)), length
+
+    id_len = vint(0, True)[1]
+    size, size_len = vint(id_len, False)
+    out = bytearray(data[: id_len + size_len + size])  # the EBML header, as it was
+    pos = len(out)
+    id_len = vint(pos, True)[1]
+    out += data[pos : pos + id_len] + _EBML_UNKNOWN_SIZE
+    pos += id_len + vint(pos + id_len, False)[1]
+    while pos < len(data):
+        element, id_len = vint(pos, True)
+        size, size_len = vint(pos + id_len, False)
+        body = data[pos + id_len + size_len : pos + id_len + size_len + size]
+        if element == _EBML_CLUSTER:
+            out += data[pos : pos + id_len] + _EBML_UNKNOWN_SIZE + body
+        elif element in _EBML_KEEP:
+            out += data[pos : pos + id_len + size_len + size]
+        pos += id_len + size_len + size
+    return bytes(out)
+
+
 _NUMBERS = {"1": "one", "2": "two", "3": "three", "4": "four", "5": "five"}
+_NUMBERS.update({"6": "six", "7": "seven", "8": "eight", "9": "nine", "10": "ten", "11": "eleven", "12": "twelve"})
+# Whisper writes American spelling; Piper reads both alike, so neither should count as an error.
+_SPELLINGS = {"favourite": "favorite", "colour": "color", "centre": "center", "realise": "realize"}
 
 
 def normalise(text: str) -> str:
     words = re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("-", " ")).split()
-    return " ".join(_NUMBERS.get(w, w) for w in words)
+    return " ".join(_SPELLINGS.get(w, w) for w in (_NUMBERS.get(w, w) for w in words))
 
 
 def wer(reference: str, hypothesis: str) -> float:

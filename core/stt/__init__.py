@@ -1,0 +1,109 @@
+"""Speech-to-text engines and the one place that picks among them.
+
+Each factory imports its engine lazily, so a server that uses one engine never imports the others' libraries.
+Engines that load a model have ``async start()``; the factory constructs and starts, and closes what it built if
+starting fails.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import warnings
+from collections.abc import Awaitable, Callable
+from types import ModuleType
+from typing import Protocol
+
+from core.config import STTSettings
+from core.errors import ConfigError
+from core.interfaces import STTEngine
+
+
+class _Startable(Protocol):
+    async def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+async def _started(engine: _Startable) -> None:
+    try:
+        await engine.start()
+    except BaseException:
+        await engine.aclose()
+        raise
+
+
+async def _whisper(settings: STTSettings) -> STTEngine:
+    from core.stt.whisper import WhisperSTT
+
+    engine = WhisperSTT(model=settings.model, language=settings.language, max_concurrent=settings.max_concurrent)
+    await _started(engine)
+    return engine
+
+
+async def _sphinx(settings: STTSettings) -> STTEngine:
+    from core.stt.sphinx import SphinxSTT
+
+    engine = SphinxSTT(model=settings.model, language=settings.language, max_concurrent=settings.max_concurrent)
+    await _started(engine)
+    return engine
+
+
+async def _google(settings: STTSettings) -> STTEngine:
+    from core.stt.google import GoogleSTT
+
+    return GoogleSTT(
+        language=settings.language,
+        key=settings.api_key.get_secret_value() if settings.api_key else None,
+        # The legacy endpoint answers a short clip in a second or two; a dead network must not hold a turn for
+        # the 30 s an LLM-class timeout allows.
+        timeout_s=min(settings.timeout_s, 10.0),
+        max_concurrent=settings.max_concurrent,
+    )
+
+
+async def _openai(settings: STTSettings) -> STTEngine:
+    from core.stt.openai_stt import OpenAISTT
+
+    return OpenAISTT(
+        model=settings.model or "whisper-1",
+        api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+        base_url=settings.base_url or None,
+        timeout_s=settings.timeout_s,
+        language=settings.language,
+        max_concurrent=settings.max_concurrent,
+    )
+
+
+ENGINES: dict[str, Callable[[STTSettings], Awaitable[STTEngine]]] = {
+    "whisper": _whisper,
+    "sphinx": _sphinx,
+    "google": _google,
+    "openai": _openai,
+}
+
+
+async def build_stt(settings: STTSettings) -> STTEngine | None:
+    """Build and start the configured speech-to-text engine; None when speech input is turned off."""
+    if settings.engine == "none":
+        return None
+    factory = ENGINES.get(settings.engine)
+    if factory is None:
+        raise ConfigError(f"stt.engine: unknown engine {settings.engine!r}; choose one of {sorted(ENGINES)} or none")
+    return await factory(settings)
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (a container's share, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def import_speech_recognition() -> ModuleType:
+    """SpeechRecognition, imported without its DeprecationWarnings (it imports ``aifc`` and ``audioop``, which
+    Python 3.11 deprecates and our tests turn into errors)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return importlib.import_module("speech_recognition")

@@ -1,0 +1,76 @@
+"""OpenAISTT: any OpenAI-compatible ``/v1/audio/transcriptions`` endpoint (OpenAI, Groq, a local whisper server…)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import openai
+from openai import AsyncOpenAI
+
+from core.audio import pcm_to_wav
+from core.errors import STTError
+from core.llm.openai_chat import openai_error
+from core.models import AudioClip, EngineInfo, Transcript
+
+logger = logging.getLogger(__name__)
+
+# openai_error's suffixes -> our codes: a timeout is the service being unavailable, as far as a user can tell.
+_CODES = {
+    "timeout": "stt-unavailable",
+    "unavailable": "stt-unavailable",
+    "rate-limited": "stt-rate-limited",
+    "auth": "stt-auth",
+}
+
+
+class OpenAISTT:
+    """Uploads each clip as WAV through one long-lived ``AsyncOpenAI`` client, ``max_concurrent`` at a time."""
+
+    def __init__(
+        self,
+        *,
+        model: str = "whisper-1",
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout_s: float = 30.0,
+        language: str = "en",
+        max_concurrent: int = 1,
+        max_retries: int = 1,
+    ) -> None:
+        self._model = model
+        self._language = language
+        # Local servers need no key, but the client insists on one (and would otherwise read the environment).
+        self._client = AsyncOpenAI(
+            api_key=api_key or "no-key",
+            base_url=base_url or None,
+            timeout=timeout_s,
+            max_retries=max_retries,
+        )
+        self._slots = asyncio.Semaphore(max_concurrent)
+
+    def info(self) -> EngineInfo:
+        return EngineInfo("openai", self._model, True, {"base_url": str(self._client.base_url)})
+
+    async def transcribe(self, audio: AudioClip, *, language: str | None = None) -> Transcript:
+        wanted = (language or self._language).split("-")[0].lower()  # the API takes ISO-639-1: "en", not "en-US"
+        upload = ("speech.wav", pcm_to_wav(audio.pcm, audio.sample_rate), "audio/wav")
+        async with self._slots:
+            try:
+                result = await self._client.audio.transcriptions.create(
+                    model=self._model,
+                    file=upload,
+                    response_format="json",
+                    language=wanted if wanted and wanted != "auto" else openai.omit,
+                )
+            except openai.OpenAIError as err:
+                suffix, message = openai_error(err, "speech-to-text")
+                logger.warning("transcription failed: %s", err)
+                raise STTError(message, code=_CODES.get(suffix, "stt-failed")) from err
+        text = result.text.strip()
+        if not text:
+            raise STTError("no speech was heard in the audio", code="no-speech")
+        return Transcript(text, wanted or None, audio.duration_s)
+
+    async def aclose(self) -> None:
+        await self._client.close()
