@@ -71,6 +71,18 @@ async def _info(bot: Bot, client_id: str, args: str) -> CommandResult:
     return CommandResult("info", text, data)
 
 
+async def _voice(bot: Bot, client_id: str, args: str) -> CommandResult:
+    choice = args.lower()
+    if choice not in ("on", "off", ""):
+        raise CommandError("use /voice on or /voice off", code="bad-command")
+    if bot.tts is None and choice == "on":
+        raise CommandError("spoken replies are not available: tts.engine is none", code="bad-command")
+    if choice:
+        bot.pipeline.set_voice_replies(client_id, choice == "on")
+    on = bot.pipeline.voice_replies(client_id)
+    return CommandResult("voice", f"Spoken replies are {'on' if on else 'off'}.", bot.client_settings(client_id))
+
+
 class Commands:
     """The commands a client can type, looked up by name."""
 
@@ -81,6 +93,7 @@ class Commands:
         self.register("status", "server health, engines and connections", _status)
         self.register("clear", "delete this conversation's stored history", _clear)
         self.register("info", "this conversation: messages, activity, tabs, engines", _info)
+        self.register("voice", "turn spoken replies on or off (/voice on, /voice off)", _voice)
 
     def register(self, name: str, summary: str, handler: Handler) -> None:
         self._commands[name] = Command(name, summary, handler)

@@ -78,7 +78,7 @@ class AudioSettings(Section):
     """Limits and storage for audio users send."""
 
     dir: ProjectPath = "audio"
-    max_upload_mb: float = Field(25.0, gt=0)
+    max_upload_mb: float = Field(16.0, gt=0)
     max_duration_s: float = Field(300.0, gt=0)
     keep_days: float = Field(30.0, ge=0)
 
@@ -114,6 +114,34 @@ class TTSSettings(Section):
     api_key: SecretStr | None = None
     timeout_s: float = Field(30.0, gt=0)
     max_concurrent: int = Field(1, ge=1)
+    format: Literal["mp3", "ogg-opus", "wav"] = "mp3"
+
+
+class VoiceSettings(Section):
+    """Spoken conversation: replies read aloud and interruptions."""
+
+    replies: bool = True
+    barge_in: bool = True
+
+
+class VADSettings(Section):
+    """Server-side end-of-speech detection for streamed microphone audio."""
+
+    threshold: float = Field(0.5, gt=0, lt=1)
+    silence_ms: int = Field(500, ge=100, le=5000)
+    prefix_padding_ms: int = Field(300, ge=0, le=2000)
+    min_speech_ms: int = Field(250, ge=0, le=5000)
+    max_utterance_s: float = Field(30.0, gt=0, le=600)
+
+
+class RedisSettings(Section):
+    """What several instances share through Redis: each client's events and each instance's connections."""
+
+    url: str = ""  # empty: this instance works alone
+    instance_id: str = Field("", max_length=64)  # empty: <hostname>-<pid>-<random>
+    prefix: str = Field("web-bot", min_length=1, max_length=64)  # keys and channels; pub/sub ignores db numbers
+    heartbeat_s: float = Field(5.0, gt=0, le=300)
+    timeout_s: float = Field(1.0, gt=0, le=30)
 
 
 class Settings(Section):
@@ -126,6 +154,9 @@ class Settings(Section):
     logging: LoggingSettings = LoggingSettings()
     stt: STTSettings = STTSettings()
     tts: TTSSettings = TTSSettings()
+    voice: VoiceSettings = VoiceSettings()
+    vad: VADSettings = VADSettings()
+    redis: RedisSettings = RedisSettings()
 
     _config_file: str | None = PrivateAttr(default=None)
 
@@ -185,6 +216,10 @@ def _overlay_environment(data: dict[str, Any], env: Mapping[str, str]) -> None:
     llm = data.setdefault("llm", {})
     if "WEB_BOT_LLM__API_KEY" not in env and env.get("OPENAI_API_KEY"):
         llm["api_key"] = env["OPENAI_API_KEY"]
+    # The OpenAI speech engines use the same key unless they are given their own.
+    for stage in ("stt", "tts"):
+        if f"WEB_BOT_{stage.upper()}__API_KEY" not in env and env.get("OPENAI_API_KEY"):
+            data.setdefault(stage, {}).setdefault("api_key", env["OPENAI_API_KEY"])
     if "WEB_BOT_LLM__BASE_URL" not in env and env.get("OPENAI_BASE_URL"):
         llm["base_url"] = env["OPENAI_BASE_URL"]
 

@@ -1,13 +1,14 @@
 """The errors web-bot reports to users, each with a stable kebab-case code.
 
-BotError                      bot-error
+BotError                      bot-error | internal-error
 ├── ConfigError               config-invalid
-├── ProtocolError             bad-json | bad-message | empty-message | message-too-long | bad-audio-frame
+├── ProtocolError             bad-json | bad-message | unknown-type | empty-message | message-too-long
+│                             bad-request | bad-client-id | empty-audio
 ├── CommandError              unknown-command | bad-command
 ├── LLMError                  llm-timeout | llm-rate-limited | llm-auth | llm-unavailable | llm-failed
-├── STTError                  no-speech | stt-unavailable | stt-failed
+├── STTError                  no-speech | stt-unavailable | stt-auth | stt-rate-limited | stt-failed
 ├── TTSError                  tts-failed | tts-unavailable
-├── AudioError                audio-too-large | audio-too-long | unsupported-audio | corrupt-audio
+├── AudioError                audio-too-large | audio-too-long | unsupported-audio | corrupt-audio | empty-audio
 └── HistoryError              history-unavailable | history-failed
 
 Vendor exceptions are caught once, at the engine boundary, and re-raised as one of these with ``from err``.

@@ -68,6 +68,7 @@ class TranscriptionEvent(Event):
     type: ClassVar[str] = "transcription"
     text: str
     timings: dict[str, float]
+    source: str = "voice"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +80,15 @@ class AudioEvent(Event):
     text: str
     format: str
     sample_rate: int
-    message_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AudioDone(Event):
+    """The last audio frame of a spoken reply has been sent."""
+
+    type: ClassVar[str] = "audio_done"
+    message_id: int | None
+    frames: int
 
 
 @dataclass(frozen=True, slots=True)

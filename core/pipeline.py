@@ -1,7 +1,8 @@
-"""ChatPipeline: one turn in (text, or speech already transcribed), one streamed reply out, stored.
+"""ChatPipeline: one turn in (text, or speech once transcribed), one streamed reply out — written, spoken, stored.
 
 Each client has a lane: its turns run one after another, in order, while other clients' lanes run alongside.
-A lane exists only while it has work, so idle clients cost nothing.
+A lane exists only while it has work, so idle clients cost nothing. A new message or the user starting to
+speak while a reply is being written or spoken interrupts that reply (barge-in).
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from core.errors import BotError, LLMError
-from core.events import ErrorEvent, Interrupted, Reply, ReplyDelta, UserMessage
+from core.errors import BotError, LLMError, STTError
+from core.events import AudioDone, ErrorEvent, Interrupted, Reply, ReplyDelta, TranscriptionEvent, UserMessage
 from core.hub import Hub
-from core.interfaces import HistoryStore, LLMEngine
-from core.models import ChatMessage, NewMessage, Source, Status
+from core.interfaces import HistoryStore, LLMEngine, TTSEngine
+from core.metrics import Metrics
+from core.models import AudioClip, ChatMessage, NewMessage, Source, Status
+from core.speaking import Speaker
+from core.transcription import Heard, Transcriber
 
 logger = logging.getLogger(__name__)
 
@@ -28,13 +32,14 @@ CONTEXT_STATUSES = ("ok", "interrupted")
 
 @dataclass(frozen=True, slots=True)
 class TurnRequest:
-    """A user's message, ready for the LLM."""
+    """A user's message, ready for the LLM; ``origin`` is when the user finished (speaking or typing)."""
 
     client_id: str
     text: str
     source: Source = "text"
     audio_path: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    origin: float = field(default_factory=time.perf_counter)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +47,7 @@ class TurnResult:
     """What became of a turn."""
 
     user_message_id: int
+    user_text: str
     reply: str
     message_id: int | None
     status: Status
@@ -54,14 +60,15 @@ class _Lane:
     jobs: deque[tuple[Callable[[], Awaitable[Any]], asyncio.Future[Any]]] = field(default_factory=deque)
     task: asyncio.Task[None] | None = None
     current: asyncio.Task[Any] | None = None
+    replying: bool = False  # the current job is writing or speaking a reply: barge-in may cancel it
 
 
-def elapsed_ms(start: float) -> float:
-    return round((time.perf_counter() - start) * 1000, 1)
+def elapsed_ms(start: float, end: float | None = None) -> float:
+    return round(((end or time.perf_counter()) - start) * 1000, 1)
 
 
 class ChatPipeline:
-    """Runs turns: stores the user's message, streams the LLM's reply to every tab, stores the reply."""
+    """Runs turns: stores the user's message, streams the reply to every tab (and speaks it), stores the reply."""
 
     def __init__(
         self,
@@ -72,6 +79,11 @@ class ChatPipeline:
         system_prompt: str,
         history_messages: int,
         delta_interval_ms: float = 0.0,
+        transcriber: Transcriber | None = None,
+        tts: TTSEngine | None = None,
+        voice_replies: bool = True,
+        barge_in: bool = True,
+        metrics: Metrics | None = None,
     ) -> None:
         self._llm = llm
         self._history = history
@@ -79,6 +91,12 @@ class ChatPipeline:
         self._system_prompt = system_prompt
         self._history_messages = history_messages
         self._delta_interval = delta_interval_ms / 1000
+        self.transcriber = transcriber
+        self._tts = tts
+        self._voice_default = voice_replies
+        self._voice: dict[str, bool] = {}
+        self.barge_in_enabled = barge_in
+        self._metrics = metrics
         self._lanes: dict[str, _Lane] = {}
         self.llm_healthy = True
 
@@ -86,9 +104,45 @@ class ChatPipeline:
     def busy_clients(self) -> int:
         return len(self._lanes)
 
+    # -- preferences ------------------------------------------------------------------------------------------
+
+    def voice_replies(self, client_id: str) -> bool:
+        """Whether this client's replies are spoken (its choice, else the configured default)."""
+        return self._tts is not None and self._voice.get(client_id, self._voice_default)
+
+    def set_voice_replies(self, client_id: str, on: bool) -> None:
+        self._voice[client_id] = on
+
+    # -- entry points -----------------------------------------------------------------------------------------
+
     def submit(self, request: TurnRequest) -> asyncio.Future[TurnResult]:
         """Queue a turn behind the client's earlier ones; the future resolves when the reply is stored."""
+        self.barge_in(request.client_id)
         return self.in_lane(request.client_id, lambda: self._run_turn(request))
+
+    def submit_audio(self, client_id: str, data: bytes, source: Source) -> asyncio.Future[TurnResult]:
+        """Queue an utterance in any container: transcribe it, show the transcription, then answer it.
+
+        Failures before the turn (not audio, no speech, STT down) raise a BotError from the future.
+        """
+        self.barge_in(client_id)
+        origin = time.perf_counter()
+        return self.in_lane(client_id, lambda: self._hear_and_answer(client_id, source, origin, data=data))
+
+    def submit_pcm(self, client_id: str, pcm: bytes, origin: float) -> asyncio.Future[TurnResult]:
+        """Queue an utterance cut from a live 16 kHz PCM stream; ``origin`` is when the speech ended."""
+        clip = AudioClip(pcm, 16000)
+        return self.in_lane(client_id, lambda: self._hear_and_answer(client_id, "voice", origin, clip=clip))
+
+    def barge_in(self, client_id: str) -> bool:
+        """Interrupt the reply this client's lane is writing or speaking, if barge-in is on."""
+        if not self.barge_in_enabled:
+            return False
+        lane = self._lanes.get(client_id)
+        if lane is None or not lane.replying or lane.current is None or lane.current.done():
+            return False
+        lane.current.cancel()
+        return True
 
     def in_lane(self, client_id: str, job: Callable[[], Awaitable[T]]) -> asyncio.Future[T]:
         """Run ``job`` in the client's lane, after everything queued before it."""
@@ -101,19 +155,13 @@ class ChatPipeline:
             lane.task = asyncio.create_task(self._drain(client_id, lane), name=f"lane-{client_id}")
         return future
 
-    def interrupt(self, client_id: str) -> bool:
-        """Cancel the turn the client's lane is running, if any; its partial reply is kept as interrupted."""
-        lane = self._lanes.get(client_id)
-        if lane is None or lane.current is None or lane.current.done():
-            return False
-        lane.current.cancel()
-        return True
-
     async def aclose(self) -> None:
         """Finish queued work (bounded by the caller's shutdown timeout)."""
         tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- lanes ------------------------------------------------------------------------------------------------
 
     async def _drain(self, client_id: str, lane: _Lane) -> None:
         try:
@@ -121,6 +169,7 @@ class ChatPipeline:
                 job, future = lane.jobs.popleft()
                 lane.current = asyncio.ensure_future(job())
                 await asyncio.wait([lane.current])
+                lane.replying = False
                 if future.done():
                     continue
                 if lane.current.cancelled():
@@ -135,6 +184,28 @@ class ChatPipeline:
             if not lane.jobs:
                 self._lanes.pop(client_id, None)
 
+    def _set_replying(self, client_id: str, replying: bool) -> None:
+        lane = self._lanes.get(client_id)
+        if lane is not None:
+            lane.replying = replying
+
+    # -- turns ------------------------------------------------------------------------------------------------
+
+    async def _hear_and_answer(
+        self, client_id: str, source: Source, origin: float, *, data: bytes | None = None, clip: AudioClip | None = None
+    ) -> TurnResult:
+        if self.transcriber is None:
+            raise STTError("speech-to-text is turned off on this server", code="stt-unavailable")
+        try:
+            heard: Heard = await (self.transcriber.hear(data) if data is not None else self.transcriber.hear_clip(clip))
+        except BotError as err:
+            self._count_error(err.code)
+            raise
+        text = heard.transcript.text.strip()
+        await self._hub.publish(client_id, TranscriptionEvent(text, heard.timings, source).to_dict())
+        logger.info("heard client=%s source=%s timings=%s", client_id, source, heard.timings)
+        return await self._run_turn(TurnRequest(client_id, text, source, heard.audio_path, heard.timings, origin))
+
     async def _run_turn(self, request: TurnRequest) -> TurnResult:
         """A turn never raises a BotError: the failure is sent to the client and returned in the result."""
         try:
@@ -146,64 +217,117 @@ class ChatPipeline:
             logger.exception("turn client=%s failed unexpectedly", request.client_id)
             failure = BotError("the server failed to handle this message", code="internal-error")
             failure.__cause__ = err
-        await self._hub.publish(request.client_id, ErrorEvent(failure.code, failure.message).to_dict())
-        return TurnResult(0, "", None, "error", dict(request.timings), failure)
+        await self._publish_error(request.client_id, failure)
+        return TurnResult(0, request.text, "", None, "error", dict(request.timings), failure)
 
     async def _turn(self, request: TurnRequest) -> TurnResult:
         start = time.perf_counter()
         timings = dict(request.timings)
         client_id = request.client_id
         stored_user, recent = await asyncio.gather(
-            self._history.append(NewMessage(client_id, "user", request.text, request.source, "ok", request.audio_path)),
+            self._history.append(
+                NewMessage(client_id, "user", request.text, request.source, "ok", request.audio_path)
+            ),
             self._history.recent(client_id, self._history_messages + 1, statuses=CONTEXT_STATUSES),
         )
         await self._hub.publish(
             client_id,
             UserMessage(request.text, stored_user.id, request.source, stored_user.created_at.isoformat()).to_dict(),
         )
-        earlier = [m for m in recent if m.id != stored_user.id][-self._history_messages :]
-        if not self._history_messages:
-            earlier = []
+        earlier = [m for m in recent if m.id != stored_user.id]
+        earlier = earlier[-self._history_messages :] if self._history_messages else []
         context = [
             ChatMessage("system", self._system_prompt),
             *(ChatMessage(m.role, m.content) for m in earlier),
             ChatMessage("user", request.text),
         ]
+        self._set_replying(client_id, True)
+        speaker = (
+            Speaker(self._tts, self._hub, client_id, origin=request.origin)
+            if self._tts is not None and self.voice_replies(client_id)
+            else None
+        )
+        sent: list[str] = []
+        reply_id: int | None = None
+        llm_start = time.perf_counter()
+        try:
+            parts = await self._stream(client_id, context, timings, llm_start, sent, speaker)
+            timings["llm_total_ms"] = elapsed_ms(llm_start)
+            self.llm_healthy = True
+            reply = "".join(parts).strip()
+            if speaker is not None:
+                speaker.finish()
+            stored = await self._history.append(NewMessage(client_id, "assistant", reply, request.source, "ok"))
+            reply_id = stored.id
+            if speaker is not None:
+                await speaker.wait_first()
+                timings.update(speaker.timings)
+            timings["total_ms"] = elapsed_ms(start)
+            await self._hub.publish(client_id, Reply(reply, stored.id, timings).to_dict())
+            if self._metrics is not None:
+                self._metrics.turn(request.source, "ok", timings)
+            if speaker is not None:
+                await speaker.wait_done()
+                await self._hub.publish(client_id, AudioDone(stored.id, speaker.frames).to_dict())
+        except LLMError as err:
+            if speaker is not None:
+                await speaker.cancel()
+            self.llm_healthy = err.code not in ("llm-unavailable", "llm-auth", "llm-timeout")
+            timings["llm_total_ms"] = elapsed_ms(llm_start)
+            return await self._fail(request, stored_user.id, "".join(sent), err, timings)
+        except asyncio.CancelledError:
+            if speaker is not None:
+                await speaker.cancel()
+            # What the user got: with spoken replies, the sentences already sent as audio; before any was
+            # spoken (or without voice), the text already sent.
+            heard = " ".join(speaker.spoken) if speaker is not None and speaker.spoken else "".join(sent)
+            await asyncio.shield(self._keep_interrupted(request, reply_id, heard.strip(), timings))
+            raise
+        logger.info("turn client=%s source=%s chars=%d timings=%s", client_id, request.source, len(reply), timings)
+        logger.debug("turn client=%s user=%r reply=%r", client_id, request.text, reply)
+        return TurnResult(stored_user.id, request.text, reply, stored.id, "ok", timings)
+
+    async def _stream(
+        self,
+        client_id: str,
+        context: list[ChatMessage],
+        timings: dict[str, float],
+        llm_start: float,
+        sent: list[str],
+        speaker: Speaker | None,
+    ) -> list[str]:
+        """Stream the LLM's reply to every tab (and the speaker); ``sent`` collects what the tabs were sent."""
         parts: list[str] = []
         unsent: list[str] = []
         last_sent = 0.0
-        llm_start = time.perf_counter()
+        stream = self._llm.stream_reply(context)
         try:
-            async for fragment in self._llm.stream_reply(context):
+            async for fragment in stream:
                 now = time.perf_counter()
                 if not parts:
-                    timings["llm_first_token_ms"] = elapsed_ms(llm_start)
+                    timings["llm_first_token_ms"] = elapsed_ms(llm_start, now)
                 parts.append(fragment)
                 unsent.append(fragment)
-                # The first fragment goes at once; later ones are sent at most every delta_interval, so a fast
-                # model costs a few frames per reply rather than one per token.
+                if speaker is not None:
+                    speaker.feed(fragment)
+                # The first fragment goes at once; later ones at most every delta_interval, so a fast model
+                # costs a few frames per reply rather than one per token.
                 if len(parts) == 1 or now - last_sent >= self._delta_interval:
                     last_sent = now
-                    await self._hub.publish(client_id, ReplyDelta("".join(unsent)).to_dict())
+                    text = "".join(unsent)
                     unsent.clear()
-            if unsent:
-                await self._hub.publish(client_id, ReplyDelta("".join(unsent)).to_dict())
-        except LLMError as err:
-            self.llm_healthy = err.code not in ("llm-unavailable", "llm-auth", "llm-timeout")
-            timings["llm_total_ms"] = elapsed_ms(llm_start)
-            return await self._fail(request, stored_user.id, "".join(parts), err, timings)
-        except asyncio.CancelledError:
-            await asyncio.shield(self._keep_interrupted(request, stored_user.id, "".join(parts), timings))
-            raise
-        timings["llm_total_ms"] = elapsed_ms(llm_start)
-        self.llm_healthy = True
-        reply = "".join(parts).strip()
-        stored = await self._history.append(NewMessage(client_id, "assistant", reply, request.source, "ok"))
-        timings["total_ms"] = elapsed_ms(start)
-        await self._hub.publish(client_id, Reply(reply, stored.id, timings).to_dict())
-        logger.info("turn client=%s source=%s chars=%d timings=%s", client_id, request.source, len(reply), timings)
-        logger.debug("turn client=%s user=%r reply=%r", client_id, request.text, reply)
-        return TurnResult(stored_user.id, reply, stored.id, "ok", timings)
+                    await self._hub.publish(client_id, ReplyDelta(text).to_dict())
+                    sent.append(text)
+        finally:
+            # Closing the generator at once stops an interrupted model (and its HTTP stream) now, not at GC.
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                await close()
+        if unsent:
+            text = "".join(unsent)
+            await self._hub.publish(client_id, ReplyDelta(text).to_dict())
+            sent.append(text)
+        return parts
 
     async def _fail(
         self, request: TurnRequest, user_id: int, partial: str, err: LLMError, timings: dict[str, float]
@@ -215,23 +339,32 @@ class ChatPipeline:
                 NewMessage(request.client_id, "assistant", partial.strip(), request.source, "error")
             )
             message_id = stored.id
-        await self._hub.publish(request.client_id, ErrorEvent(err.code, err.message).to_dict())
-        return TurnResult(user_id, partial, message_id, "error", timings, err)
+        await self._publish_error(request.client_id, err)
+        if self._metrics is not None:
+            self._metrics.turn(request.source, "error", timings)
+        return TurnResult(user_id, request.text, partial, message_id, "error", timings, err)
 
     async def _keep_interrupted(
-        self, request: TurnRequest, user_id: int, partial: str, timings: dict[str, float]
+        self, request: TurnRequest, reply_id: int | None, heard: str, timings: dict[str, float]
     ) -> None:
-        message_id = None
-        if partial.strip():
+        """Store the reply cut at what the user already got: the text sent, or with voice, the speech sent."""
+        counted = reply_id is not None  # a reply stored when its text was complete was counted then
+        if reply_id is not None:
+            await self._history.update(reply_id, heard, "interrupted")
+        elif heard:
             stored = await self._history.append(
-                NewMessage(request.client_id, "assistant", partial.strip(), request.source, "interrupted")
+                NewMessage(request.client_id, "assistant", heard, request.source, "interrupted")
             )
-            message_id = stored.id
-        logger.info("turn client=%s interrupted after %d chars", request.client_id, len(partial))
-        await self._hub.publish(request.client_id, Interrupted(message_id, partial.strip()).to_dict())
+            reply_id = stored.id
+        logger.info("turn client=%s interrupted, %d chars kept", request.client_id, len(heard))
+        await self._hub.publish(request.client_id, Interrupted(reply_id, heard).to_dict())
+        if self._metrics is not None and not counted:
+            self._metrics.turn(request.source, "interrupted", timings)
 
+    async def _publish_error(self, client_id: str, err: BotError) -> None:
+        self._count_error(err.code)
+        await self._hub.publish(client_id, ErrorEvent(err.code, err.message).to_dict())
 
-async def run_blocking(semaphore: asyncio.Semaphore, func: Callable[[], T]) -> T:
-    """Run blocking work in a thread, at most as many at once as the semaphore allows."""
-    async with semaphore:
-        return await asyncio.to_thread(func)
+    def _count_error(self, code: str) -> None:
+        if self._metrics is not None:
+            self._metrics.error(code)

@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from core import __version__
+from core.bus import build_bus
 from core.commands import Commands
 from core.config import Settings
-from core.errors import BotError
 from core.history import SQLHistoryStore
 from core.hub import Hub
-from core.interfaces import HistoryStore, LLMEngine
+from core.interfaces import HistoryStore, LLMEngine, STTEngine, TTSEngine
 from core.llm import build_llm
+from core.metrics import Metrics
 from core.models import EngineInfo
 from core.pipeline import ChatPipeline
+from core.stt import build_stt
+from core.transcription import Transcriber
+from core.tts import build_tts
+from core.vad import SileroModel, VoiceActivityDetector
 
 logger = logging.getLogger(__name__)
+
+PRUNE_EVERY_S = 3600.0
+WELCOME_HISTORY = 50  # messages a new socket is sent in its welcome
 
 
 @dataclass(slots=True)
@@ -28,22 +38,52 @@ class Bot:
     settings: Settings
     history: HistoryStore
     llm: LLMEngine
+    stt: STTEngine | None
+    tts: TTSEngine | None
     hub: Hub
     pipeline: ChatPipeline
+    transcriber: Transcriber
+    metrics: Metrics
+    vad_model: SileroModel | None = None
     commands: Commands = field(init=False)
     started_at: float = field(default_factory=time.monotonic)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.commands = Commands(self)
 
+    def client_settings(self, client_id: str) -> dict[str, object]:
+        """What a client's tabs need to know about its voice options."""
+        return {
+            "voice_replies": self.pipeline.voice_replies(client_id),
+            "voice_available": self.tts is not None,
+            "speech_input": self.stt is not None,
+            "barge_in": self.pipeline.barge_in_enabled,
+            "max_upload_mb": self.settings.audio.max_upload_mb,
+            "max_message_chars": self.settings.server.max_message_chars,
+            "welcome_history": WELCOME_HISTORY,
+            "commands": [{"name": c.name, "summary": c.summary} for c in self.commands.all()],
+        }
+
+    def new_vad(self) -> VoiceActivityDetector:
+        """A detector for one live audio stream, sharing the loaded Silero model."""
+        assert self.vad_model is not None
+        vad = self.settings.vad
+        return VoiceActivityDetector(
+            self.vad_model,
+            threshold=vad.threshold,
+            silence_ms=vad.silence_ms,
+            prefix_padding_ms=vad.prefix_padding_ms,
+            min_speech_ms=vad.min_speech_ms,
+            max_utterance_s=vad.max_utterance_s,
+        )
+
     def engines(self) -> dict[str, dict[str, object]]:
         """What each stage runs, for `/api/status` and `/info`; never a secret."""
-        stt = self.settings.stt
-        tts = self.settings.tts
         return {
             "llm": self.llm.info().to_dict(),
-            "stt": EngineInfo(stt.engine, stt.model or "default", False).to_dict(),
-            "tts": EngineInfo(tts.engine, tts.voice or "default", False).to_dict(),
+            "stt": _info(self.stt, self.settings.stt.engine),
+            "tts": _info(self.tts, self.settings.tts.engine),
         }
 
     async def status(self) -> dict[str, Any]:
@@ -51,34 +91,86 @@ class Bot:
         db_connected = await self.history.ping()
         engines = self.engines()
         llm_available = bool(engines["llm"]["ready"]) and self.pipeline.llm_healthy
+        shared = await self.hub.status()  # connections on every instance, and Redis's health
+        redis = shared["redis"]
+        redis_ok = not (isinstance(redis, dict) and redis["configured"] and not redis["connected"])
         return {
-            "status": "ok" if db_connected and llm_available else "degraded",
+            "status": "ok" if db_connected and llm_available and redis_ok else "degraded",
             "version": __version__,
             "uptime_s": round(time.monotonic() - self.started_at, 1),
-            "active_connections": self.hub.connection_count,
+            "active_connections": shared["active_connections"],
             "active_clients": self.hub.client_count,
+            "instance": shared["instance"],
+            "instances": shared["instances"],
+            "redis": redis,
             "llm_available": llm_available,
             "db_connected": db_connected,
             "config_loaded": self.settings.config_file is not None,
             **engines,
         }
 
+    def start_maintenance(self) -> None:
+        """Background upkeep: stored audio past its retention is deleted hourly."""
+        task = asyncio.create_task(self._prune_forever(), name="prune-audio")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _prune_forever(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self.transcriber.prune)
+            except OSError as err:
+                logger.warning("pruning stored audio failed: %s", err)
+            await asyncio.sleep(PRUNE_EVERY_S)
+
     async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.pipeline.aclose()
-        await self.llm.aclose()
+        await self.hub.aclose()
+        for engine in (self.tts, self.stt, self.llm):
+            if engine is not None:
+                await engine.aclose()
         await self.history.aclose()
+
+
+def _info(engine: STTEngine | TTSEngine | None, name: str) -> dict[str, object]:
+    if engine is None:
+        return EngineInfo(name, "", False).to_dict()
+    return engine.info().to_dict()
 
 
 async def build_bot(settings: Settings) -> Bot:
     """Build and start every engine the settings name; close what was started if one fails."""
-    history = SQLHistoryStore(settings.database_url, batch_max=settings.database.batch_max)
-    await history.start()
+    started: list[Any] = []
     try:
+        history = SQLHistoryStore(settings.database_url, batch_max=settings.database.batch_max)
+        await history.start()
+        started.append(history)
         llm = await build_llm(settings.llm)
-    except BotError:
-        await history.aclose()
+        started.append(llm)
+        stt = await build_stt(settings.stt)
+        if stt is not None:
+            started.append(stt)
+        tts = await build_tts(settings.tts, fmt=settings.tts.format)
+        if tts is not None:
+            started.append(tts)
+        vad_model = await asyncio.to_thread(SileroModel) if stt is not None else None
+    except BaseException:
+        for engine in reversed(started):
+            await engine.aclose()
         raise
-    hub = Hub()
+    hub = Hub(build_bus(settings.redis))
+    metrics = Metrics(lambda: hub.connection_count)
+    transcriber = Transcriber(
+        stt=stt,
+        audio_dir=settings.audio.dir,
+        max_duration_s=settings.audio.max_duration_s,
+        keep_days=settings.audio.keep_days,
+        language=settings.stt.language,
+    )
     pipeline = ChatPipeline(
         llm=llm,
         history=history,
@@ -86,7 +178,17 @@ async def build_bot(settings: Settings) -> Bot:
         system_prompt=settings.llm.system_prompt,
         history_messages=settings.llm.history_messages,
         delta_interval_ms=settings.server.delta_interval_ms,
+        transcriber=transcriber,
+        tts=tts,
+        voice_replies=settings.voice.replies,
+        barge_in=settings.voice.barge_in,
+        metrics=metrics,
     )
-    bot = Bot(settings=settings, history=history, llm=llm, hub=hub, pipeline=pipeline)
+    bot = Bot(
+        settings=settings, history=history, llm=llm, stt=stt, tts=tts, hub=hub, pipeline=pipeline,
+        transcriber=transcriber, metrics=metrics, vad_model=vad_model,
+    )
+    bot.start_maintenance()
+    hub.start()
     logger.info("engines: %s", {stage: info["engine"] for stage, info in bot.engines().items()})
     return bot

@@ -13,6 +13,13 @@ import pytest
 import websockets
 
 from core.config import Settings, load_settings
+from tests.backends import (  # noqa: F401  (fixtures for every test module)
+    postgres_database,
+    postgres_url,
+    private_redis,
+    redis_prefix,
+    redis_server_url,
+)
 from tests.fakes.openai_server import FakeOpenAI, ThreadedServer
 from web_bot.app import create_app
 
@@ -65,6 +72,17 @@ def make_settings(tmp_path: Path, fake_openai: FakeOpenAI) -> Callable[..., Sett
         return load_settings(path, environ=environ or {})
 
     return make
+
+
+@pytest.fixture
+async def whisper_stt():
+    """The default Whisper engine, for tests that check what audio says."""
+    from core.config import STTSettings
+    from core.stt import build_stt
+
+    engine = await build_stt(STTSettings())
+    yield engine
+    await engine.aclose()
 
 
 class Served:

@@ -42,23 +42,20 @@ def _voice():  # type: ignore[no-untyped-def]
 
 @functools.lru_cache(maxsize=64)
 def speak(text: str) -> tuple[bytes, int]:
-    """Mono 16-bit PCM of ``text`` spoken by Piper, and its sample rate."""
-    voice = _voice()
-    chunks = list(voice.synthesize(text))
-    pcm = b"".join(chunk.audio_int16_bytes for chunk in chunks)
-    return pcm, chunks[0].sample_rate
+    """Mono 16-bit PCM of ``text`` spoken by Piper, and its sample rate.
 
-
-@functools.lru_cache(maxsize=64)
-def speak_steady(text: str) -> tuple[bytes, int]:
-    """Like ``speak``, without the random noise Piper adds to every rendering: the same samples on every run, so
-    transcription scores cannot flake (tiny.en hears "Paris" as "pairs" in about one random rendering in twelve)."""
+    Piper's random noise is switched off, so every run gets the same samples and transcription scores cannot
+    flake (with it, tiny.en hears "Paris" as "pairs" in about one rendering in twelve).
+    """
     from piper.config import SynthesisConfig
 
     steady = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
     chunks = list(_voice().synthesize(text, syn_config=steady))
     pcm = b"".join(chunk.audio_int16_bytes for chunk in chunks)
     return pcm, chunks[0].sample_rate
+
+
+speak_steady = speak
 
 
 def silence(seconds: float, rate: int = 16000) -> bytes:

@@ -69,7 +69,10 @@ async def chat_once(port: int, text: str) -> dict:
         assert json.loads(await ws.recv())["type"] == "welcome"
         await ws.send(text)
         while True:
-            event = json.loads(await ws.recv())
+            frame = await ws.recv()
+            if isinstance(frame, bytes):  # spoken reply audio
+                continue
+            event = json.loads(frame)
             if event["type"] in ("reply", "error"):
                 return event
 
@@ -113,6 +116,8 @@ async def test_make_run_answers_offline_with_the_local_model(launch) -> None:
     proc = launch(["make", "--no-print-directory", "run", f"PORT={port}"], {"WEB_BOT_LLM__MAX_TOKENS": "24"})
     status = wait_ready(f"http://127.0.0.1:{port}", proc, timeout=600)
     assert status["llm"]["engine"] == "local" and status["llm"]["ready"] is True
+    assert status["stt"]["engine"] == "whisper" and status["stt"]["ready"] is True
+    assert status["tts"]["engine"] == "piper" and status["tts"]["ready"] is True
     assert status["llm_available"] is True and status["db_connected"] is True
     reply = await chat_once(port, "Hello! Who are you?")
     assert reply["type"] == "reply" and reply["text"].strip()

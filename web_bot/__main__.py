@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
         log_config=None,
         proxy_headers=True,
         forwarded_allow_ips=settings.server.forwarded_allow_ips,
-        ws_max_size=16 * 1024 * 1024,
+        # Audio frames up to twice the limit get a clear `audio-too-large` error; larger ones close the socket.
+        ws_max_size=max(16 * 1024 * 1024, int(2 * settings.audio.max_upload_mb * 1_000_000)),
         # Our frames are small JSON or already-compressed audio: deflate would cost CPU and ~64 KB per socket.
         ws_per_message_deflate=False,
     )

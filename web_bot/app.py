@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,30 +10,48 @@ from typing import Any
 
 from fastapi import FastAPI, Query, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.websockets import WebSocketDisconnect
 
 from core import __version__
 from core.config import Settings, load_settings
-from core.errors import BotError, CommandError, ProtocolError
-from core.events import ErrorEvent, Welcome
-from core.pipeline import TurnRequest
-from core.services import build_bot
+from core.errors import BotError
+from core.events import Welcome
+from core.services import WELCOME_HISTORY, build_bot
 from web_bot.connections import WebSocketSink
 from web_bot.deps import BotDep
 from web_bot.logging_setup import configure_logging
-from web_bot.protocol import PingIn, check_chat_text, parse_text_frame, valid_client_id
+from web_bot.protocol import valid_client_id
+from web_bot.session import SocketSession
+from web_bot.uploads import read_upload
 
 logger = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
-WELCOME_HISTORY = 50
 STATUS_FOR_CODE = {
+    "bad-request": 400,
     "bad-client-id": 400,
+    "audio-too-large": 413,
+    "audio-too-long": 413,
+    "unsupported-audio": 415,
+    "corrupt-audio": 422,
+    "empty-audio": 422,
+    "no-speech": 422,
+    "stt-unavailable": 503,
+    "stt-failed": 502,
+    "stt-auth": 502,
+    "stt-rate-limited": 429,
+    "llm-rate-limited": 429,
+    "llm-timeout": 504,
+    "llm-unavailable": 503,
+    "llm-auth": 502,
+    "llm-failed": 502,
     "history-unavailable": 503,
     "history-failed": 503,
+    "internal-error": 500,
 }
 
 
@@ -60,7 +77,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(BotError)
     async def bot_error(request: Request, err: BotError) -> JSONResponse:
-        return JSONResponse({"code": err.code, "detail": err.message}, status_code=STATUS_FOR_CODE.get(err.code, 400))
+        request.app.state.bot.metrics.error(err.code)
+        logger.info("%s %s: %s (%s)", request.method, request.url.path, err.code, err.__cause__ or err.message)
+        # After a body that was too large, closing the connection is what makes the server stop reading it.
+        headers = {"connection": "close"} if err.code == "audio-too-large" else None
+        return JSONResponse(
+            {"code": err.code, "detail": err.message}, status_code=STATUS_FOR_CODE.get(err.code, 400), headers=headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
@@ -88,6 +111,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         messages = await bot.history.recent(client_id, limit, before=before)
         return {"client_id": client_id, "messages": [m.to_dict() for m in messages]}
 
+    @app.post("/upload_audio")
+    async def upload_audio(request: Request, bot: BotDep) -> dict[str, Any]:
+        limit = int(settings.audio.max_upload_mb * 1_000_000)
+        upload = await read_upload(request, limit)
+        logger.info("upload from %s: %d bytes", upload.client_id, len(upload.data))
+        result = await bot.pipeline.submit_audio(upload.client_id, upload.data, "upload")
+        if result.error is not None:
+            raise result.error
+        return {
+            "status": "success",
+            "client_id": upload.client_id,
+            "transcription": result.user_text,
+            "response": result.reply,
+            "message_id": result.message_id,
+            "timings": result.timings,
+        }
+
+    @app.get("/metrics")
+    async def metrics(bot: BotDep) -> Response:
+        return Response(bot.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
     @app.websocket("/ws/{client_id}")
     async def chat_socket(websocket: WebSocket, client_id: str, bot: BotDep) -> None:
         await websocket.accept()
@@ -95,10 +139,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await websocket.close(code=1008, reason="client_id must be 1-64 characters of A-Z a-z 0-9 _ -")
             return
         sink = WebSocketSink(websocket, settings.server.send_timeout_s)
-        tasks: set[asyncio.Task[None]] = set()
+        session = SocketSession(bot, client_id, sink)
         try:
             recent = await bot.history.recent(client_id, WELCOME_HISTORY)
-            await sink.send(Welcome(client_id, [m.to_dict() for m in recent]).to_dict())
+            welcome = Welcome(client_id, [m.to_dict() for m in recent], bot.client_settings(client_id))
+            await sink.send(welcome.to_dict())
             bot.hub.attach(client_id, sink)
             logger.info("connected %s (%d connection(s))", client_id, bot.hub.connection_count)
             while True:
@@ -106,51 +151,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 if frame["type"] == "websocket.disconnect":
                     break
                 if frame.get("text") is not None:
-                    await _on_text(bot, client_id, sink, frame["text"], tasks)
-                else:
-                    error = ProtocolError("audio frames are not accepted yet", code="bad-audio-frame")
-                    await sink.send(ErrorEvent(error.code, error.message).to_dict())
+                    await session.on_text(frame["text"])
+                elif frame.get("bytes") is not None:
+                    await session.on_binary(frame["bytes"])
         except (WebSocketDisconnect, BotError, TimeoutError, RuntimeError) as err:
             logger.info("connection of %s ended: %s", client_id, err or type(err).__name__)
         finally:
             bot.hub.detach(client_id, sink)
+            await session.close()
             logger.info("disconnected %s (%d connection(s))", client_id, bot.hub.connection_count)
 
     return app
-
-
-async def _on_text(bot: Any, client_id: str, sink: WebSocketSink, frame: str, tasks: set[asyncio.Task[None]]) -> None:
-    """Handle one text frame without waiting for the turn: the socket keeps receiving meanwhile."""
-    max_chars = bot.settings.server.max_message_chars
-    try:
-        message = parse_text_frame(frame)
-        if isinstance(message, PingIn):
-            await sink.send({"type": "pong"})
-            return
-        text = check_chat_text(message.text, max_chars)
-    except ProtocolError as err:
-        logger.info("rejected a frame from %s: %s", client_id, err.code)
-        await sink.send(ErrorEvent(err.code, err.message).to_dict())
-        return
-    if text.startswith("/"):
-        task = asyncio.create_task(_run_command(bot, client_id, sink, text))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-        return
-    bot.pipeline.submit(TurnRequest(client_id, text, "text"))
-
-
-async def _run_command(bot: Any, client_id: str, sink: WebSocketSink, line: str) -> None:
-    try:
-        result = await bot.commands.run(client_id, line)
-    except CommandError as err:
-        await sink.send(ErrorEvent(err.code, err.message).to_dict())
-        return
-    except BotError as err:
-        logger.warning("command %s from %s failed: %s", line.split()[0], client_id, err)
-        await sink.send(ErrorEvent(err.code, err.message).to_dict())
-        return
-    await sink.send(result.to_dict())
 
 
 def __getattr__(name: str) -> FastAPI:

@@ -30,12 +30,28 @@ class PingIn(_In):
     type: Literal["ping"]
 
 
-ClientMessage = Annotated[TextIn | PingIn, Field(discriminator="type")]
-_adapter: TypeAdapter[TextIn | PingIn] = TypeAdapter(ClientMessage)
-KNOWN_TYPES = ("text", "ping")
+class ConfigIn(_In):
+    type: Literal["config"]
+    voice_replies: bool | None = None
 
 
-def parse_text_frame(frame: str) -> TextIn | PingIn:
+class AudioStartIn(_In):
+    type: Literal["audio_start"]
+    format: Literal["pcm16"] = "pcm16"
+    sample_rate: int = Field(16000, ge=8000, le=96000)
+
+
+class AudioStopIn(_In):
+    type: Literal["audio_stop"]
+
+
+Incoming = TextIn | PingIn | ConfigIn | AudioStartIn | AudioStopIn
+ClientMessage = Annotated[Incoming, Field(discriminator="type")]
+_adapter: TypeAdapter[Incoming] = TypeAdapter(ClientMessage)
+KNOWN_TYPES = ("text", "ping", "config", "audio_start", "audio_stop")
+
+
+def parse_text_frame(frame: str) -> Incoming:
     """A text frame is plain text, or a JSON object with a ``type``."""
     if not frame.lstrip().startswith("{"):
         return TextIn(type="text", text=frame)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import io
 import logging
-import wave
 from dataclasses import dataclass
 
+from core.audio import pcm_to_wav
 from core.errors import ConfigError, TTSError
 from core.models import AudioChunk
 
@@ -78,7 +78,7 @@ class AudioEncoder:
     def encode(self, pcm: bytes, sample_rate: int) -> AudioChunk:
         """Encode ``pcm`` (blocking: call it from a worker thread)."""
         if self._fmt == "wav":
-            return AudioChunk(_wav(pcm, sample_rate), "wav", sample_rate)
+            return AudioChunk(pcm_to_wav(pcm[: len(pcm) // 2 * 2], sample_rate), "wav", sample_rate)
         try:
             data = self._encode_av(pcm, sample_rate)
         except Exception as err:  # PyAV raises FFmpegError subclasses and ValueError from many layers
@@ -106,13 +106,3 @@ class AudioEncoder:
                 container.mux(stream.encode(piece))
             container.mux(stream.encode(None))
         return buf.getvalue()
-
-
-def _wav(pcm: bytes, sample_rate: int) -> bytes:
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(sample_rate)
-        out.writeframes(pcm[: len(pcm) // 2 * 2])
-    return buf.getvalue()

@@ -50,6 +50,10 @@ class FakeOpenAI:
         self.transcription_delay_s = 0.0
         self.transcriptions_received: list[dict[str, Any]] = []
         self.speech_requests: list[dict[str, Any]] = []
+        self.speech_failures: list[int] = []
+        # Replies that directives cannot spell (markdown has brackets): a user message containing a key is
+        # answered with its value.
+        self.scripted: dict[str, str] = {}
 
     def app(self) -> Starlette:
         return Starlette(
@@ -77,6 +81,7 @@ class FakeOpenAI:
                 "response_format": form.get("response_format"),
             }
         )
+        await form.close()  # an upload over 1 MB was spooled to a temporary file
         self.auth_headers.append(request.headers.get("authorization", ""))
         if self.transcription_delay_s:
             await asyncio.sleep(self.transcription_delay_s)
@@ -98,6 +103,9 @@ class FakeOpenAI:
             return JSONResponse({"error": {"message": f"injected {code}", "type": "fake"}}, code)
         if "hang" in directives:
             await asyncio.sleep(3600)
+        if self.speech_failures:
+            code = self.speech_failures.pop(0)
+            return JSONResponse({"error": {"message": f"injected {code}", "type": "fake"}}, code)
         fmt = body.get("response_format", "mp3")
         audio, media = tone(len(body.get("input", "")) * 0.06, fmt)
         return Response(audio, media_type=media)
@@ -114,7 +122,8 @@ class FakeOpenAI:
             return JSONResponse({"error": {"message": f"injected {code}", "type": "fake", "code": code}}, code)
         if "hang" in directives:
             await asyncio.sleep(3600)
-        reply = directives.get("reply") or default_reply(messages)
+        scripted = next((text for key, text in self.scripted.items() if key in last), None)
+        reply = directives.get("reply") or scripted or default_reply(messages)
         delay = float(directives.get("slow") or 0)
         words = reply.split(" ")
         size = int(directives.get("chunks") or self.chunk_words)

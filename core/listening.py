@@ -1,0 +1,91 @@
+"""LiveListener: one socket's live microphone stream → speech events, barge-in, and one turn per utterance."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import numpy as np
+
+from core.errors import ProtocolError
+from core.events import SpeechStarted, SpeechStopped
+from core.hub import Hub
+from core.pipeline import ChatPipeline, TurnResult
+from core.vad import SpeechEnd, SpeechStart, VoiceActivityDetector
+
+logger = logging.getLogger(__name__)
+
+VAD_RATE = 16000
+
+
+class LiveListener:
+    """Feeds streamed PCM16 to a VAD; each utterance it cuts becomes a turn, and speech interrupts the bot."""
+
+    def __init__(
+        self, pipeline: ChatPipeline, hub: Hub, client_id: str, vad: VoiceActivityDetector, sample_rate: int
+    ) -> None:
+        self._pipeline = pipeline
+        self._hub = hub
+        self._client_id = client_id
+        self._vad = vad
+        self._rate = sample_rate
+        self._resampler = _Resampler(sample_rate) if sample_rate != VAD_RATE else None
+        self._odd = b""
+
+    async def feed(self, data: bytes) -> list[asyncio.Future[TurnResult]]:
+        """Judge a chunk of audio; returns the turns it started (an utterance ended)."""
+        data = self._odd + data
+        cut = len(data) // 2 * 2
+        self._odd = data[cut:]
+        pcm = data[:cut]
+        if self._resampler is not None:
+            pcm = self._resampler.convert(pcm)
+        futures = []
+        # One Silero window costs ~0.1 ms: cheaper inline than a thread hop, and it keeps the events in order.
+        for event in self._vad.feed(pcm):
+            if isinstance(event, SpeechStart):
+                await self._hub.publish(self._client_id, SpeechStarted().to_dict())
+                if self._pipeline.barge_in(self._client_id):
+                    logger.info("barge-in by %s", self._client_id)
+            else:
+                futures.append(await self._utterance(event))
+        return futures
+
+    async def stop(self) -> list[asyncio.Future[TurnResult]]:
+        """Push-to-talk released or the stream ended: the utterance in progress ends now."""
+        end = self._vad.flush()
+        return [await self._utterance(end)] if end is not None else []
+
+    async def _utterance(self, end: SpeechEnd) -> asyncio.Future[TurnResult]:
+        await self._hub.publish(self._client_id, SpeechStopped().to_dict())
+        # When the last voiced sample arrived: the VAD has judged this much audio since.
+        lag_s = max(0, self._vad.position_ms - end.end_ms) / 1000 if end.reason != "flush" else 0.0
+        origin = time.perf_counter() - lag_s
+        logger.info("utterance from %s: %.2f s (%s)", self._client_id, end.duration_s, end.reason)
+        return self._pipeline.submit_pcm(self._client_id, end.utterance, origin)
+
+
+class _Resampler:
+    """Streaming PCM16 resampling to 16 kHz with state carried across chunks."""
+
+    def __init__(self, rate: int) -> None:
+        if not 8000 <= rate <= 96000:
+            raise ProtocolError("sample_rate must be between 8000 and 96000", code="bad-message")
+        import av
+
+        self._rate = rate
+        self._resampler = av.AudioResampler(format="s16", layout="mono", rate=VAD_RATE)
+        self._pts = 0
+
+    def convert(self, pcm: bytes) -> bytes:
+        import av
+
+        samples = np.frombuffer(pcm, dtype=np.int16).reshape(1, -1)
+        if samples.shape[1] == 0:
+            return b""
+        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+        frame.sample_rate = self._rate
+        frame.pts = self._pts
+        self._pts += samples.shape[1]
+        return b"".join(bytes(out.to_ndarray().tobytes()) for out in self._resampler.resample(frame))

@@ -1,0 +1,95 @@
+"""Speaker: reads a reply aloud while it is being written, one sentence at a time, in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from core.errors import TTSError
+from core.events import AudioEvent, ErrorEvent
+from core.hub import Hub
+from core.interfaces import TTSEngine
+from core.speech_text import SentenceSplitter, clean_for_speech
+
+logger = logging.getLogger(__name__)
+
+_DONE = None
+
+
+class Speaker:
+    """Cuts streamed reply text into sentences and sends each one's audio as soon as it is synthesised.
+
+    Text is fed from the LLM loop without waiting; synthesis runs in its own task, so the first sentence is
+    heard while the model is still writing the rest.
+    """
+
+    def __init__(self, tts: TTSEngine, hub: Hub, client_id: str, *, origin: float) -> None:
+        self._tts = tts
+        self._hub = hub
+        self._client_id = client_id
+        self._origin = origin  # perf_counter of the end of the user's speech (or of their message)
+        # Raw pieces, so an interrupted reply can be stored as the text that was really heard.
+        self._splitter = SentenceSplitter(clean=False)
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self._task = asyncio.create_task(self._run(), name=f"speaker-{client_id}")
+        self.first_sent = asyncio.Event()
+        self.spoken: list[str] = []
+        self.failed: TTSError | None = None
+        self.timings: dict[str, float] = {}
+        self._seq = 0
+
+    def feed(self, delta: str) -> None:
+        for sentence in self._splitter.feed(delta):
+            self._queue.put_nowait(sentence)
+
+    def finish(self) -> None:
+        """No more text is coming."""
+        for sentence in self._splitter.flush():
+            self._queue.put_nowait(sentence)
+        self._queue.put_nowait(_DONE)
+
+    async def wait_first(self) -> None:
+        """Until the first sentence's audio has been sent, or there will be none."""
+        waiter = asyncio.ensure_future(self.first_sent.wait())
+        await asyncio.wait([waiter, self._task], return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+
+    @property
+    def frames(self) -> int:
+        """Audio frames sent so far."""
+        return self._seq
+
+    async def wait_done(self) -> None:
+        await asyncio.shield(self._task)
+
+    async def cancel(self) -> None:
+        """Stop speaking at once: nothing more is synthesised or sent."""
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _run(self) -> None:
+        while (piece := await self._queue.get()) is not _DONE:
+            sentence = clean_for_speech(piece)
+            if self.failed is not None or not sentence:
+                continue
+            started = time.perf_counter()
+            try:
+                chunks = [chunk async for chunk in self._tts.synthesize(sentence)]
+            except TTSError as err:
+                self.failed = err
+                logger.warning("speech for %s failed: %s (%s)", self._client_id, err.code, err.__cause__ or err)
+                await self._hub.publish(self._client_id, ErrorEvent(err.code, err.message).to_dict())
+                continue
+            for chunk in chunks:
+                event = AudioEvent(self._seq, sentence, chunk.format, chunk.sample_rate)
+                await self._hub.publish(self._client_id, event.to_dict(), chunk.data)
+                self._seq += 1
+                if not self.first_sent.is_set():
+                    now = time.perf_counter()
+                    self.timings["tts_first_audio_ms"] = round((now - started) * 1000, 1)
+                    self.timings["first_audio_ms"] = round((now - self._origin) * 1000, 1)
+                    self.first_sent.set()
+            self.spoken.append(piece)

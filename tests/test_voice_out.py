@@ -1,0 +1,289 @@
+"""Voice out and hands-free conversation through the real server: Piper speech streamed by sentence, live
+microphone audio cut by server-side VAD, barge-in, and per-stage timings."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sqlite3
+from typing import Any
+
+import httpx
+import pytest
+
+from core.audio import decode_audio
+from tests.conftest import Client, Served
+from tests.fakes.openai_server import FakeOpenAI
+from tests.speech import SENTENCES, noise, resample, silence, speak, wer
+
+pytestmark = pytest.mark.slow
+
+CHUNK = 640  # 20 ms of 16 kHz PCM16
+THREE_SENTENCES = (
+    "The weather today is sunny and warm. Please remember to drink some water. We can talk again tomorrow morning."
+)
+MARKDOWN = (
+    "# Heading here\n**Bold words** and _slanted_ text with `inline_code`.\n"
+    "```python\nprint('never say this')\n```\n"
+    "See [the docs](https://docs.example.com/page?x=1) 🎉 for more."
+)
+
+
+@pytest.fixture
+def voice_settings(make_settings):
+    def make(**sections: dict[str, Any]):
+        base: dict[str, Any] = {"stt": {"engine": "whisper"}, "tts": {"engine": "piper"}, "voice": {"replies": True}}
+        for name, values in sections.items():
+            base.setdefault(name, {}).update(values)
+        return make_settings(base)
+
+    return make
+
+
+async def frames(client: Client, stop: set[str], timeout: float = 60) -> list[dict[str, Any]]:
+    """Events (and binary frames as {"type": "<binary>", "data": …}) up to one whose type is in ``stop``."""
+    out: list[dict[str, Any]] = []
+    while True:
+        frame = await asyncio.wait_for(client.ws.recv(), timeout)
+        event = json.loads(frame) if isinstance(frame, str) else {"type": "<binary>", "data": frame}
+        out.append(event)
+        if event["type"] in stop:
+            return out
+
+
+async def stream_pcm(client: Client, pcm: bytes) -> None:
+    """Send PCM in 20 ms chunks at real-time pace."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for index, offset in enumerate(range(0, len(pcm), CHUNK)):
+        await client.send(pcm[offset : offset + CHUNK])
+        await asyncio.sleep(max(0, start + (index + 1) * 0.02 - loop.time()))
+
+
+def speech16k(text: str) -> bytes:
+    pcm, rate = speak(text)
+    return resample(pcm, rate, 16000)
+
+
+def stored(served: Served, client_id: str) -> list[tuple[str, str, str]]:
+    with sqlite3.connect(served.settings.database.db_path) as db:
+        return db.execute(
+            "SELECT role, content, status FROM messages WHERE client_id=? ORDER BY id", (client_id,)
+        ).fetchall()
+
+
+async def test_reply_is_spoken_sentence_by_sentence_while_written(
+    serve, voice_settings, connect, fake_openai: FakeOpenAI, whisper_stt, monkeypatch
+) -> None:
+    monkeypatch.setitem(fake_openai.scripted, "tell me about the sun", THREE_SENTENCES)
+    served = serve(voice_settings())
+    client = await connect(served, "listener")
+    assert client.welcome["settings"]["voice_replies"] is True
+    await client.send("tell me about the sun [slow:0.25] [chunks:2]")
+    events = await frames(client, {"reply"})
+    events += await frames(client, {"<binary>"}) if sum(e["type"] == "<binary>" for e in events) < 3 else []
+    while sum(e["type"] == "<binary>" for e in events) < 3:
+        events += await frames(client, {"<binary>"})
+    kinds = [e["type"] for e in events]
+    audio = [e for e in events if e["type"] == "audio"]
+    assert [a["seq"] for a in audio] == [0, 1, 2]
+    assert [a["text"] for a in audio] == [
+        "The weather today is sunny and warm.", "Please remember to drink some water.",
+        "We can talk again tomorrow morning."
+    ]
+    for a in audio:  # each announcement is followed by its binary frame
+        assert kinds[events.index(a) + 1] == "<binary>"
+        assert a["format"] == "mp3" and a["sample_rate"] > 0
+    last_delta = max(i for i, k in enumerate(kinds) if k == "reply_delta")
+    assert kinds.index("audio") < last_delta, "the first sentence must be heard while the rest is written"
+    for a, binary in zip(audio, [e for e in events if e["type"] == "<binary>"], strict=True):
+        clip = decode_audio(binary["data"], max_duration_s=30)
+        assert clip.duration_s > 0.6
+        heard = await whisper_stt.transcribe(clip, language="en")
+        assert wer(a["text"], heard.text) <= 0.25, (a["text"], heard.text)
+    reply = next(e for e in events if e["type"] == "reply")
+    for key in ("llm_first_token_ms", "llm_total_ms", "tts_first_audio_ms", "first_audio_ms", "total_ms"):
+        assert reply["timings"][key] >= 0, key
+
+
+async def test_markdown_is_never_spoken(serve, voice_settings, connect, fake_openai: FakeOpenAI, monkeypatch) -> None:
+    monkeypatch.setitem(fake_openai.scripted, "markdown please", MARKDOWN)
+    served = serve(voice_settings())
+    client = await connect(served, "md")
+    await client.send("markdown please")
+    events = await frames(client, {"reply"})
+    await asyncio.sleep(1.5)
+    while True:
+        try:
+            events += await frames(client, {"<binary>"}, timeout=3)
+        except TimeoutError:
+            break
+    spoken = " ".join(e["text"] for e in events if e["type"] == "audio")
+    assert "Bold words" in spoken and "the docs" in spoken
+    assert not re.search(r"[*`#\[\]()🎉]|_slanted|https?:|never say this|print", spoken), spoken
+    assert next(e for e in events if e["type"] == "reply")["text"] == MARKDOWN
+
+
+async def test_voice_replies_can_be_switched_per_client(serve, voice_settings, connect) -> None:
+    served = serve(voice_settings())
+    client = await connect(served, "switcher")
+    await client.send({"type": "config", "voice_replies": False})
+    assert (await client.recv())["voice_replies"] is False
+    await client.send("no voice now")
+    events = await frames(client, {"reply"})
+    assert "audio" not in [e["type"] for e in events]
+    await client.send("/voice on")
+    result = await client.recv()
+    assert result["type"] == "command" and result["data"]["voice_replies"] is True
+    await client.send("voice again")
+    events = await frames(client, {"<binary>"})
+    assert "audio" in [e["type"] for e in events]
+
+
+async def test_tts_failure_still_delivers_the_text(serve, voice_settings, connect, fake_openai: FakeOpenAI) -> None:
+    served = serve(voice_settings(tts={"engine": "openai", "base_url": f"{fake_openai.url}/v1"}))  # type: ignore[attr-defined]
+    fake_openai.speech_failures[:] = [400, 400, 400, 400]
+    client = await connect(served, "mute")
+    await client.send("Say something.")
+    events = await frames(client, {"reply"})
+    kinds = [e["type"] for e in events]
+    assert "<binary>" not in kinds and kinds[-1] == "reply"
+    errors = [e for e in events if e["type"] == "error"]
+    assert [e["code"] for e in errors] == ["tts-failed"]
+    fake_openai.speech_failures.clear()
+
+
+async def test_openai_speech_engine_streams_audio(serve, voice_settings, connect, fake_openai: FakeOpenAI) -> None:
+    served = serve(voice_settings(tts={"engine": "openai", "base_url": f"{fake_openai.url}/v1"}))  # type: ignore[attr-defined]
+    client = await connect(served, "cloud-voice")
+    await client.send("hello there")
+    events = await frames(client, {"<binary>"})
+    assert events[-2]["type"] == "audio" and len(events[-1]["data"]) > 100
+    assert fake_openai.speech_requests[-1]["input"]
+
+
+async def test_text_barge_in_cancels_a_slow_reply(serve, make_settings, connect, fake_openai: FakeOpenAI) -> None:
+    served = serve(make_settings())
+    client = await connect(served, "impatient")
+    await client.send("a long story please [slow:0.3] [chunks:1]")
+    events = await frames(client, {"reply_delta"})
+    events += await frames(client, {"reply_delta"})
+    await client.send("stop, new question")
+    events += await frames(client, {"interrupted"})
+    interrupted = events[-1]
+    sent = "".join(e["text"] for e in events if e["type"] == "reply_delta")
+    assert interrupted["text"] == sent.strip() and interrupted["message_id"]
+    events = await frames(client, {"reply"})
+    assert events[-1]["text"].startswith("You said: stop, new question")
+    rows = stored(served, "impatient")
+    assert rows[1] == ("assistant", sent.strip(), "interrupted")
+    context = fake_openai.requests[-1]["messages"]
+    assert {"role": "assistant", "content": sent.strip()} in context
+
+
+async def test_barge_in_off_queues_instead(serve, make_settings, connect) -> None:
+    served = serve(make_settings({"voice": {"barge_in": False}}))
+    client = await connect(served, "patient")
+    await client.send("first [slow:0.05]")
+    await frames(client, {"reply_delta"})
+    await client.send("second")
+    events = await frames(client, {"reply"})
+    events += await frames(client, {"reply"})
+    assert "interrupted" not in [e["type"] for e in events]
+    assert [e["text"][:16] for e in events if e["type"] == "reply"] == ["You said: first ", "You said: second"]
+
+
+async def test_hands_free_one_turn_per_sentence(serve, voice_settings, connect) -> None:
+    served = serve(voice_settings(voice={"replies": False}))
+    client = await connect(served, "handsfree")
+    await client.send({"type": "audio_start", "format": "pcm16", "sample_rate": 16000})
+    first, second = SENTENCES[0], SENTENCES[4]
+    stream = silence(0.5) + speech16k(first) + silence(1.2) + speech16k(second) + silence(1.2)
+    await stream_pcm(client, stream)
+    await client.send({"type": "audio_stop"})
+    events = await frames(client, {"reply"})
+    events += await frames(client, {"reply"})
+    kinds = [e["type"] for e in events]
+    assert kinds.count("speech_started") == 2 and kinds.count("speech_stopped") == 2
+    transcripts = [e["text"] for e in events if e["type"] == "transcription"]
+    assert len(transcripts) == 2
+    assert wer(first, transcripts[0]) <= 0.1 and wer(second, transcripts[1]) <= 0.1
+    first_start, first_stop = kinds.index("speech_started"), kinds.index("speech_stopped")
+    assert first_start < first_stop < kinds.index("transcription")
+    assert [r[0] for r in stored(served, "handsfree")] == ["user", "assistant", "user", "assistant"]
+
+
+async def test_live_audio_at_48k_is_resampled(serve, voice_settings, connect) -> None:
+    served = serve(voice_settings(voice={"replies": False}))
+    client = await connect(served, "hifi")
+    await client.send({"type": "audio_start", "format": "pcm16", "sample_rate": 48000})
+    pcm, rate = speak(SENTENCES[3])
+    stream = resample(silence(0.3) + resample(pcm, rate, 16000) + silence(1.0), 16000, 48000)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    for i, offset in enumerate(range(0, len(stream), CHUNK * 3)):
+        await client.send(stream[offset : offset + CHUNK * 3])
+        await asyncio.sleep(max(0, start + (i + 1) * 0.02 - loop.time()))
+    events = await frames(client, {"transcription"})
+    assert wer(SENTENCES[3], events[-1]["text"]) <= 0.1
+
+
+async def test_push_to_talk_ends_the_utterance_at_once(serve, voice_settings, connect) -> None:
+    served = serve(voice_settings(voice={"replies": False}))
+    client = await connect(served, "ptt")
+    await client.send({"type": "audio_start", "format": "pcm16", "sample_rate": 16000})
+    await stream_pcm(client, speech16k(SENTENCES[1]))  # no trailing silence: only audio_stop ends it
+    await client.send({"type": "audio_stop"})
+    events = await frames(client, {"transcription"}, timeout=30)
+    assert "speech_stopped" in [e["type"] for e in events]
+    assert wer(SENTENCES[1], events[-1]["text"]) <= 0.15
+
+
+async def test_noise_alone_never_starts_a_turn(serve, voice_settings, connect, fake_openai: FakeOpenAI) -> None:
+    served = serve(voice_settings(voice={"replies": False}))
+    client = await connect(served, "noisy")
+    before = len(fake_openai.requests)
+    await client.send({"type": "audio_start", "format": "pcm16", "sample_rate": 16000})
+    await stream_pcm(client, noise(3.0, level=0.05) + silence(0.8))
+    await client.send({"type": "audio_stop"})
+    await client.send({"type": "ping"})
+    events = await frames(client, {"pong"})
+    assert [e["type"] for e in events] == ["audio_started", "pong"]
+    assert len(fake_openai.requests) == before and stored(served, "noisy") == []
+
+
+async def test_speaking_interrupts_the_bot(serve, voice_settings, connect, fake_openai: FakeOpenAI) -> None:
+    served = serve(voice_settings())
+    client = await connect(served, "talker")
+    await client.send("tell me everything [slow:0.3] [chunks:1]")
+    await frames(client, {"reply_delta"})
+    await client.send({"type": "audio_start", "format": "pcm16", "sample_rate": 16000})
+    await stream_pcm(client, speech16k(SENTENCES[2]) + silence(1.0))
+    events = await frames(client, {"transcription"})
+    kinds = [e["type"] for e in events]
+    assert kinds.index("speech_started") < kinds.index("interrupted") < kinds.index("transcription")
+    rows = stored(served, "talker")
+    assert rows[1][2] == "interrupted"
+    assert rows[1][1] == next(e for e in events if e["type"] == "interrupted")["text"]
+
+
+async def test_voice_turn_timings_and_metrics(serve, voice_settings, connect) -> None:
+    served = serve(voice_settings())
+    client = await connect(served, "timed")
+    await client.send({"type": "audio_start", "format": "pcm16", "sample_rate": 16000})
+    await stream_pcm(client, speech16k(SENTENCES[4]) + silence(1.0))
+    events = await frames(client, {"reply"})
+    timings = events[-1]["timings"]
+    for key in ("stt_ms", "llm_first_token_ms", "llm_total_ms", "tts_first_audio_ms", "first_audio_ms", "total_ms"):
+        assert timings[key] > 0, key
+    assert timings["first_audio_ms"] >= timings["stt_ms"]
+    await client.send("/nonsense")
+    await frames(client, {"error"})
+    async with httpx.AsyncClient(base_url=served.url) as http:
+        text = (await http.get("/metrics")).text
+    assert 'webbot_turns_total{source="voice",status="ok"} 1.0' in text
+    assert 'webbot_errors_total{code="unknown-command"} 1.0' in text
+    assert "webbot_connections 1.0" in text
+    for stage in ("stt", "llm_first_token", "llm_total", "tts_first_audio", "first_audio", "total"):
+        assert f'webbot_stage_seconds_count{{stage="{stage}"}} 1.0' in text, stage

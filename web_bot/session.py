@@ -1,0 +1,134 @@
+"""SocketSession: one browser tab's WebSocket — parse each frame, call core, report failures to that tab."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from core.errors import BotError, CommandError, ProtocolError
+from core.events import ErrorEvent
+from core.listening import LiveListener
+from core.pipeline import TurnRequest, TurnResult
+from core.services import Bot
+from web_bot.connections import WebSocketSink
+from web_bot.protocol import AudioStartIn, AudioStopIn, ConfigIn, PingIn, check_chat_text, parse_text_frame
+from web_bot.uploads import too_large
+
+logger = logging.getLogger(__name__)
+
+
+class SocketSession:
+    """Handles frames without waiting for turns, so the socket keeps receiving (and can interrupt) meanwhile."""
+
+    def __init__(self, bot: Bot, client_id: str, sink: WebSocketSink) -> None:
+        self._bot = bot
+        self._client_id = client_id
+        self._sink = sink
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._live: LiveListener | None = None
+        # After a refused audio_start, the PCM chunks that follow are dropped (not taken as whole recordings).
+        self._refused_stream = False
+
+    async def on_text(self, frame: str) -> None:
+        try:
+            message = parse_text_frame(frame)
+            if isinstance(message, PingIn):
+                await self._sink.send({"type": "pong"})
+            elif isinstance(message, ConfigIn):
+                await self._configure(message)
+            elif isinstance(message, AudioStartIn):
+                self._start_live(message)
+                await self._sink.send({"type": "audio_started", "sample_rate": message.sample_rate})
+            elif isinstance(message, AudioStopIn):
+                await self._stop_live()
+            else:
+                text = check_chat_text(message.text, self._bot.settings.server.max_message_chars)
+                if text.startswith("/"):
+                    self._spawn(self._command(text))
+                else:
+                    self._bot.pipeline.submit(TurnRequest(self._client_id, text, "text"))
+        except (ProtocolError, BotError) as err:
+            logger.info("rejected a frame from %s: %s", self._client_id, err.code)
+            await self.send_error(err)
+
+    async def on_binary(self, data: bytes) -> None:
+        """Live audio while a stream is open; otherwise one whole utterance in any accepted container."""
+        if self._live is not None:
+            for future in await self._live.feed(data):
+                self._spawn(self._report(future))
+            return
+        if self._refused_stream:
+            return
+        limit = int(self._bot.settings.audio.max_upload_mb * 1_000_000)
+        if len(data) > limit:
+            await self.send_error(too_large(limit))
+        elif not data:
+            await self.send_error(ProtocolError("the audio frame is empty", code="empty-audio"))
+        else:
+            self._spawn(self._report(self._bot.pipeline.submit_audio(self._client_id, data, "voice")))
+
+    async def close(self) -> None:
+        """The socket is gone: an utterance in progress is still answered (it was accepted)."""
+        if self._live is not None:
+            for future in await self._live.stop():
+                self._spawn(self._report(future))
+            self._live = None
+
+    async def send_error(self, err: BotError) -> None:
+        self._bot.metrics.error(err.code)
+        with contextlib.suppress(Exception):
+            await self._sink.send(ErrorEvent(err.code, err.message).to_dict())
+
+    async def _configure(self, message: ConfigIn) -> None:
+        if message.voice_replies is not None:
+            self._bot.pipeline.set_voice_replies(self._client_id, message.voice_replies)
+        await self._sink.send({"type": "config", **self._bot.client_settings(self._client_id)})
+
+    def _start_live(self, message: AudioStartIn) -> None:
+        if self._bot.vad_model is None or self._bot.stt is None:
+            self._refused_stream = True
+            raise BotError("speech-to-text is turned off on this server", code="stt-unavailable")
+        self._refused_stream = False
+        self._live = LiveListener(
+            self._bot.pipeline, self._bot.hub, self._client_id, self._bot.new_vad(), message.sample_rate
+        )
+        logger.info("live audio from %s at %d Hz", self._client_id, message.sample_rate)
+
+    async def _stop_live(self) -> None:
+        if self._live is None:
+            if self._refused_stream:
+                self._refused_stream = False
+                return
+            raise ProtocolError("no audio stream is open; send audio_start first", code="bad-message")
+        await self.close()
+
+    async def _command(self, line: str) -> None:
+        try:
+            result = await self._bot.commands.run(self._client_id, line)
+        except CommandError as err:
+            await self.send_error(err)
+            return
+        except BotError as err:
+            logger.warning("command %s from %s failed: %s", line.split()[0], self._client_id, err)
+            await self.send_error(err)
+            return
+        await self._sink.send(result.to_dict())
+
+    async def _report(self, future: asyncio.Future[TurnResult]) -> None:
+        """Failures before a turn starts (no speech, not audio) go to the socket that sent the audio."""
+        try:
+            await future
+        except BotError as err:
+            logger.info("audio from %s rejected: %s (%s)", self._client_id, err.code, err.__cause__ or err.message)
+            with contextlib.suppress(Exception):
+                await self._sink.send(ErrorEvent(err.code, err.message).to_dict())
+        except asyncio.CancelledError:
+            pass
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
