@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 # llama-cpp-python compiles llama.cpp on install; use every core (pip keeps the wheel in its cache afterwards).
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: install install-dev system-deps run test bench lint clean
+.PHONY: install install-dev system-deps run migrate test bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ system-deps:
 
 run: install
 	$(BIN)/python -m web_bot --host $(HOST) --port $(PORT)
+
+# The server migrates at start-up too; this applies the history schema's migrations on their own.
+migrate: install
+	$(BIN)/python -m core.history upgrade
 
 test: install-dev system-deps
 	$(BIN)/python -m pytest

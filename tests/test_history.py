@@ -1,21 +1,40 @@
-"""The history store on a real SQLite file: order, paging, clearing, batching, durability."""
+"""The history store on a real SQLite file and a real PostgreSQL database: order, paging, clearing, batching,
+durability, and the schema's migrations."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, insert, text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from core.errors import HistoryError
 from core.history import SQLHistoryStore
+from core.history.__main__ import main as migrate_cli
+from core.history.migrate import current_revision, head_revision
+from core.history.schema import messages, metadata
 from core.models import NewMessage
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def history_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database: a new SQLite file, or the session's PostgreSQL database without tables."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'h.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
 @pytest.fixture
-async def store(tmp_path: Path):
-    store = SQLHistoryStore(f"sqlite+aiosqlite:///{tmp_path / 'h.db'}")
+async def store(history_url: str):
+    store = SQLHistoryStore(history_url)
     await store.start()
     yield store
     await store.aclose()
@@ -104,3 +123,62 @@ async def test_writes_after_close_are_refused(tmp_path: Path) -> None:
     await store.aclose()
     with pytest.raises(HistoryError):
         await store.append(NewMessage("x", "user", "late"))
+
+
+def _schema_differences(conn: Connection) -> list[object]:
+    context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+    return list(compare_metadata(context, metadata))
+
+
+async def test_migrations_build_exactly_the_declared_schema(store: SQLHistoryStore) -> None:
+    async with store.engine.connect() as conn:
+        assert await conn.run_sync(_schema_differences) == []
+        assert await conn.run_sync(current_revision) == head_revision()
+        if store.dialect == "postgresql":
+            query = "SELECT data_type FROM information_schema.columns WHERE table_name = :t AND column_name = :c"
+            kind = await conn.scalar(text(query), {"t": "messages", "c": "id"})
+            assert kind == "bigint"
+
+
+async def test_a_database_made_before_migrations_is_adopted(history_url: str) -> None:
+    engine = create_async_engine(history_url)
+    async with engine.begin() as conn:  # what the store did before migrations: create_all
+        await conn.run_sync(metadata.create_all)
+        await conn.execute(
+            insert(messages).values(client_id="old", role="user", content="kept", created_at=datetime.now(UTC))
+        )
+    await engine.dispose()
+    store = SQLHistoryStore(history_url)
+    await store.start()
+    try:
+        assert [m.content for m in await store.recent("old", 5)] == ["kept"]
+        await store.append(NewMessage("old", "assistant", "still here"))
+        assert await store.count("old") == 2
+        async with store.engine.connect() as conn:
+            assert await conn.run_sync(current_revision) == head_revision()
+    finally:
+        await store.aclose()
+
+
+@pytest.mark.postgres
+async def test_instances_starting_together_migrate_once(postgres_url: str) -> None:
+    stores = [SQLHistoryStore(postgres_url) for _ in range(3)]
+    await asyncio.gather(*(s.start() for s in stores))  # an advisory lock serialises the migrations
+    try:
+        await stores[0].append(NewMessage("together", "user", "one"))
+        assert await stores[2].count("together") == 1
+    finally:
+        await asyncio.gather(*(s.aclose() for s in stores))
+
+
+def test_migrate_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"database": {"db_path": str(tmp_path / "cli.db")}}))
+    assert migrate_cli(["current", "--config", str(config)]) == 0
+    assert capsys.readouterr().out.startswith("empty")
+    assert migrate_cli(["upgrade", "--config", str(config)]) == 0
+    assert capsys.readouterr().out.startswith(f"{head_revision()} ")
+    with sqlite3.connect(tmp_path / "cli.db") as db:
+        assert db.execute("SELECT version_num FROM alembic_version").fetchone()[0] == head_revision()
+    assert migrate_cli(["sql", "--config", str(config)]) == 0
+    assert "CREATE TABLE messages" in capsys.readouterr().out

@@ -10,19 +10,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, event, func, insert, select, text
+from alembic.util import CommandError as MigrationError
+from sqlalchemy import delete, event, func, insert, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from core.errors import HistoryError
-from core.history.schema import messages, metadata
+from core.history.migrate import upgrade_schema
+from core.history.schema import messages
 from core.models import ClientSummary, NewMessage, StoredMessage
 
 logger = logging.getLogger(__name__)
@@ -41,6 +44,14 @@ class _Clear:
     done: asyncio.Future[int]
 
 
+@dataclass(slots=True)
+class _Update:
+    message_id: int
+    content: str
+    status: str
+    done: asyncio.Future[int]
+
+
 class SQLHistoryStore:
     """History in SQLite (aiosqlite: WAL, busy timeout, foreign keys) or any SQLAlchemy async URL."""
 
@@ -48,7 +59,7 @@ class SQLHistoryStore:
         self._url = make_url(url)
         self._batch_max = batch_max
         self._engine: AsyncEngine | None = None
-        self._queue: asyncio.Queue[_Append | _Clear | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Append | _Clear | _Update | None] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
 
     @property
@@ -62,12 +73,18 @@ class SQLHistoryStore:
         return self._engine
 
     async def start(self) -> None:
-        """Connect, create or upgrade the schema, and start the writer."""
+        """Connect, bring the schema to the newest migration, and start the writer."""
         kwargs: dict[str, Any] = {}
         if self.dialect == "sqlite":
             database = self._url.database
             if database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    # aiosqlite leaves a stray thread behind when its connect fails, so fail here first.
+                    await asyncio.to_thread(_open_sqlite, database)
+                except (sqlite3.Error, OSError) as err:
+                    raise HistoryError(
+                        f"cannot open the history database {database}: {err}", code="history-unavailable"
+                    ) from err
             kwargs["connect_args"] = {"timeout": 30}
         else:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
@@ -80,13 +97,13 @@ class SQLHistoryStore:
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         try:
             async with engine.begin() as conn:
-                await conn.run_sync(metadata.create_all)
-        except (SQLAlchemyError, OSError) as err:
+                revision = await conn.run_sync(upgrade_schema)
+        except (SQLAlchemyError, OSError, MigrationError) as err:
             await engine.dispose()
             raise HistoryError(f"cannot open the history database: {err}", code="history-unavailable") from err
         self._engine = engine
         self._writer = asyncio.create_task(self._write_loop(), name="history-writer")
-        logger.info("history store ready (%s)", self.dialect)
+        logger.info("history store ready (%s, schema %s)", self.dialect, revision)
 
     async def aclose(self) -> None:
         """Finish every accepted write, then close the connections."""
@@ -106,6 +123,12 @@ class SQLHistoryStore:
     async def clear(self, client_id: str) -> int:
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._enqueue(_Clear(client_id, done))
+        return await asyncio.shield(done)
+
+    async def update(self, message_id: int, content: str, status: str) -> int:
+        """Rewrite a stored message (an interrupted reply keeps only what was heard); returns rows changed."""
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._enqueue(_Update(message_id, content, status, done))
         return await asyncio.shield(done)
 
     async def recent(
@@ -146,7 +169,7 @@ class SQLHistoryStore:
             return False
         return True
 
-    def _enqueue(self, item: _Append | _Clear) -> None:
+    def _enqueue(self, item: _Append | _Clear | _Update) -> None:
         if self._writer is None or self._writer.done():
             raise HistoryError("history store is not running", code="history-unavailable")
         self._queue.put_nowait(item)
@@ -180,7 +203,9 @@ class SQLHistoryStore:
             if conn is not None:
                 await conn.close()
 
-    async def _commit(self, conn: AsyncConnection | None, batch: list[_Append | _Clear]) -> AsyncConnection | None:
+    async def _commit(
+        self, conn: AsyncConnection | None, batch: list[_Append | _Clear | _Update]
+    ) -> AsyncConnection | None:
         """Commit a batch; returns the connection to use next (None after a failure, to reconnect)."""
         try:
             if conn is None:
@@ -203,8 +228,8 @@ class SQLHistoryStore:
         return conn
 
 
-async def _apply(conn: AsyncConnection, batch: list[_Append | _Clear]) -> list[object]:
-    """Run a batch in order: consecutive appends as one multi-row insert, clears between them."""
+async def _apply(conn: AsyncConnection, batch: list[_Append | _Clear | _Update]) -> list[object]:
+    """Run a batch in order: consecutive appends as one multi-row insert, clears and updates between them."""
     results: list[object] = []
     run: list[_Append] = []
     for item in [*batch, None]:
@@ -217,6 +242,13 @@ async def _apply(conn: AsyncConnection, batch: list[_Append | _Clear]) -> list[o
         if isinstance(item, _Clear):
             deleted = await conn.execute(delete(messages).where(messages.c.client_id == item.client_id))
             results.append(deleted.rowcount)
+        elif isinstance(item, _Update):
+            changed = await conn.execute(
+                update(messages)
+                .where(messages.c.id == item.message_id)
+                .values(content=item.content, status=item.status)
+            )
+            results.append(changed.rowcount)
     return results
 
 
@@ -248,6 +280,12 @@ async def _insert(conn: AsyncConnection, run: list[_Append]) -> list[StoredMessa
         )
         for ident, a in zip(ids, run, strict=True)
     ]
+
+
+def _open_sqlite(database: str) -> None:
+    """Create the SQLite file (and its folder) if needed, proving it can be opened."""
+    Path(database).parent.mkdir(parents=True, exist_ok=True)
+    sqlite3.connect(database).close()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
