@@ -1,160 +1,544 @@
-// web-bot chat page. Every piece of user or model text goes through textContent, never parsed as HTML.
+// web-bot chat page: wires the socket, the conversation view, voice in and out, and file uploads together.
+// Every piece of user or model text is shown through textContent, never parsed as HTML.
 "use strict";
 
-const COMMANDS = ["/help", "/status", "/clear", "/info"];
-const $ = (id) => document.getElementById(id);
-const log = $("log"), input = $("input"), conn = $("conn"), suggest = $("suggest");
+import { Player, audioContext, unlockOnGesture } from "./audio.js";
+import { Connection } from "./connection.js";
+import { Conversation } from "./conversation.js";
+import { AUDIO_CODES, friendlyError } from "./errors.js";
+import { Notice } from "./notice.js";
+import { Suggest } from "./suggest.js";
+import { clearlyNotAudio, dropZone, uploadAudio } from "./uploads.js";
+import { Voice } from "./voice.js";
 
-function clientId() {
-  let id = localStorage.getItem("web-bot-client-id");
-  if (!id || !/^[A-Za-z0-9_-]{1,64}$/.test(id)) {
-    id = "c-" + (crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2)).replace(/[^A-Za-z0-9_-]/g, "");
-    id = id.slice(0, 64);
-    localStorage.setItem("web-bot-client-id", id);
+const $ = (id) => document.getElementById(id);
+const ID_KEY = "web-bot-client-id";
+const VOICE_KEY = "web-bot-voice-replies";
+const OUTBOX_KEY = "web-bot-outbox:";
+const CLIENT_ID = /^[A-Za-z0-9_-]{1,64}$/;
+const HISTORY_PAGE = 50; // what the server's welcome carries, and what "load earlier" asks for
+// Errors that mean the message still marked "sending" was refused before it was stored.
+const REFUSED = /^(message-too-long|empty-message|bad-message|bad-json|history-.*|internal-error)$/;
+
+const ui = {
+  log: $("log"), empty: $("empty"), jump: $("jump"), earlier: $("earlier"),
+  form: $("composer"), input: $("input"), suggest: $("suggest"),
+  mic: $("mic"), attach: $("attach"), file: $("file"), drop: $("drop"),
+  handsFree: $("hands-free"), voiceReplies: $("voice-replies"), newChat: $("new-chat"),
+  conn: $("conn"), connText: $("conn-text"), connDetail: $("conn-detail"), retry: $("retry"),
+  panel: $("voice-panel"), panelText: $("voice-text"), panelHint: $("voice-hint"), panelTime: $("voice-time"),
+  panelStop: $("voice-stop"),
+};
+
+const storage = {
+  get(key) {
+    try {
+      return localStorage.getItem(key);
+    } catch {
+      return null;
+    }
+  },
+  set(key, value) {
+    try {
+      if (value == null) localStorage.removeItem(key);
+      else localStorage.setItem(key, value);
+    } catch {
+      // storage is full or switched off: the page still works, it only forgets on reload
+    }
+  },
+};
+
+function newClientId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(12)); // randomUUID needs a secure page; this does not
+  return "c-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function loadClientId() {
+  let id = storage.get(ID_KEY);
+  if (!id || !CLIENT_ID.test(id)) {
+    id = newClientId();
+    storage.set(ID_KEY, id);
   }
   return id;
 }
 
-let socket = null, attempts = 0, pending = [], streaming = null;
-const id = clientId();
+const state = {
+  clientId: loadClientId(),
+  settings: { voice_replies: false, voice_available: false, speech_input: false, max_upload_mb: 16, commands: [] },
+  welcomed: false, // the current socket's welcome arrived
+  outbox: [], // typed (or recorded) while offline: {kind: "text"|"command"|"audio", text?, blob?, message}
+  unconfirmed: [], // text messages sent, waiting for the server's user_message
+  audioSlots: [], // voice messages and uploads sent, waiting for their transcription, oldest first
+};
 
-function nearBottom() { return log.scrollHeight - log.scrollTop - log.clientHeight < 80; }
-function scroll(stick) { if (stick) log.scrollTop = log.scrollHeight; }
+// ---- the pieces ----------------------------------------------------------------------------------------------
 
-function bubble(kind, text, meta) {
-  const stick = nearBottom();
-  const el = document.createElement("div");
-  el.className = "msg " + kind;
-  const body = document.createElement("span");
-  body.className = "text";
-  body.textContent = text;
-  el.appendChild(body);
-  if (meta) {
-    const m = document.createElement("span");
-    m.className = "meta";
-    m.textContent = meta;
-    el.appendChild(m);
-  }
-  log.appendChild(el);
-  scroll(stick);
-  return el;
+const notice = new Notice({ box: $("notice"), text: $("notice-text"), action: $("notice-action"), close: $("notice-close") });
+const view = new Conversation({
+  log: ui.log, empty: ui.empty, jump: ui.jump, top: ui.earlier,
+  onPick: (text) => {
+    ui.input.value = text;
+    autosize();
+    ui.input.focus();
+  },
+});
+const suggest = new Suggest(ui.input, ui.suggest);
+const player = new Player({
+  onSpeaking: () => voice.refresh(),
+  onBlocked: () => notice.show("Sound is paused by the browser until you interact with the page.", {
+    action: "Play sound", onAction: () => audioContext().resume(), key: "sound",
+  }),
+});
+const connection = new Connection(socketUrl, { onEvent, onBinary: (data) => player.frame(data), onState });
+const voice = new Voice({
+  ui, player, connection, notice,
+  unavailable: () => (state.settings.speech_input ? null : friendlyError("stt-unavailable")),
+  onRecording: (blob) => sendVoice(blob),
+  onChange: () => refreshControls(),
+});
+
+function socketUrl() {
+  const url = new URL("ws/" + encodeURIComponent(state.clientId), document.baseURI);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  return url.href;
 }
 
-function time(iso) {
-  const d = iso ? new Date(iso) : new Date();
-  return d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-}
+// ---- server events -------------------------------------------------------------------------------------------
 
-function timingText(t) {
-  if (!t) return "";
-  const parts = [];
-  if (t.stt_ms != null) parts.push("speech " + Math.round(t.stt_ms) + " ms");
-  if (t.llm_total_ms != null) parts.push("LLM " + Math.round(t.llm_total_ms) + " ms");
-  if (t.tts_first_audio_ms != null) parts.push("voice " + Math.round(t.tts_first_audio_ms) + " ms");
-  return parts.join(" | ");
-}
-
-function setMeta(el, text) {
-  let m = el.querySelector(".meta");
-  if (!m) { m = document.createElement("span"); m.className = "meta"; el.appendChild(m); }
-  m.textContent = text;
-}
-
-function handle(event) {
+function onEvent(event) {
   switch (event.type) {
     case "welcome":
-      log.replaceChildren();
-      for (const m of event.history) {
-        const el = bubble(m.role === "user" ? "user" : "bot", m.content, time(m.created_at));
-        if (m.status === "interrupted") el.classList.add("interrupted");
-      }
+      welcome(event);
       break;
     case "user_message":
-      bubble("user", event.text, time(event.created_at));
+      userMessage(event);
+      break;
+    case "transcription":
+      transcription(event);
       break;
     case "reply_delta":
-      if (!streaming) streaming = bubble("bot", "");
-      { const stick = nearBottom(); streaming.querySelector(".text").textContent += event.text; scroll(stick); }
+      view.delta(event.text);
       break;
     case "reply":
-      if (!streaming) streaming = bubble("bot", "");
-      streaming.querySelector(".text").textContent = event.text;
-      setMeta(streaming, [time(), timingText(event.timings)].filter(Boolean).join(" · "));
-      streaming = null;
+      view.reply(event);
+      voice.setThinking(false);
       break;
     case "interrupted":
-      if (streaming) { streaming.classList.add("interrupted"); streaming = null; }
+      player.stop();
+      view.interrupted(event);
+      voice.setThinking(false);
+      break;
+    case "audio":
+      player.announce(event); // its binary frame comes next
+      break;
+    case "speech_started":
+      voice.speechStarted();
+      break;
+    case "speech_stopped":
+      voice.speechStopped();
       break;
     case "command":
-      bubble("command", event.text);
+      view.command(event);
+      if (event.name === "voice" && event.data) {
+        applySettings(event.data);
+        storage.set(VOICE_KEY, event.data.voice_replies ? "on" : "off");
+      }
       break;
     case "cleared":
-      log.replaceChildren();
-      streaming = null;
+      player.stop();
+      view.clear();
+      state.audioSlots = [];
+      state.unconfirmed = [];
+      break;
+    case "config":
+      applySettings(event);
       break;
     case "error":
-      if (streaming) streaming = null;
-      bubble("error", event.message + " (" + event.code + ")");
+      serverError(event);
+      break;
+    default:
       break;
   }
 }
 
-function setState(state, text) { conn.dataset.state = state; conn.textContent = text; }
-
-function connect() {
-  const scheme = location.protocol === "https:" ? "wss" : "ws";
-  setState("connecting", attempts ? "reconnecting…" : "connecting…");
-  socket = new WebSocket(`${scheme}://${location.host}/ws/${encodeURIComponent(id)}`);
-  socket.onopen = () => {
-    attempts = 0;
-    setState("open", "connected");
-    const queued = pending; pending = [];
-    for (const text of queued) socket.send(JSON.stringify({ type: "text", text }));
-  };
-  socket.onmessage = (msg) => { if (typeof msg.data === "string") handle(JSON.parse(msg.data)); };
-  socket.onclose = () => {
-    setState("closed", "offline — retrying");
-    const delay = Math.min(30000, 500 * 2 ** attempts) * (0.5 + Math.random() / 2);
-    attempts += 1;
-    setTimeout(connect, delay);
-  };
+function welcome(event) {
+  state.welcomed = true;
+  applySettings(event.settings || {});
+  const history = Array.isArray(event.history) ? event.history : [];
+  view.reset(history);
+  ui.earlier.hidden = history.length < HISTORY_PAGE;
+  // Sent just before the connection dropped: delivered if the history has it, else sent again.
+  const stored = new Set(history.filter((m) => m.role === "user").slice(-20).map((m) => m.content));
+  const lost = state.unconfirmed.filter((m) => !stored.has(m.text));
+  state.unconfirmed = [];
+  state.outbox.unshift(...lost.map((message) => ({ kind: "text", text: message.text, message })));
+  // Uploads and voice messages still on their way stay in sight, after the history.
+  for (const slot of state.audioSlots) view.add(slot.message, { quiet: true });
+  flushOutbox();
+  syncVoicePreference();
+  voice.openStream();
 }
 
-function send(text) {
-  if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify({ type: "text", text }));
-  else { pending.push(text); bubble("command", "Offline: your message will be sent when the connection returns."); }
-}
-
-function showSuggestions() {
-  const v = input.value;
-  const matches = v.startsWith("/") && !v.includes(" ") ? COMMANDS.filter((c) => c.startsWith(v)) : [];
-  suggest.replaceChildren();
-  for (const c of matches) {
-    const li = document.createElement("li");
-    li.textContent = c;
-    li.setAttribute("role", "option");
-    li.addEventListener("mousedown", (e) => { e.preventDefault(); input.value = c; suggest.hidden = true; input.focus(); });
-    suggest.appendChild(li);
+function userMessage(event) {
+  if (event.source === "text") {
+    const index = state.unconfirmed.findIndex((m) => m.text === event.text);
+    if (index >= 0) state.unconfirmed.splice(index, 1)[0].confirm(event);
+    else view.user(event.text, { source: "text", created: event.created_at, id: event.message_id });
+  } else {
+    const slot = state.audioSlots.find((s) => s.filled && s.message.text === event.text) ||
+      state.audioSlots.find((s) => s.filled);
+    if (slot) {
+      state.audioSlots.splice(state.audioSlots.indexOf(slot), 1);
+      slot.message.confirm(event);
+    } else {
+      view.user(event.text, { source: event.source, created: event.created_at, id: event.message_id });
+    }
   }
-  suggest.hidden = matches.length === 0;
+  view.setTyping(true);
+  voice.setThinking(true);
 }
 
-$("composer").addEventListener("submit", (e) => {
-  e.preventDefault();
-  const text = input.value.trim();
+/** Words heard in a voice message or an upload: they fill its bubble (or a new one, for hands-free speech). */
+function transcription(event) {
+  let slot = state.audioSlots.find((s) => !s.filled);
+  if (!slot) {
+    slot = { kind: "voice", message: view.user("", { source: "voice" }), filled: false };
+    state.audioSlots.push(slot);
+  }
+  slot.filled = true;
+  slot.message.article.classList.remove("placeholder");
+  slot.message.hideProgress();
+  slot.message.setText(event.text);
+  slot.message.setState(null);
+  voice.setThinking(true);
+}
+
+function serverError(event) {
+  const text = friendlyError(event.code, event.message, { maxUploadMb: state.settings.max_upload_mb });
+  if (AUDIO_CODES.has(event.code)) {
+    const slot = state.audioSlots.find((s) => !s.filled && s.kind === "voice");
+    if (slot) {
+      state.audioSlots.splice(state.audioSlots.indexOf(slot), 1);
+      slot.message.setText("Voice message");
+      slot.message.fail(text, event.code);
+      return;
+    }
+    if (voice.live) {
+      if (event.code === "no-speech" || event.code === "empty-audio") {
+        voice.missed();
+        return;
+      }
+      voice.stopLive();
+    }
+  }
+  if (REFUSED.test(event.code) && state.unconfirmed.length) {
+    state.unconfirmed.shift().fail(text, event.code);
+    return;
+  }
+  // A failed turn ends the reply being written; other errors (a bad command, say) leave it streaming.
+  if (/^(llm|history|internal)-/.test(event.code)) view.abandonReply();
+  voice.setThinking(false);
+  view.error(text, event.code);
+}
+
+function applySettings(settings) {
+  Object.assign(state.settings, settings);
+  suggest.setCommands(state.settings.commands);
+  player.enabled = Boolean(state.settings.voice_available && state.settings.voice_replies);
+  if (!player.enabled) player.stop();
+  refreshControls();
+}
+
+/** What each button can do right now, and why not when it cannot. */
+function refreshControls() {
+  const s = state.settings;
+  const voiceOn = Boolean(s.voice_available && s.voice_replies);
+  ui.voiceReplies.setAttribute("aria-pressed", String(voiceOn));
+  ui.voiceReplies.setAttribute("aria-disabled", String(!s.voice_available));
+  ui.voiceReplies.title = !s.voice_available ? "Spoken replies are not available on this server"
+    : voiceOn ? "Spoken replies are on (click to mute)" : "Spoken replies are off (click to hear replies)";
+  const noSpeech = s.speech_input ? null : "Speech recognition is turned off on this server";
+  ui.handsFree.setAttribute("aria-pressed", String(voice.live));
+  ui.handsFree.setAttribute("aria-disabled", String(Boolean(noSpeech)));
+  ui.handsFree.title = noSpeech || (voice.live ? "Hands-free is on (click to stop listening)"
+    : "Hands-free conversation: talk, and the bot answers when you pause");
+  ui.mic.setAttribute("aria-disabled", String(Boolean(noSpeech) || voice.live));
+  ui.mic.title = noSpeech || (voice.live ? "Hands-free is on: just talk"
+    : "Hold to talk, or tap to start and tap again to send (or hold Space)");
+  ui.attach.setAttribute("aria-disabled", String(Boolean(noSpeech)));
+  ui.attach.title = noSpeech || "Send an audio file (WAV, MP3, FLAC, AIFF, M4A, OGG, WebM)";
+}
+
+/** The server forgets a client's voice choice when it restarts; this browser remembers it. */
+function syncVoicePreference() {
+  const wanted = storage.get(VOICE_KEY);
+  if (wanted === null || !state.settings.voice_available) return;
+  if ((wanted === "on") !== Boolean(state.settings.voice_replies)) {
+    connection.send({ type: "config", voice_replies: wanted === "on" });
+  }
+}
+
+function onState(kind, info) {
+  ui.conn.dataset.state = kind;
+  document.body.dataset.connection = kind;
+  if (kind === "open") ui.connText.textContent = "Online";
+  else if (kind === "connecting") ui.connText.textContent = info.attempt ? "Reconnecting…" : "Connecting…";
+  else ui.connText.textContent = "Offline";
+  ui.connDetail.textContent = kind === "offline"
+    ? " · retry in " + Math.max(1, Math.ceil(info.retryInMs / 1000)) + " s" : "";
+  ui.conn.title = kind === "offline" ? "The connection to the server is lost; messages you send are kept until it is back" : "";
+  ui.retry.hidden = kind !== "offline";
+  if (kind !== "open") {
+    state.welcomed = false;
+    view.setTyping(false);
+    voice.socketClosed();
+  }
+}
+
+// ---- sending -------------------------------------------------------------------------------------------------
+
+function submit() {
+  const text = ui.input.value.trim();
   if (!text) return;
-  send(text);
-  input.value = "";
-  suggest.hidden = true;
+  ui.input.value = "";
+  autosize();
+  suggest.close();
+  const kind = text.startsWith("/") ? "command" : "text";
+  if (connection.open && state.welcomed) {
+    connection.send({ type: "text", text });
+    if (kind === "command") view.commandLine(text);
+    else state.unconfirmed.push(view.user(text, { state: "sending" }));
+  } else {
+    const message = kind === "command" ? view.commandLine(text, "pending") : view.user(text, { state: "pending" });
+    state.outbox.push({ kind, text, message });
+    saveOutbox();
+  }
+}
+
+/** One recording goes as one binary frame; the server answers with a transcription, then the turn. */
+function sendVoice(blob, message = null) {
+  message = message || view.user("Voice message", { source: "voice" });
+  message.article.classList.add("placeholder");
+  const limit = state.settings.max_upload_mb * 1e6;
+  if (blob.size > limit) {
+    message.fail(friendlyError("audio-too-large", null, { maxUploadMb: state.settings.max_upload_mb }));
+    return;
+  }
+  if (connection.open && state.welcomed && voice.canSendFile) {
+    connection.send(blob);
+    message.setState("transcribing");
+    state.audioSlots.push({ kind: "voice", message, filled: false });
+  } else {
+    message.setState("pending");
+    state.outbox.push({ kind: "audio", blob, message });
+  }
+}
+
+function flushOutbox() {
+  const items = state.outbox;
+  state.outbox = [];
+  for (const item of items) {
+    view.add(item.message, { quiet: true });
+    if (item.kind === "audio") {
+      sendVoice(item.blob, item.message);
+      continue;
+    }
+    connection.send({ type: "text", text: item.text });
+    if (item.kind === "command") {
+      item.message.setState(null);
+    } else {
+      item.message.setState("sending");
+      state.unconfirmed.push(item.message);
+    }
+  }
+  saveOutbox();
+  view.updateEmpty();
+  if (items.length) view.scrollToEnd();
+}
+
+/** Queued text survives a reload (recordings do not: they stay in memory). */
+function saveOutbox() {
+  const texts = state.outbox.filter((item) => item.kind !== "audio").map((item) => item.text);
+  storage.set(OUTBOX_KEY + state.clientId, texts.length ? JSON.stringify(texts) : null);
+}
+
+function restoreOutbox() {
+  let texts;
+  try {
+    texts = JSON.parse(storage.get(OUTBOX_KEY + state.clientId) || "[]");
+  } catch {
+    texts = [];
+  }
+  for (const text of Array.isArray(texts) ? texts : []) {
+    if (typeof text !== "string") continue;
+    const kind = text.startsWith("/") ? "command" : "text";
+    const message = kind === "command" ? view.commandLine(text, "pending") : view.user(text, { state: "pending" });
+    state.outbox.push({ kind, text, message });
+  }
+}
+
+// ---- uploads -------------------------------------------------------------------------------------------------
+
+async function uploadFiles(files) {
+  for (const file of files) await uploadOne(file);
+}
+
+async function uploadOne(file) {
+  const message = view.user(file.name || "audio file", { source: "upload", state: "uploading" });
+  message.article.classList.add("placeholder");
+  const s = state.settings;
+  const refuse = (code) => message.fail(friendlyError(code, null, { maxUploadMb: s.max_upload_mb }), code);
+  if (!s.speech_input) return refuse("stt-unavailable");
+  if (clearlyNotAudio(file)) return refuse("unsupported-audio");
+  if (file.size === 0) return refuse("empty-audio");
+  if (file.size > s.max_upload_mb * 1e6) return refuse("audio-too-large");
+
+  message.progress(0);
+  const slot = { kind: "upload", message, filled: false };
+  const result = await uploadAudio(file, state.clientId, {
+    onProgress: (fraction) => {
+      message.progress(fraction);
+      if (fraction < 1) message.setState("uploading", "Uploading… " + Math.round(fraction * 100) + "%");
+    },
+    onSent: () => {
+      // From here the server has it: its transcription is the next one this client gets.
+      message.setState("transcribing");
+      if (!state.audioSlots.includes(slot)) state.audioSlots.push(slot);
+    },
+  });
+  message.hideProgress();
+  const body = result.body || {};
+  if (result.status === 200 && body.status === "success") {
+    // The socket normally showed all of it already; when it is down (or slow), the response fills the gaps.
+    await until(() => view.has(body.message_id), connection.open ? 3000 : 0);
+    if (!slot.filled) {
+      slot.filled = true;
+      message.article.classList.remove("placeholder");
+      message.setText(body.transcription || "");
+    }
+    if (state.audioSlots.includes(slot)) {
+      state.audioSlots.splice(state.audioSlots.indexOf(slot), 1);
+      message.confirm({ source: "upload" });
+    }
+    if (!view.has(body.message_id)) {
+      view.reply({ text: body.response || "", message_id: body.message_id, timings: body.timings });
+    }
+    return;
+  }
+  if (state.audioSlots.includes(slot)) state.audioSlots.splice(state.audioSlots.indexOf(slot), 1);
+  if (slot.filled) {
+    message.setState(null); // it was transcribed: the socket already showed what went wrong with the turn
+    return;
+  }
+  const code = body.code || (result.status === 413 ? "audio-too-large" : result.status === 0 ? "network" : "");
+  message.fail(friendlyError(code || "http-" + result.status, body.detail, { maxUploadMb: s.max_upload_mb }), code);
+}
+
+function until(test, ms) {
+  return new Promise((resolve) => {
+    const deadline = performance.now() + ms;
+    const check = () => (test() || performance.now() >= deadline ? resolve() : setTimeout(check, 50));
+    check();
+  });
+}
+
+// ---- identity and history ------------------------------------------------------------------------------------
+
+function switchConversation(id) {
+  if (voice.live) voice.stopLive();
+  if (voice.recording) voice.stopRecording({ cancel: true });
+  player.stop();
+  state.clientId = id;
+  storage.set(ID_KEY, id);
+  state.outbox = [];
+  state.unconfirmed = [];
+  state.audioSlots = [];
+  view.clear();
+  restoreOutbox();
+  connection.restart();
+}
+
+async function loadEarlier() {
+  const before = view.oldestId();
+  if (before == null) return;
+  ui.earlier.disabled = true;
+  try {
+    const url = new URL(`api/history/${encodeURIComponent(state.clientId)}`, document.baseURI);
+    url.search = new URLSearchParams({ limit: String(HISTORY_PAGE), before: String(before) }).toString();
+    const response = await fetch(url);
+    if (!response.ok) throw new Error(String(response.status));
+    const messages = (await response.json()).messages || [];
+    view.prepend(messages);
+    ui.earlier.hidden = messages.length < HISTORY_PAGE;
+  } catch {
+    notice.show("Couldn't load earlier messages. Try again in a moment.", { timeout: 5000, key: "history" });
+  } finally {
+    ui.earlier.disabled = false;
+  }
+}
+
+// ---- controls ------------------------------------------------------------------------------------------------
+
+function autosize() {
+  ui.input.style.height = "auto";
+  ui.input.style.height = Math.min(ui.input.scrollHeight, 160) + "px";
+}
+
+ui.form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  submit();
 });
-input.addEventListener("input", showSuggestions);
-input.addEventListener("keydown", (e) => {
-  if (e.key === "Enter" && !e.shiftKey) { e.preventDefault(); $("composer").requestSubmit(); }
-  if (e.key === "Escape") suggest.hidden = true;
+ui.input.addEventListener("keydown", (event) => {
+  if (suggest.key(event)) {
+    event.preventDefault();
+  } else if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+    event.preventDefault();
+    submit();
+  }
 });
-$("new-chat").addEventListener("click", () => {
-  localStorage.removeItem("web-bot-client-id");
-  location.reload();
+ui.input.addEventListener("input", autosize);
+ui.voiceReplies.addEventListener("click", () => {
+  if (voice.refused(ui.voiceReplies)) return;
+  const on = ui.voiceReplies.getAttribute("aria-pressed") !== "true";
+  storage.set(VOICE_KEY, on ? "on" : "off");
+  applySettings({ voice_replies: on });
+  connection.send({ type: "config", voice_replies: on });
+});
+ui.attach.addEventListener("click", () => {
+  if (!voice.refused(ui.attach)) ui.file.click();
+});
+ui.file.addEventListener("change", () => {
+  const files = Array.from(ui.file.files || []);
+  ui.file.value = "";
+  uploadFiles(files);
+});
+dropZone(ui.drop, (files) => uploadFiles(files));
+ui.newChat.addEventListener("click", () => {
+  const previous = state.clientId;
+  switchConversation(newClientId());
+  notice.show("Started a new conversation.", {
+    action: "Go back", onAction: () => switchConversation(previous), timeout: 8000, key: "conversation",
+  });
+  ui.input.focus();
+});
+ui.earlier.addEventListener("click", loadEarlier);
+ui.retry.addEventListener("click", () => connection.retryNow());
+unlockOnGesture((ctxState) => {
+  if (ctxState === "running") notice.hide("sound");
 });
 
-connect();
+// A small handle for the console (and the browser tests).
+window.webBot = {
+  get clientId() {
+    return state.clientId;
+  },
+  state,
+  player,
+  voice,
+  connection,
+};
+
+restoreOutbox();
+view.updateEmpty();
+refreshControls();
+connection.connect();

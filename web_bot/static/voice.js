@@ -1,0 +1,361 @@
+// Talking to the bot: the microphone button (hold to talk, tap to toggle, or hold Space), hands-free mode (the
+// microphone streamed as PCM16 for the server's voice detection), and the panel that shows what is going on.
+"use strict";
+
+import { LiveMic, Recorder, micErrorText, micUnavailableReason } from "./audio.js";
+
+const HOLD_MS = 300; // a press shorter than this is a tap: it starts recording, and the next tap sends
+const MIN_RECORDING_MS = 400;
+const MAX_RECORDING_MS = 120000;
+const LIVE_RATE = 16000;
+const LIVE_TEXT = {
+  starting: ["Starting the microphone…", ""],
+  offline: ["Offline", "listening resumes when the connection returns"],
+  listening: ["Listening", "just talk"],
+  speaking: ["You're speaking", ""],
+  thinking: ["Thinking…", ""],
+  bot: ["Speaking", "talk to interrupt"],
+};
+const RECORD_HINT = { hold: "Release to send", tap: "Tap again to send", key: "Release Space to send" };
+
+export class Voice {
+  /**
+   * @param ui  {mic, handsFree, panel, panelText, panelHint, panelTime, panelStop}
+   * @param player  the spoken-reply Player (stopped when the user starts talking)
+   * @param connection  the chat socket
+   * @param notice  where problems are explained
+   * @param unavailable  () => why speech input cannot be used right now, or null
+   * @param onRecording  (blob) => send one recorded utterance
+   * @param onChange  () => the hands-free switch changed
+   */
+  constructor({ ui, player, connection, notice, unavailable, onRecording, onChange }) {
+    Object.assign(this, { ui, player, connection, notice, unavailable, onRecording, onChange });
+    this.recorder = new Recorder({ onLevel: (level) => this.showLevel(level) });
+    this.liveMic = new LiveMic({ onChunk: (pcm) => this.sendChunk(pcm), onLevel: (level) => this.showLevel(level) });
+    this.mode = null; // how the recording was started: "hold" | "tap" | "key"
+    this.starting = false;
+    this.stopWanted = false;
+    this.pressAt = 0;
+    this.pressStops = false;
+    this.timer = null;
+    this.live = false; // hands-free is on
+    this.liveStarting = false;
+    this.streaming = false; // audio_start was sent on the current socket
+    this.userSpeaking = false;
+    this.thinking = false;
+    this.states = []; // every hands-free state shown, in order
+    this.flashing = null;
+    this.bind();
+  }
+
+  get recording() {
+    return this.mode !== null && (this.recorder.recording || this.starting);
+  }
+
+  /** A recorded file may go over the socket only outside a PCM stream (it would be read as PCM). */
+  get canSendFile() {
+    return !this.streaming;
+  }
+
+  // ---- push-to-talk ------------------------------------------------------------------------------------------
+
+  async startRecording(mode) {
+    if (this.recording) return;
+    if (this.live) {
+      this.notice.show("Hands-free is on: just talk. Turn it off to use the microphone button.", { timeout: 5000 });
+      return;
+    }
+    const problem = this.unavailable() || micUnavailableReason() ||
+      (Recorder.supported() ? null : "This browser cannot record audio.");
+    if (problem) {
+      this.notice.show(problem);
+      return;
+    }
+    this.mode = mode;
+    this.starting = true;
+    this.stopWanted = false;
+    this.player.stop(); // nobody listens while talking
+    this.refresh();
+    try {
+      await this.recorder.start();
+    } catch (err) {
+      this.starting = false;
+      this.mode = null;
+      this.refresh();
+      this.notice.show(micErrorText(err));
+      return;
+    }
+    this.starting = false;
+    this.notice.hide("mic");
+    this.refresh();
+    this.tick();
+    if (this.stopWanted) this.stopRecording();
+  }
+
+  tick() {
+    clearTimeout(this.timer);
+    if (!this.recorder.recording) return;
+    const ms = performance.now() - this.recorder.startedAt;
+    const s = Math.floor(ms / 1000);
+    this.ui.panelTime.textContent = Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
+    if (ms >= MAX_RECORDING_MS) this.stopRecording();
+    else this.timer = setTimeout(() => this.tick(), 250);
+  }
+
+  async stopRecording({ cancel = false } = {}) {
+    if (this.starting) {
+      this.stopWanted = true; // released before the microphone even opened
+      return;
+    }
+    if (!this.recorder.recording) return;
+    this.mode = null;
+    clearTimeout(this.timer);
+    if (cancel) {
+      this.recorder.cancel();
+      this.refresh();
+      return;
+    }
+    const stopped = this.recorder.stop();
+    this.refresh();
+    const done = await stopped; // after the recorder's final dataavailable
+    if (!done || !done.blob.size) {
+      this.notice.show("Nothing was recorded. Check that the right microphone is selected.", { timeout: 6000 });
+    } else if (done.ms < MIN_RECORDING_MS) {
+      this.notice.show("That was too short. Hold the button (or Space) while you speak, or tap once to start " +
+        "and again to send.", { timeout: 6000 });
+    } else {
+      this.onRecording(done.blob);
+    }
+  }
+
+  // ---- hands-free --------------------------------------------------------------------------------------------
+
+  async startLive() {
+    const problem = this.unavailable() || micUnavailableReason();
+    if (problem) {
+      this.notice.show(problem);
+      return;
+    }
+    if (this.recording) await this.stopRecording({ cancel: true });
+    this.live = true;
+    this.liveStarting = true;
+    this.changed();
+    try {
+      await this.liveMic.start(LIVE_RATE);
+    } catch (err) {
+      this.live = false;
+      this.liveStarting = false;
+      this.changed();
+      this.notice.show(micErrorText(err));
+      return;
+    }
+    this.liveStarting = false;
+    if (!this.live) {
+      this.liveMic.stop(); // switched off while the microphone was starting
+      return;
+    }
+    this.notice.hide("mic");
+    this.openStream();
+    this.refresh();
+  }
+
+  stopLive() {
+    if (this.streaming) {
+      this.streaming = false;
+      this.connection.send({ type: "audio_stop" });
+    }
+    this.liveMic.stop();
+    this.live = false;
+    this.liveStarting = false;
+    this.userSpeaking = false;
+    this.thinking = false;
+    this.changed();
+  }
+
+  /** A fresh socket (its welcome arrived): hands-free, if on, opens its stream on it. */
+  openStream() {
+    this.userSpeaking = false;
+    this.thinking = false;
+    if (this.live && !this.liveStarting && !this.streaming && this.connection.open) {
+      this.connection.send({ type: "audio_start", format: "pcm16", sample_rate: LIVE_RATE });
+      this.streaming = true;
+    }
+    this.refresh();
+  }
+
+  /** The socket is gone, and the server's end of the stream with it. */
+  socketClosed() {
+    this.streaming = false;
+    this.refresh();
+  }
+
+  sendChunk(pcm) {
+    // Only inside audio_start … audio_stop: a stray binary frame would be taken as a whole recording.
+    if (this.streaming && this.connection.open) this.connection.send(pcm);
+  }
+
+  // ---- what the server says about the conversation ------------------------------------------------------------
+
+  speechStarted() {
+    this.userSpeaking = true;
+    if (this.player.speaking) this.player.stop(); // talking over the bot silences it now, not a round trip later
+    this.refresh();
+  }
+
+  speechStopped() {
+    this.userSpeaking = false;
+    this.thinking = true;
+    this.refresh();
+  }
+
+  /** A turn is under way (true) or over (false). */
+  setThinking(on) {
+    this.thinking = on;
+    this.refresh();
+  }
+
+  /** A hands-free utterance came to nothing (no words in it). */
+  missed() {
+    this.thinking = false;
+    this.flash("Sorry, I didn't catch that.");
+  }
+
+  liveState() {
+    if (this.liveStarting) return "starting";
+    if (!this.streaming) return "offline";
+    if (this.userSpeaking) return "speaking";
+    if (this.player.speaking) return "bot";
+    if (this.thinking) return "thinking";
+    return "listening";
+  }
+
+  // ---- the panel ---------------------------------------------------------------------------------------------
+
+  changed() {
+    this.refresh();
+    this.onChange();
+  }
+
+  refresh() {
+    const ui = this.ui;
+    const recording = this.recording;
+    let mode = null;
+    if (recording) {
+      mode = "recording";
+      ui.panelText.textContent = this.starting ? "Starting the microphone…" : "Recording";
+      ui.panelHint.textContent = RECORD_HINT[this.mode] || "";
+      ui.panelStop.textContent = "Cancel";
+      ui.panelStop.setAttribute("aria-label", "Cancel the recording");
+    } else if (this.live) {
+      const live = this.liveState();
+      mode = "live-" + live;
+      if (this.states[this.states.length - 1] !== live) this.states.push(live);
+      if (!this.flashing) [ui.panelText.textContent, ui.panelHint.textContent] = LIVE_TEXT[live];
+      ui.panelTime.textContent = "";
+      ui.panelStop.textContent = "Stop";
+      ui.panelStop.setAttribute("aria-label", "Turn hands-free off");
+    }
+    ui.panel.hidden = mode === null;
+    ui.panel.dataset.state = mode || "idle";
+    ui.mic.setAttribute("aria-pressed", String(recording));
+    ui.mic.dataset.state = recording ? "recording" : "idle";
+    ui.handsFree.dataset.state = this.live ? this.liveState() : "off";
+  }
+
+  flash(text) {
+    clearTimeout(this.flashing);
+    this.ui.panelText.textContent = text;
+    this.ui.panelHint.textContent = "";
+    this.flashing = setTimeout(() => {
+      this.flashing = null;
+      this.refresh();
+    }, 2500);
+  }
+
+  showLevel(level) {
+    const value = level.toFixed(3);
+    this.ui.panel.style.setProperty("--level", value);
+    this.ui.mic.style.setProperty("--level", value);
+    if (level > Number(this.ui.panel.dataset.peak || 0)) this.ui.panel.dataset.peak = value;
+  }
+
+  // ---- controls ----------------------------------------------------------------------------------------------
+
+  /** True (and explained) when the button is switched off. */
+  refused(button) {
+    if (button.getAttribute("aria-disabled") !== "true") return false;
+    this.notice.show(button.title || "Not available.", { timeout: 5000 });
+    return true;
+  }
+
+  bind() {
+    const { mic, handsFree, panelStop } = this.ui;
+    // Hold to talk; a short tap starts and the next one sends. Pointer events cover mouse, pen and touch.
+    mic.addEventListener("pointerdown", (event) => {
+      if (event.button !== 0 || this.refused(mic)) return;
+      event.preventDefault();
+      mic.setPointerCapture?.(event.pointerId);
+      if (this.recording) {
+        this.pressStops = true;
+        this.stopRecording();
+        return;
+      }
+      this.pressAt = performance.now();
+      this.startRecording("hold");
+    });
+    mic.addEventListener("pointerup", () => {
+      if (this.pressStops) {
+        this.pressStops = false;
+      } else if (this.mode === "hold") {
+        if (performance.now() - this.pressAt < HOLD_MS) {
+          this.mode = "tap";
+          this.refresh();
+        } else {
+          this.stopRecording();
+        }
+      }
+    });
+    mic.addEventListener("pointercancel", () => {
+      if (this.mode === "hold") this.stopRecording({ cancel: true });
+    });
+    mic.addEventListener("contextmenu", (event) => event.preventDefault()); // a long press on a phone
+    mic.addEventListener("click", (event) => {
+      if (event.detail !== 0 || this.refused(mic)) return; // detail 0: Enter, not a pointer
+      if (this.recording) this.stopRecording();
+      else this.startRecording("tap");
+    });
+
+    // Hold Space to talk, unless typing, or another control has the focus (Space is that control's key).
+    window.addEventListener("keydown", (event) => {
+      if (event.code !== "Space" || event.ctrlKey || event.altKey || event.metaKey) return;
+      const target = event.target instanceof Element ? event.target : null;
+      if (target && target !== mic && target.closest("textarea, input, select, [contenteditable], button, a, summary")) {
+        return;
+      }
+      event.preventDefault();
+      if (event.repeat || this.refused(mic)) return;
+      if (this.recording) {
+        if (this.mode === "tap") this.stopRecording();
+        return;
+      }
+      this.startRecording("key");
+    });
+    window.addEventListener("keyup", (event) => {
+      if (event.code !== "Space") return;
+      if (event.target === mic) event.preventDefault(); // no click on release
+      if (this.mode === "key") this.stopRecording();
+    });
+    window.addEventListener("blur", () => {
+      if (this.mode === "key" || this.mode === "hold") this.stopRecording();
+    });
+
+    panelStop.addEventListener("click", () => {
+      if (this.recording) this.stopRecording({ cancel: true });
+      else if (this.live) this.stopLive();
+    });
+    handsFree.addEventListener("click", () => {
+      if (this.live) this.stopLive();
+      else if (!this.refused(handsFree)) this.startLive();
+    });
+  }
+}
