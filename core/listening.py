@@ -11,6 +11,7 @@ import numpy as np
 from core.errors import ProtocolError
 from core.events import SpeechStarted, SpeechStopped
 from core.hub import Hub
+from core.models import AudioClip, Transcript
 from core.pipeline import ChatPipeline, TurnResult
 from core.vad import SpeechEnd, SpeechStart, VoiceActivityDetector
 
@@ -20,7 +21,12 @@ VAD_RATE = 16000
 
 
 class LiveListener:
-    """Feeds streamed PCM16 to a VAD; each utterance it cuts becomes a turn, and speech interrupts the bot."""
+    """Feeds streamed PCM16 to a VAD; each utterance it cuts becomes a turn, and speech interrupts the bot.
+
+    Transcription starts early: once the speaker has been silent for the VAD's suffix padding, the utterance is
+    already what the end of speech will deliver, so it is transcribed while the rest of the silence window is
+    waited for. If speech resumes, that early work is dropped.
+    """
 
     def __init__(
         self, pipeline: ChatPipeline, hub: Hub, client_id: str, vad: VoiceActivityDetector, sample_rate: int
@@ -29,9 +35,10 @@ class LiveListener:
         self._hub = hub
         self._client_id = client_id
         self._vad = vad
-        self._rate = sample_rate
         self._resampler = _Resampler(sample_rate) if sample_rate != VAD_RATE else None
         self._odd = b""
+        self._early_after_ms = max(150, vad.suffix_padding_ms)
+        self._early: tuple[bytes, asyncio.Future[Transcript]] | None = None
 
     async def feed(self, data: bytes) -> list[asyncio.Future[TurnResult]]:
         """Judge a chunk of audio; returns the turns it started (an utterance ended)."""
@@ -50,6 +57,7 @@ class LiveListener:
                     logger.info("barge-in by %s", self._client_id)
             else:
                 futures.append(await self._utterance(event))
+        self._maybe_transcribe_early()
         return futures
 
     async def stop(self) -> list[asyncio.Future[TurnResult]]:
@@ -57,13 +65,48 @@ class LiveListener:
         end = self._vad.flush()
         return [await self._utterance(end)] if end is not None else []
 
+    def _maybe_transcribe_early(self) -> None:
+        transcriber = self._pipeline.transcriber
+        if transcriber is None or not self._vad.speaking:
+            return
+        if self._vad.silence_so_far_ms < self._early_after_ms:
+            if self._early is not None and self._vad.silence_so_far_ms == 0:
+                self._drop_early()  # speech resumed: the early transcript is stale
+            return
+        audio = self._vad.utterance_so_far()
+        if audio is None or (self._early is not None and self._early[0] == audio):
+            return
+        self._drop_early()
+        task = asyncio.ensure_future(transcriber.transcribe(AudioClip(audio, VAD_RATE)))
+        task.add_done_callback(_consume)
+        self._early = (audio, task)
+
+    def _drop_early(self) -> None:
+        if self._early is not None:
+            self._early[1].cancel()
+            self._early = None
+
     async def _utterance(self, end: SpeechEnd) -> asyncio.Future[TurnResult]:
         await self._hub.publish(self._client_id, SpeechStopped().to_dict())
         # When the last voiced sample arrived: the VAD has judged this much audio since.
         lag_s = max(0, self._vad.position_ms - end.end_ms) / 1000 if end.reason != "flush" else 0.0
         origin = time.perf_counter() - lag_s
-        logger.info("utterance from %s: %.2f s (%s)", self._client_id, end.duration_s, end.reason)
-        return self._pipeline.submit_pcm(self._client_id, end.utterance, origin)
+        early = None
+        if self._early is not None and self._early[0] == end.utterance:
+            early = self._early[1]
+            self._early = None
+        self._drop_early()
+        logger.info(
+            "utterance from %s: %.2f s (%s%s)", self._client_id, end.duration_s, end.reason,
+            ", transcribed early" if early is not None else "",
+        )
+        return self._pipeline.submit_pcm(self._client_id, end.utterance, origin, early)
+
+
+def _consume(task: asyncio.Future[Transcript]) -> None:
+    """An early transcription nobody used must not report its error as never retrieved."""
+    if not task.cancelled():
+        task.exception()
 
 
 class _Resampler:

@@ -20,7 +20,7 @@ from core.events import AudioDone, ErrorEvent, Interrupted, Reply, ReplyDelta, T
 from core.hub import Hub
 from core.interfaces import HistoryStore, LLMEngine, TTSEngine
 from core.metrics import Metrics
-from core.models import AudioClip, ChatMessage, NewMessage, Source, Status
+from core.models import AudioClip, ChatMessage, NewMessage, Source, Status, Transcript
 from core.speaking import Speaker
 from core.transcription import Heard, Transcriber
 
@@ -129,10 +129,15 @@ class ChatPipeline:
         origin = time.perf_counter()
         return self.in_lane(client_id, lambda: self._hear_and_answer(client_id, source, origin, data=data))
 
-    def submit_pcm(self, client_id: str, pcm: bytes, origin: float) -> asyncio.Future[TurnResult]:
-        """Queue an utterance cut from a live 16 kHz PCM stream; ``origin`` is when the speech ended."""
+    def submit_pcm(
+        self, client_id: str, pcm: bytes, origin: float, early: asyncio.Future[Transcript] | None = None
+    ) -> asyncio.Future[TurnResult]:
+        """Queue an utterance cut from a live 16 kHz PCM stream; ``origin`` is when the speech ended, ``early``
+        its transcription if it was started before the end of speech was certain."""
         clip = AudioClip(pcm, 16000)
-        return self.in_lane(client_id, lambda: self._hear_and_answer(client_id, "voice", origin, clip=clip))
+        return self.in_lane(
+            client_id, lambda: self._hear_and_answer(client_id, "voice", origin, clip=clip, early=early)
+        )
 
     def barge_in(self, client_id: str) -> bool:
         """Interrupt the reply this client's lane is writing or speaking, if barge-in is on."""
@@ -192,12 +197,22 @@ class ChatPipeline:
     # -- turns ------------------------------------------------------------------------------------------------
 
     async def _hear_and_answer(
-        self, client_id: str, source: Source, origin: float, *, data: bytes | None = None, clip: AudioClip | None = None
+        self,
+        client_id: str,
+        source: Source,
+        origin: float,
+        *,
+        data: bytes | None = None,
+        clip: AudioClip | None = None,
+        early: asyncio.Future[Transcript] | None = None,
     ) -> TurnResult:
         if self.transcriber is None:
             raise STTError("speech-to-text is turned off on this server", code="stt-unavailable")
         try:
-            heard: Heard = await (self.transcriber.hear(data) if data is not None else self.transcriber.hear_clip(clip))
+            if data is not None:
+                heard: Heard = await self.transcriber.hear(data)
+            else:
+                heard = await self.transcriber.hear_clip(clip, early)
         except BotError as err:
             self._count_error(err.code)
             raise

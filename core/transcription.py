@@ -75,14 +75,15 @@ class Transcriber:
         }
         return Heard(transcript, audio_path, timings)
 
-    async def hear_clip(self, clip: AudioClip | None) -> Heard:
-        """Keep and transcribe audio already decoded (an utterance cut from a live stream)."""
+    async def hear_clip(self, clip: AudioClip | None, early: asyncio.Future[Transcript] | None = None) -> Heard:
+        """Keep and transcribe audio already decoded (an utterance cut from a live stream); ``early`` is its
+        transcription if one was started before the end of speech."""
         if self._stt is None or clip is None:
             raise STTError("speech-to-text is turned off on this server", code="stt-unavailable")
         start = time.perf_counter()
         path_task = asyncio.create_task(asyncio.to_thread(self._store_clip, clip))
         try:
-            transcript = await self.transcribe(clip)
+            transcript = await (early if early is not None else self.transcribe(clip))
         finally:
             audio_path = await path_task
         timings = {"stt_ms": round((time.perf_counter() - start) * 1000, 1), "audio_s": round(clip.duration_s, 2)}

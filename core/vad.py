@@ -136,6 +136,22 @@ class VoiceActivityDetector:
         """How much audio has been judged since the stream started (or was reset)."""
         return self._samples * 1000 // SAMPLE_RATE
 
+    @property
+    def silence_so_far_ms(self) -> int:
+        """While speaking: how long it has been silent since the last voiced window (0 otherwise)."""
+        return self._ms(self._silent) if self._state == "speech" else 0
+
+    def utterance_so_far(self) -> bytes | None:
+        """While speaking: the utterance exactly as a SpeechEnd would carry it if the silence ended it now.
+
+        Once ``suffix_padding_ms`` of silence has passed, this equals the final utterance unless speech resumes,
+        so it can be transcribed early, while the rest of ``silence_ms`` is still being waited for.
+        """
+        if self._state != "speech":
+            return None
+        extra = self._silent - self.suffix_padding_ms * SAMPLE_RATE // 1000
+        return bytes(self._audio[: len(self._audio) - extra * 2] if extra > 0 else self._audio)
+
     def feed(self, pcm: bytes) -> list[VADEvent]:
         """Judge ``pcm`` (any length; an incomplete window waits for the next call) and report what happened."""
         self._pending += pcm

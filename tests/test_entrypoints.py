@@ -95,6 +95,9 @@ async def test_uvicorn_app_with_web_bot_config(launch, tmp_path: Path, fake_open
     status = wait_ready(f"http://127.0.0.1:{port}", proc)
     assert status["llm"]["engine"] == "openai" and status["config_loaded"] is True
     assert (await chat_once(port, "via uvicorn"))["text"].startswith("You said: via uvicorn")
+    # The README's curl line, as written.
+    curl = subprocess.run(["curl", "-s", f"http://127.0.0.1:{port}/api/status"], capture_output=True, text=True)
+    assert curl.returncode == 0 and json.loads(curl.stdout)["db_connected"] is True
 
 
 async def test_python_m_web_bot_with_config(launch, tmp_path: Path, fake_openai: FakeOpenAI) -> None:
@@ -121,3 +124,17 @@ async def test_make_run_answers_offline_with_the_local_model(launch) -> None:
     assert status["llm_available"] is True and status["db_connected"] is True
     reply = await chat_once(port, "Hello! Who are you?")
     assert reply["type"] == "reply" and reply["text"].strip()
+
+
+def test_make_migrate_upgrades_the_configured_database(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WEB_BOT_", "OPENAI_"))}
+    env["WEB_BOT_DATABASE__DB_PATH"] = str(tmp_path / "migrated.db")
+    run = subprocess.run(
+        ["make", "--no-print-directory", "migrate"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "migrated.db") as db:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"messages", "alembic_version"} <= tables

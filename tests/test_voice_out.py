@@ -7,6 +7,7 @@ import asyncio
 import json
 import re
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -212,6 +213,9 @@ async def test_hands_free_one_turn_per_sentence(serve, voice_settings, connect) 
     first_start, first_stop = kinds.index("speech_started"), kinds.index("speech_stopped")
     assert first_start < first_stop < kinds.index("transcription")
     assert [r[0] for r in stored(served, "handsfree")] == ["user", "assistant", "user", "assistant"]
+    # Both utterances were transcribed while the end-of-speech silence was still being waited for.
+    log = Path(served.settings.logging.file).read_text()
+    assert log.count("(silence, transcribed early)") == 2, log
 
 
 async def test_live_audio_at_48k_is_resampled(serve, voice_settings, connect) -> None:
