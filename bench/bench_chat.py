@@ -4,6 +4,8 @@
 2. web-bot: chat turns through the WebSocket with 100 concurrent clients, every turn stored;
 3. latency at one client, minus the baseline's single-call latency;
 4. server RSS per idle connection with 1000 clients.
+
+BENCH_QUICK=1: 10 clients x 3 turns, 20 solo turns, 50 idle connections.
 """
 
 from __future__ import annotations
@@ -20,11 +22,21 @@ from pathlib import Path
 import openai
 import websockets
 
-from bench.common import line, percentile, raise_fd_limit, rss_bytes, start_fake_openai, start_web_bot
+from bench.common import (
+    QUICK_MARK,
+    line,
+    percentile,
+    raise_fd_limit,
+    rss_bytes,
+    sized,
+    start_fake_openai,
+    start_web_bot,
+)
 
-CONCURRENCY = 100
-TURNS_PER_CLIENT = 20
-IDLE_CLIENTS = 1000
+CONCURRENCY = sized(100, 10)
+TURNS_PER_CLIENT = sized(20, 3)
+SOLO_TURNS = sized(200, 20)
+IDLE_CLIENTS = sized(1000, 50)
 
 
 async def raw_calls(base_url: str, concurrency: int, total: int) -> tuple[float, list[float]]:
@@ -93,9 +105,9 @@ async def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-chat-"))
     server = None
     try:
-        await raw_calls(fake_url, 20, 200)  # warm-up
+        await raw_calls(fake_url, 20, sized(200, 40))  # warm-up
         rate, _ = await raw_calls(fake_url, CONCURRENCY, CONCURRENCY * TURNS_PER_CLIENT)
-        _, single = await raw_calls(fake_url, 1, 200)
+        _, single = await raw_calls(fake_url, 1, SOLO_TURNS)
         base_p50 = statistics.median(single)
 
         server, port = start_web_bot(
@@ -106,17 +118,17 @@ async def main() -> None:
             },
             workdir,
         )
-        await ws_turns(port, 20, 5, "warm")
+        await ws_turns(port, sized(20, 5), sized(5, 2), "warm")
         turns, _ = await ws_turns(port, CONCURRENCY, TURNS_PER_CLIENT, "load")
-        _, one = await ws_turns(port, 1, 200, "solo")
+        _, one = await ws_turns(port, 1, SOLO_TURNS, "solo")
         with sqlite3.connect(workdir / "bench.db") as db:
             stored = db.execute("SELECT count(*) FROM messages WHERE client_id LIKE 'load%'").fetchone()[0]
         assert stored == 2 * CONCURRENCY * TURNS_PER_CLIENT, f"only {stored} messages stored"
         per_conn = await idle_connections(port, server.pid, IDLE_CLIENTS)
 
-        print(f"# chat benchmark ({CONCURRENCY} clients x {TURNS_PER_CLIENT} turns, loopback fake LLM)")
+        print(f"# chat benchmark{QUICK_MARK} ({CONCURRENCY} clients x {TURNS_PER_CLIENT} turns, loopback fake LLM)")
         line(
-            "turns/s through /ws (100 clients, all stored)",
+            f"turns/s through /ws ({CONCURRENCY} clients, all stored)",
             f"{turns:.0f}",
             f"{rate:.0f} raw AsyncOpenAI streamed calls/s",
             turns / rate,

@@ -9,7 +9,7 @@
   decode every frame, no resampling, no checks). pydub would spawn an ffmpeg process per clip; ffmpeg is not
   installed, so pydub is measured where it needs none (WAV) and the cost of a process spawn is shown beside.
 
-Run: ``.venv/bin/python -m bench.bench_stt``
+Run: ``.venv/bin/python -m bench.bench_stt`` (BENCH_QUICK=1: two sentences, three containers, a few runs each)
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import av
 import jiwer
 import numpy as np
 
+from bench.common import QUICK, QUICK_MARK, sized
 from core.audio import decode_audio
 from core.models import AudioClip
 from core.stt import available_cpus
@@ -40,11 +41,13 @@ SENTENCES = [
     "Can you recommend a good book about history?",
     "I would like to order a large pizza with mushrooms.",
     "Send a message to my sister saying I will be late.",
-]
+][: sized(10, 2)]
 CONTAINERS = ["wav", "flac", "aiff", "mp3", "m4a", "aac-adts", "ogg-opus", "ogg-vorbis", "webm-opus",
               "webm-mediarecorder"]
-LATENCY_RUNS = 7
-DECODE_RUNS = 30
+if QUICK:
+    CONTAINERS = ["wav", "mp3", "ogg-opus"]
+LATENCY_RUNS = sized(7, 2)
+DECODE_RUNS = sized(30, 3)
 
 
 def show(name: str, value: str, baseline: str = "", ratio: float | None = None, note: str = "") -> None:
@@ -117,7 +120,7 @@ async def bench_whisper() -> None:
         long_rtf = (time.perf_counter() - started) / joined.duration_s
         long_wer = speech.wer(" ".join(SENTENCES), heard)
         show(f"whisper real-time factor, one {joined.duration_s:.0f} s clip", f"{long_rtf:.3f}",
-             f"ten short clips {rtf:.3f}", long_rtf / rtf, f"wer {long_wer:.1%}")
+             f"{len(clips)} short clips {rtf:.3f}", long_rtf / rtf, f"wer {long_wer:.1%}")
 
         short = three_seconds()
         model = engine._model  # the loaded faster-whisper model, called bare for the baseline
@@ -173,13 +176,14 @@ def bench_decoding() -> None:
     show(f"decode wav to 16 kHz mono, 3 s clip (best of {DECODE_RUNS})", f"{ours * 1000:.2f} ms",
          f"pydub in-process {theirs * 1000:.2f} ms", ours / theirs)
     mp3 = speech.encode(pcm, 48000, "mp3")
-    ours, spawn = bests_s(lambda: decode_audio(mp3, max_duration_s=60), lambda: subprocess.run(["true"]), 10)
+    ours, spawn = bests_s(lambda: decode_audio(mp3, max_duration_s=60), lambda: subprocess.run(["true"]), sized(10, 3))
     show("pydub on mp3 and every other container", "one ffmpeg process per clip (no ffmpeg installed here)",
          f"spawning /bin/true alone {spawn * 1000:.2f} ms against our whole mp3 decode {ours * 1000:.2f} ms")
 
 
 async def main() -> None:
-    print("# speech-to-text: default Whisper engine (bundled tiny.en, int8, CPU) and audio decoding", flush=True)
+    print(f"# speech-to-text{QUICK_MARK}: default Whisper engine (bundled tiny.en, int8, CPU) and audio decoding",
+          flush=True)
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(f"# {available_cpus()} CPUs, load average {load} (other work on the machine slows every figure)", flush=True)
     bench_decoding()

@@ -1,15 +1,19 @@
-"""End of speech → first reply audio, on the offline defaults, streaming a 3 s utterance in real time.
+"""End of speech → first reply audio, on the offline defaults, streaming ~3 s utterances in real time.
 
-For each turn the client streams 20 ms PCM chunks at real-time pace, notes when the last voiced sample left,
-and waits for the first binary audio frame of the reply. It reports p50/p95 over the turns and the server's
-stage breakdown, once with the embedded SmolLM2 and once with an instant loopback LLM (what the server and
-the speech engines cost alone). Baseline: the same utterance through faster-whisper and Piper called
-directly in this process, with no server, no VAD wait and no LLM.
+Each utterance is a Piper sentence trimmed of its leading and trailing near-silence (2.5–3.5 s of speech, no pause
+inside longer than 250 ms). For each turn the client streams it in 20 ms PCM chunks at a microphone's pace, notes
+when the last voiced chunk left, streams 1 s of silence, and waits for the first binary audio frame of this
+turn's reply (announced by an ``audio`` event after this utterance's ``transcription``). It reports p50/p95 over
+the turns, the server's stage breakdown and the VAD wait (``speech_stopped`` as the client sees it), once with
+the embedded SmolLM2 and once with an instant loopback LLM (what the server and the speech engines cost alone).
+Baseline: the same utterance through faster-whisper and Piper called directly in this process, with no server,
+no VAD wait and no LLM. BENCH_QUICK=1: two turns per configuration.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import statistics
 import sys
@@ -18,78 +22,119 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import websockets
 
-from bench.common import line, percentile, start_fake_openai, start_web_bot
-from tests.speech import SENTENCES, resample, silence, speak
+from bench.common import QUICK_MARK, line, percentile, sized, start_fake_openai, start_web_bot
+from tests.speech import resample, silence, speak
 
-TURNS = 20
-CHUNK = 640
-UTTERANCE_S = 3.0
+TURNS = sized(20, 2)
+RATE = 16000
+CHUNK = 640  # 20 ms of 16 kHz PCM16
+WINDOW = 160  # 10 ms: a window is voiced when a sample in it reaches 1% of full scale
+VOICED = 328
+TEXTS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Please remind me to buy milk tomorrow morning before work.",
+    "What is the weather like in Paris today and tomorrow evening?",
+    "Send a message to my sister saying I will be late tonight.",
+    "Set an alarm for seven in the morning and another one at eight.",
+]
+
+Inbox = asyncio.Queue[tuple[float, str | bytes]]
+
+
+def voiced_speech(text: str) -> bytes:
+    """Piper's 16 kHz rendering of ``text`` from its first voiced 10 ms window to its last."""
+    pcm, rate = speak(text)
+    samples = np.frombuffer(resample(pcm, rate, RATE), dtype=np.int16)
+    peaks = np.abs(samples[: len(samples) // WINDOW * WINDOW].astype(np.int32)).reshape(-1, WINDOW).max(axis=1)
+    voiced = np.flatnonzero(peaks >= VOICED)
+    longest_pause = int((np.diff(voiced) - 1).max()) * 10
+    speech = samples[voiced[0] * WINDOW : (voiced[-1] + 1) * WINDOW].tobytes()
+    seconds = len(speech) / (2 * RATE)
+    if not 2.5 <= seconds <= 3.5 or longest_pause > 250:
+        raise ValueError(f"{text!r}: {seconds:.2f} s of speech, a {longest_pause} ms pause inside")
+    return speech
 
 
 def utterances() -> list[bytes]:
-    clips = []
-    for sentence in SENTENCES:
-        pcm, rate = speak(sentence)
-        pcm = resample(pcm, rate, 16000)[: int(UTTERANCE_S * 16000) * 2]
-        clips.append(pcm + silence(max(0.0, UTTERANCE_S - len(pcm) / 32000)))
-    return clips
+    return [voiced_speech(text) for text in TEXTS]
 
 
-async def turn(ws: Any, speech: bytes, tail: bytes) -> tuple[float, dict[str, float]]:
+async def send_paced(ws: Any, pcm: bytes) -> None:
+    """Stream ``pcm`` as a microphone would: each 20 ms chunk leaves once its last sample has been recorded."""
     loop = asyncio.get_running_loop()
     start = loop.time()
-    chunks = [speech[i : i + CHUNK] for i in range(0, len(speech), CHUNK)]
-    for index, chunk in enumerate(chunks):
+    for offset in range(0, len(pcm), CHUNK):
+        chunk = pcm[offset : offset + CHUNK]
+        await asyncio.sleep(max(0, start + (offset + len(chunk)) / (2 * RATE) - loop.time()))
         await ws.send(chunk)
-        await asyncio.sleep(max(0, start + (index + 1) * 0.02 - loop.time()))
+
+
+async def read(ws: Any, inbox: Inbox) -> None:
+    """Every frame, stamped when it arrived (also while the client is still sending)."""
+    async for frame in ws:
+        inbox.put_nowait((time.perf_counter(), frame))
+
+
+async def turn(ws: Any, inbox: Inbox, speech: bytes, tail: bytes) -> tuple[float, float, dict[str, float]]:
+    """(end of speech → first reply audio, VAD wait, the reply's server timings) of one utterance."""
+    await send_paced(ws, speech)
     speech_end = time.perf_counter()
-
-    async def trailing_silence() -> None:
-        base = loop.time()
-        for index, offset in enumerate(range(0, len(tail), CHUNK)):
-            await ws.send(tail[offset : offset + CHUNK])
-            await asyncio.sleep(max(0, base + (index + 1) * 0.02 - loop.time()))
-
-    sender = asyncio.create_task(trailing_silence())
-    first_audio = None
-    timings: dict[str, float] = {}
+    sender = asyncio.create_task(send_paced(ws, tail))
+    stopped: float | None = None
+    first_audio: float | None = None
+    heard = announced = False
+    timings: dict[str, float] | None = None
     while True:
-        frame = await asyncio.wait_for(ws.recv(), 120)
+        at, frame = await asyncio.wait_for(inbox.get(), 120)
         if isinstance(frame, bytes):
-            first_audio = first_audio or time.perf_counter()
+            # Only this turn's reply audio: an audio event after this utterance's transcription announced it.
+            if announced and first_audio is None:
+                first_audio = at
             continue
         event = json.loads(frame)
-        if event["type"] == "error":
-            raise RuntimeError(event)
-        if event["type"] == "reply":
+        kind = event["type"]
+        if kind in ("error", "interrupted"):
+            raise RuntimeError(f"turn failed: {event}")
+        if kind == "speech_stopped":
+            if at < speech_end:
+                raise RuntimeError(f"the VAD ended the utterance {(speech_end - at) * 1000:.0f} ms before its speech")
+            stopped = stopped or at
+        elif kind == "transcription" and stopped is not None:
+            heard = True
+        elif kind == "audio" and heard:
+            announced = True
+        elif kind == "reply" and heard:
             timings = event["timings"]
-            if first_audio is not None:
-                break
-        if first_audio is not None and timings:
-            break
+        elif kind == "audio_done" and timings is not None:
+            break  # the whole reply has been sent: the next utterance starts on a quiet line
     await sender
-    # Let the rest of the reply be spoken before the next utterance, as a person would.
-    while True:
-        try:
-            await asyncio.wait_for(ws.recv(), 1.5)
-        except TimeoutError:
-            break
-    return first_audio - speech_end, timings
+    if stopped is None or first_audio is None:
+        raise RuntimeError(f"a reply without audio: {timings}")
+    return first_audio - speech_end, stopped - speech_end, timings or {}
 
 
-async def run(port: int, clips: list[bytes], turns: int) -> tuple[list[float], list[dict[str, float]]]:
-    latencies, stages = [], []
+async def run(port: int, clips: list[bytes], turns: int) -> tuple[list[float], list[float], list[dict[str, float]]]:
+    latencies, vad_waits, stages = [], [], []
     async with websockets.connect(f"ws://127.0.0.1:{port}/ws/bench-voice", max_size=None) as ws:
         await ws.recv()
-        await ws.send(json.dumps({"type": "audio_start", "format": "pcm16", "sample_rate": 16000}))
-        for i in range(turns + 1):
-            latency, timings = await turn(ws, clips[i % len(clips)], silence(1.0))
-            if i:  # the first turn warms the engines up
-                latencies.append(latency)
-                stages.append(timings)
-    return latencies, stages
+        await ws.send(json.dumps({"type": "audio_start", "format": "pcm16", "sample_rate": RATE}))
+        inbox: Inbox = asyncio.Queue()
+        reader = asyncio.create_task(read(ws, inbox))
+        try:
+            for i in range(turns + 1):
+                latency, vad_wait, timings = await turn(ws, inbox, clips[i % len(clips)], silence(1.0))
+                if i:  # the first turn warms the engines up
+                    latencies.append(latency)
+                    vad_waits.append(vad_wait)
+                    stages.append(timings)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+    return latencies, vad_waits, stages
 
 
 async def direct_baseline(clips: list[bytes]) -> float:
@@ -103,9 +148,9 @@ async def direct_baseline(clips: list[bytes]) -> float:
     tts = await build_tts(TTSSettings())
     assert stt is not None and tts is not None
     costs = []
-    for i in range(6):
+    for i in range(sized(6, 3)):
         start = time.perf_counter()
-        await stt.transcribe(AudioClip(clips[i % len(clips)], 16000), language="en")
+        await stt.transcribe(AudioClip(clips[i % len(clips)], RATE), language="en")
         async for _ in tts.synthesize("Sure, here is a short answer."):
             break
         if i:
@@ -115,7 +160,9 @@ async def direct_baseline(clips: list[bytes]) -> float:
     return statistics.median(costs)
 
 
-def report(name: str, latencies: list[float], stages: list[dict[str, float]], baseline: float) -> None:
+def report(
+    name: str, latencies: list[float], vad_waits: list[float], stages: list[dict[str, float]], baseline: float
+) -> None:
     p50 = statistics.median(latencies)
     line(f"{name}: end of speech → first audio p50", f"{p50 * 1000:.0f} ms",
          f"{baseline * 1000:.0f} ms STT+TTS called directly", p50 / baseline, "p50 ≤ 1000 ms")
@@ -123,33 +170,36 @@ def report(name: str, latencies: list[float], stages: list[dict[str, float]], ba
     keys = ("stt_ms", "llm_first_token_ms", "tts_first_audio_ms", "first_audio_ms", "llm_total_ms")
     breakdown = ", ".join(f"{k} {statistics.median(s.get(k, 0) for s in stages):.0f}" for k in keys)
     print(f"  stage medians (server timings, ms): {breakdown}", flush=True)
+    print(f"  VAD wait (client: speech_stopped − end of speech): p50 {statistics.median(vad_waits) * 1000:.0f} ms, "
+          f"p95 {percentile(vad_waits, 95) * 1000:.0f} ms", flush=True)
 
 
 async def main() -> None:
     clips = utterances()
     baseline = await direct_baseline(clips)
     workdir = Path(tempfile.mkdtemp(prefix="bench-voice-"))
-    print(f"# voice benchmark ({TURNS} turns of a {UTTERANCE_S:.0f} s utterance streamed in real time, "
-          "whisper tiny.en + piper, VAD silence window included)", flush=True)
-    common = {"voice": {"replies": True}, "llm": {"max_tokens": 64}}
+    lengths = [len(clip) / (2 * RATE) for clip in clips]
+    print(f"# voice benchmark{QUICK_MARK} ({TURNS} turns of {min(lengths):.1f}–{max(lengths):.1f} s utterances "
+          "streamed in real time, whisper tiny.en + piper, VAD silence window included)", flush=True)
+    common = {"voice": {"replies": True}}
     server, port = start_web_bot({**common, "llm": {"engine": "local", "max_tokens": 64}}, workdir)
     try:
-        latencies, stages = await run(port, clips, TURNS)
+        latencies, vad_waits, stages = await run(port, clips, TURNS)
     finally:
         server.stop()
-    report("offline defaults (SmolLM2)", latencies, stages, baseline)
+    report("offline defaults (SmolLM2)", latencies, vad_waits, stages, baseline)
     fake, fake_url = start_fake_openai()
     server, port = start_web_bot(
-        {**common, "llm": {"engine": "openai", "base_url": f"{fake_url}/v1", "model_name": "fake"},
+        {**common, "llm": {"engine": "openai", "base_url": f"{fake_url}/v1", "model_name": "fake", "max_tokens": 64},
          "database": {"db_path": str(workdir / "fake.db")}},
         workdir,
     )
     try:
-        latencies, stages = await run(port, clips, TURNS)
+        latencies, vad_waits, stages = await run(port, clips, TURNS)
     finally:
         server.stop()
         fake.stop()
-    report("instant fake LLM", latencies, stages, baseline)
+    report("instant fake LLM", latencies, vad_waits, stages, baseline)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,14 @@ from typing import Any
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+# BENCH_QUICK=1: every benchmark runs a much smaller version of itself (same lines, header marked "(quick)").
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+QUICK_MARK = " (quick)" if QUICK else ""
+
+
+def sized(full: int, quick: int) -> int:
+    """``full`` normally, ``quick`` under BENCH_QUICK=1."""
+    return quick if QUICK else full
 
 
 def free_port() -> int:

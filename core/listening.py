@@ -18,14 +18,17 @@ from core.vad import SpeechEnd, SpeechStart, VoiceActivityDetector
 logger = logging.getLogger(__name__)
 
 VAD_RATE = 16000
+# Short enough to hide most of Whisper's time inside the silence window; long enough that the gaps between
+# words rarely start (and waste) an early transcription.
+EARLY_AFTER_MS = 120
 
 
 class LiveListener:
     """Feeds streamed PCM16 to a VAD; each utterance it cuts becomes a turn, and speech interrupts the bot.
 
-    Transcription starts early: once the speaker has been silent for the VAD's suffix padding, the utterance is
-    already what the end of speech will deliver, so it is transcribed while the rest of the silence window is
-    waited for. If speech resumes, that early work is dropped.
+    Transcription starts early: once the speaker has been silent for ``EARLY_AFTER_MS``, the utterance holds all
+    the speech the end of speech will deliver (only a little trailing silence differs), so it is transcribed while
+    the rest of the silence window is waited for. If speech resumes, that early work is dropped.
     """
 
     def __init__(
@@ -37,8 +40,7 @@ class LiveListener:
         self._vad = vad
         self._resampler = _Resampler(sample_rate) if sample_rate != VAD_RATE else None
         self._odd = b""
-        self._early_after_ms = max(150, vad.suffix_padding_ms)
-        self._early: tuple[bytes, asyncio.Future[Transcript]] | None = None
+        self._early: tuple[int, asyncio.Future[Transcript]] | None = None  # (last voiced ms, transcription)
 
     async def feed(self, data: bytes) -> list[asyncio.Future[TurnResult]]:
         """Judge a chunk of audio; returns the turns it started (an utterance ended)."""
@@ -69,17 +71,17 @@ class LiveListener:
         transcriber = self._pipeline.transcriber
         if transcriber is None or not self._vad.speaking:
             return
-        if self._vad.silence_so_far_ms < self._early_after_ms:
-            if self._early is not None and self._vad.silence_so_far_ms == 0:
-                self._drop_early()  # speech resumed: the early transcript is stale
+        voiced_until = self._vad.last_voiced_ms
+        if self._early is not None and self._early[0] != voiced_until:
+            self._drop_early()  # speech resumed: the early transcript is stale
+        if self._early is not None or self._vad.silence_so_far_ms < EARLY_AFTER_MS:
             return
         audio = self._vad.utterance_so_far()
-        if audio is None or (self._early is not None and self._early[0] == audio):
+        if audio is None:
             return
-        self._drop_early()
         task = asyncio.ensure_future(transcriber.transcribe(AudioClip(audio, VAD_RATE)))
         task.add_done_callback(_consume)
-        self._early = (audio, task)
+        self._early = (voiced_until, task)
 
     def _drop_early(self) -> None:
         if self._early is not None:
@@ -92,7 +94,7 @@ class LiveListener:
         lag_s = max(0, self._vad.position_ms - end.end_ms) / 1000 if end.reason != "flush" else 0.0
         origin = time.perf_counter() - lag_s
         early = None
-        if self._early is not None and self._early[0] == end.utterance:
+        if self._early is not None and self._early[0] == end.end_ms:
             early = self._early[1]
             self._early = None
         self._drop_early()

@@ -141,6 +141,11 @@ class VoiceActivityDetector:
         """While speaking: how long it has been silent since the last voiced window (0 otherwise)."""
         return self._ms(self._silent) if self._state == "speech" else 0
 
+    @property
+    def last_voiced_ms(self) -> int:
+        """Where the last voiced window of the current utterance ended (a SpeechEnd's ``end_ms``)."""
+        return self._ms(self._last_voiced)
+
     def utterance_so_far(self) -> bytes | None:
         """While speaking: the utterance exactly as a SpeechEnd would carry it if the silence ended it now.
 

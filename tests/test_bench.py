@@ -1,0 +1,35 @@
+"""The README's `make bench`, run for real in its quick form (BENCH_QUICK=1), so the benchmarks keep working."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import pytest
+
+from core.config import ROOT
+
+KEY_LINES = [
+    "turns/s through /ws",  # bench_chat
+    "turn latency p50 at 1 client, minus baseline call p50",
+    "whisper real-time factor (beam 1)",  # bench_stt
+    "whisper latency, 3 s clip (median)",
+    "offline defaults (SmolLM2): end of speech → first audio p50",  # bench_voice
+    "instant fake LLM: end of speech → first audio p50",
+]
+
+
+@pytest.mark.slow
+def test_make_bench_quick() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WEB_BOT_", "OPENAI_"))}
+    env.update(HF_HUB_OFFLINE="1", BENCH_QUICK="1")
+    run = subprocess.run(
+        ["make", "--no-print-directory", "bench"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    lines = output.splitlines()
+    for key in KEY_LINES:
+        assert any(key in line and "ratio" in line for line in lines), f"no {key!r} line with a ratio:\n{output}"
+    assert any(line.startswith("whisper wer (beam 1): ") for line in lines), output
+    assert sum("(quick)" in line for line in lines) == 3, output
