@@ -196,10 +196,53 @@ async def main() -> None:
     )
     try:
         latencies, vad_waits, stages = await run(port, clips, TURNS)
+        report("instant fake LLM", latencies, vad_waits, stages, baseline)
+        rate, per_turn = await voice_throughput(port, clips, baseline)
+        line("voice turns/s, 4 clients uploading speech at once (STT + reply + spoken reply, instant LLM)",
+             f"{rate:.2f}", f"{1 / baseline:.2f}/s STT+TTS called directly one after another", rate * baseline)
+        print(f"  median upload → response at that load: {per_turn * 1000:.0f} ms", flush=True)
     finally:
         server.stop()
         fake.stop()
-    report("instant fake LLM", latencies, vad_waits, stages, baseline)
+
+
+async def voice_throughput(port: int, clips: list[bytes], baseline: float) -> tuple[float, float]:
+    """Voice turns per second through /upload_audio with spoken replies, four clients at once (capacity)."""
+    import httpx
+
+    from tests.speech import wav
+
+    per_client = sized(4, 1)
+    durations: list[float] = []
+
+    async def client(index: int, http: httpx.AsyncClient) -> None:
+        for turn in range(per_client):
+            # A socket per client, so spoken replies are really synthesised and sent, as for a person.
+            data = wav(clips[(index + turn) % len(clips)], RATE)
+            start = time.perf_counter()
+            response = await http.post(
+                "/upload_audio", files={"file": ("clip.wav", data)}, data={"client_id": f"load{index}"}
+            )
+            response.raise_for_status()
+            durations.append(time.perf_counter() - start)
+
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=300) as http:
+        sockets = [await websockets.connect(f"ws://127.0.0.1:{port}/ws/load{i}", max_size=None) for i in range(4)]
+        drains = [asyncio.create_task(_drain(ws)) for ws in sockets]
+        start = time.perf_counter()
+        await asyncio.gather(*(client(i, http) for i in range(4)))
+        elapsed = time.perf_counter() - start
+        for task in drains:
+            task.cancel()
+        for ws in sockets:
+            await ws.close()
+    return 4 * per_client / elapsed, statistics.median(durations)
+
+
+async def _drain(ws: Any) -> None:
+    with contextlib.suppress(websockets.ConnectionClosed):
+        async for _ in ws:
+            pass
 
 
 if __name__ == "__main__":

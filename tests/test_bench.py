@@ -16,6 +16,7 @@ KEY_LINES = [
     "whisper latency, 3 s clip (median)",
     "offline defaults (SmolLM2): end of speech → first audio p50",  # bench_voice
     "instant fake LLM: end of speech → first audio p50",
+    "voice turns/s, 4 clients uploading speech at once",
 ]
 
 
