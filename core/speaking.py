@@ -16,6 +16,8 @@ from core.speech_text import SentenceSplitter, clean_for_speech
 logger = logging.getLogger(__name__)
 
 _DONE = None
+# About 2 s of speech: a longer first sentence is cut at a space, so Piper's first audio comes in ~0.15 s.
+FIRST_PIECE_MAX_CHARS = 40
 
 
 class Speaker:
@@ -31,7 +33,7 @@ class Speaker:
         self._client_id = client_id
         self._origin = origin  # perf_counter of the end of the user's speech (or of their message)
         # Raw pieces, so an interrupted reply can be stored as the text that was really heard.
-        self._splitter = SentenceSplitter(clean=False)
+        self._splitter = SentenceSplitter(clean=False, first_max_chars=FIRST_PIECE_MAX_CHARS)
         self._queue: asyncio.Queue[str | None] = asyncio.Queue()
         self._task = asyncio.create_task(self._run(), name=f"speaker-{client_id}")
         self.first_sent = asyncio.Event()

@@ -152,14 +152,24 @@ class SentenceSplitter:
     ``max_chars``: a run without a sentence end is cut at a clause boundary (``,`` ``;`` ``:`` or a dash)
     between ``max_chars / 2`` and ``max_chars``, else at the first one after, else at a space by
     ``2 * max_chars``. ``first_min_chars``: the first sentence of a reply is cut at its first clause boundary
-    past this many characters, so speech starts sooner (None: wait for a full sentence). Fenced code blocks
+    past this many characters, so speech starts sooner (None: wait for a full sentence). ``first_max_chars``: with
+    no boundary by then, the first piece is cut at its last space (prosody traded for first-audio latency; None:
+    never). Fenced code blocks
     are held until they close and then dropped. With ``clean`` (the default) pieces come out through
     ``clean_for_speech``; a piece with nothing to say is never returned.
     """
 
-    def __init__(self, *, max_chars: int = 150, first_min_chars: int | None = 24, clean: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        max_chars: int = 150,
+        first_min_chars: int | None = 24,
+        first_max_chars: int | None = None,
+        clean: bool = True,
+    ) -> None:
         self.max_chars = max_chars
         self.first_min_chars = first_min_chars
+        self.first_max_chars = first_max_chars
         self.clean = clean
         self.reset()
 
@@ -240,10 +250,17 @@ class SentenceSplitter:
         soft = lead + self.max_chars
         hard = lead + 2 * self.max_chars
         early = lead + self.first_min_chars if self._first and self.first_min_chars is not None else None
+        # The first piece may also be cut at a word boundary, so the first audio is never held up by a long clause.
+        first_cap = lead + self.first_max_chars if self._first and self.first_max_chars else None
         clause = -1  # the last clause boundary between max_chars / 2 and max_chars
         past_soft = False
         i = lead
         while i < n:
+            if first_cap is not None and i >= first_cap:
+                space = text.rfind(" ", lead + 1, i)
+                if space > (early if early is not None else lead):
+                    return (space, True)
+                first_cap = None
             if i >= hard:
                 space = text.rfind(" ", lead + 1, hard + 1)
                 cut = space if space > lead else hard

@@ -217,3 +217,19 @@ def test_random_deltas_give_the_same_sentences(reply: str) -> None:
             i += size
         pieces += splitter.flush()
         assert pieces == whole, f"seed {seed}"
+
+
+def test_first_piece_is_capped_at_a_word_boundary() -> None:
+    text = "You said: The quick brown fox jumps over the lazy dog. Then the second sentence follows, at ease."
+    for size in (1, 3, 7, len(text)):
+        splitter = SentenceSplitter(clean=False, first_max_chars=40)
+        pieces = [p for i in range(0, len(text), size) for p in splitter.feed(text[i : i + size])]
+        pieces += splitter.flush()
+        assert pieces == [
+            "You said: The quick brown fox jumps",
+            "over the lazy dog.",
+            "Then the second sentence follows, at ease.",
+        ]
+    # A first sentence shorter than the cap is left whole.
+    splitter = SentenceSplitter(clean=False, first_max_chars=40)
+    assert splitter.feed("Sure! Here it is.") + splitter.flush() == ["Sure!", "Here it is."]
