@@ -31,6 +31,15 @@ def openai_error(err: openai.OpenAIError, stage: str) -> tuple[str, str]:
     return "failed", f"the {stage} request failed"
 
 
+def openai_client(*, api_key: str | None, base_url: str | None, timeout_s: float, max_retries: int) -> AsyncOpenAI:
+    """The one way our engines build an OpenAI-compatible client."""
+    # Servers such as Ollama, llama.cpp or speaches need no key, but the client insists on one (and would
+    # otherwise read the environment itself).
+    return AsyncOpenAI(
+        api_key=api_key or "no-key", base_url=base_url or None, timeout=timeout_s, max_retries=max_retries
+    )
+
+
 class OpenAIChatLLM:
     """Streams chat completions through one long-lived ``AsyncOpenAI`` client."""
 
@@ -48,13 +57,7 @@ class OpenAIChatLLM:
         self._model = model
         self._temperature = temperature
         self._max_tokens = max_tokens
-        # Servers such as Ollama or llama.cpp need no key, but the client insists on one.
-        self._client = AsyncOpenAI(
-            api_key=api_key or "no-key",
-            base_url=base_url or None,
-            timeout=timeout_s,
-            max_retries=max_retries,
-        )
+        self._client = openai_client(api_key=api_key, base_url=base_url, timeout_s=timeout_s, max_retries=max_retries)
 
     def info(self) -> EngineInfo:
         return EngineInfo("openai", self._model, True, {"base_url": str(self._client.base_url)})

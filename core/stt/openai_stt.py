@@ -6,11 +6,10 @@ import asyncio
 import logging
 
 import openai
-from openai import AsyncOpenAI
 
 from core.audio import pcm_to_wav
 from core.errors import STTError
-from core.llm.openai_chat import openai_error
+from core.llm.openai_chat import openai_client, openai_error
 from core.models import AudioClip, EngineInfo, Transcript
 
 logger = logging.getLogger(__name__)
@@ -40,13 +39,7 @@ class OpenAISTT:
     ) -> None:
         self._model = model
         self._language = language
-        # Local servers need no key, but the client insists on one (and would otherwise read the environment).
-        self._client = AsyncOpenAI(
-            api_key=api_key or "no-key",
-            base_url=base_url or None,
-            timeout=timeout_s,
-            max_retries=max_retries,
-        )
+        self._client = openai_client(api_key=api_key, base_url=base_url, timeout_s=timeout_s, max_retries=max_retries)
         self._slots = asyncio.Semaphore(max_concurrent)
 
     def info(self) -> EngineInfo:

@@ -9,10 +9,9 @@ from collections.abc import AsyncIterator
 from typing import Literal
 
 import openai
-from openai import AsyncOpenAI
 
 from core.errors import TTSError
-from core.llm.openai_chat import openai_error
+from core.llm.openai_chat import openai_client, openai_error
 from core.models import AudioChunk, EngineInfo
 from core.tts.encode import DEFAULT_FORMAT, AudioEncoder
 
@@ -47,14 +46,9 @@ class OpenAITTS:
         self._encoder = AudioEncoder(fmt)
         self._response_format, self._container = _REQUEST[fmt]
         self._slots = asyncio.Semaphore(max_concurrent)
-        # Local servers need no key, but the client insists on one. A retry would make a sentence late, and a
-        # late sentence is worth less than an error the user sees at once: no retries unless asked.
-        self._client = AsyncOpenAI(
-            api_key=api_key or "no-key",
-            base_url=base_url or None,
-            timeout=timeout_s,
-            max_retries=max_retries,
-        )
+        # A retry would make a sentence late, and a late sentence is worth less than an error the user sees at
+        # once: no retries unless asked.
+        self._client = openai_client(api_key=api_key, base_url=base_url, timeout_s=timeout_s, max_retries=max_retries)
 
     def info(self) -> EngineInfo:
         extra: dict[str, object] = {
