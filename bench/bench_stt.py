@@ -21,14 +21,14 @@ import statistics
 import subprocess
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import av
 import jiwer
 import numpy as np
 
 from bench.common import QUICK, QUICK_MARK, sized
-from core.audio import decode_audio
+from core.audio import decode_audio, pcm_to_wav
 from core.models import AudioClip
 from core.stt import available_cpus
 from core.stt.whisper import WhisperSTT
@@ -102,7 +102,8 @@ async def accuracy(engine: WhisperSTT, clips: list[AudioClip]) -> tuple[float, f
     return wer, spent / sum(c.duration_s for c in clips)
 
 
-async def bench_whisper() -> None:
+async def bench_whisper() -> float:
+    """Accuracy and speed of the default engine; returns its median latency on a 3 s clip."""
     clips = [clip(sentence) for sentence in SENTENCES]
     engine, beam5 = WhisperSTT(), WhisperSTT(beam_size=5)
     await engine.start()
@@ -138,6 +139,7 @@ async def bench_whisper() -> None:
         mine, theirs = await asyncio.to_thread(medians_s, ours, bare, LATENCY_RUNS)
         show("whisper latency, 3 s clip (median)", f"{mine * 1000:.0f} ms",
              f"faster-whisper direct {theirs * 1000:.0f} ms", mine / theirs)
+        return mine
     finally:
         await engine.aclose()
         await beam5.aclose()
@@ -187,7 +189,69 @@ async def main() -> None:
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(f"# {available_cpus()} CPUs, load average {load} (other work on the machine slows every figure)", flush=True)
     bench_decoding()
-    await bench_whisper()
+    await bench_upload(await bench_whisper())
+
+
+async def bench_upload(engine_s: float) -> None:
+    """End of an upload → its transcription on the page's socket, for a 3 s clip, through the real server."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    import httpx
+    import websockets
+
+    from bench.common import start_fake_openai, start_web_bot
+
+    data = pcm_to_wav(three_seconds().pcm, 16000)
+    fake, fake_url = start_fake_openai()
+    server = None
+    try:
+        server, port = start_web_bot(
+            {"llm": {"engine": "openai", "base_url": f"{fake_url}/v1", "model_name": "fake"},
+             "stt": {"engine": "whisper"}, "tts": {"engine": "none"}},
+            Path(tempfile.mkdtemp(prefix="bench-upload-")),
+        )
+        waits: list[float] = []
+        async with (
+            websockets.connect(f"ws://127.0.0.1:{port}/ws/bench-upload") as ws,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http,
+        ):
+            await ws.recv()  # welcome
+            boundary = "benchboundary"
+            payload = (
+                f'--{boundary}\r\nContent-Disposition: form-data; name="client_id"\r\n\r\nbench-upload\r\n'
+                f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n\r\n'
+            ).encode() + data + f"\r\n--{boundary}--\r\n".encode()
+            sent = 0.0
+
+            async def body() -> AsyncIterator[bytes]:  # the clock starts once the last byte is handed over
+                nonlocal sent
+                yield payload
+                sent = time.perf_counter()
+
+            for run in range(sized(LATENCY_RUNS + 1, 2)):
+                post = asyncio.create_task(http.post(
+                    "/upload_audio", content=body(),
+                    headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+                ))
+                while True:
+                    event = json.loads(await ws.recv())
+                    if event["type"] == "transcription":
+                        heard = time.perf_counter()
+                        break
+                (await post).raise_for_status()
+                while json.loads(await ws.recv())["type"] != "reply":
+                    pass
+                if run:  # the first upload warms the server up
+                    waits.append(heard - sent)
+    finally:
+        if server is not None:
+            server.stop()
+        fake.stop()
+    through_server = statistics.median(waits)
+    show("end of upload → transcription, 3 s clip (median)", f"{through_server * 1000:.0f} ms",
+         f"the engine alone {engine_s * 1000:.0f} ms", through_server / engine_s, "target ≤ 400 ms")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ KEY_LINES = [
     "turn latency p50 at 1 client, minus baseline call p50",
     "whisper real-time factor (beam 1)",  # bench_stt
     "whisper latency, 3 s clip (median)",
+    "end of upload → transcription, 3 s clip (median)",
     "offline defaults (SmolLM2): end of speech → first audio p50",  # bench_voice
     "instant fake LLM: end of speech → first audio p50",
     "voice turns/s, 4 clients uploading speech at once",
