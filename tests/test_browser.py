@@ -279,11 +279,11 @@ def test_scrolling_follows_only_a_reader_at_the_bottom(new_tab, serve, make_sett
     at_bottom = "el => el.scrollHeight - el.scrollTop - el.clientHeight < 100"
     assert log.evaluate(at_bottom)
 
-    send(page, "long one again [slow:0.1] [chunks:20]")
+    send(page, "long one again [slow:0.25] [chunks:10]")  # streams for ~6 s, long enough under load
     expect(page.locator(".msg.bot.streaming")).to_have_count(1, timeout=5000)
     log.evaluate("el => el.scrollTo({top: 0})")
     expect(page.locator("#jump")).to_be_visible(timeout=5000)
-    expect(replies(page)).to_have_count(2, timeout=15000)
+    expect(replies(page)).to_have_count(2, timeout=30000)
     assert log.evaluate("el => el.scrollTop") < 50  # the reader's place was kept while the reply streamed
     page.click("#jump")
     page.wait_for_function(
