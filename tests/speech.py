@@ -113,21 +113,7 @@ def encode(pcm: bytes, rate: int, container: str) -> bytes:
         fmt, codec, codec_rate, layout = MORE_CONTAINERS[container]
         return encode_as(pcm, rate, fmt, codec, out_rate=codec_rate, layout=layout)
     fmt, codec, codec_rate = CONTAINERS[container]
-    out_rate = codec_rate or rate
-    buf = io.BytesIO()
-    with av.open(buf, "w", format=fmt) as out:
-        stream = out.add_stream(codec, rate=out_rate, layout="mono")
-        frame = av.AudioFrame.from_ndarray(
-            np.frombuffer(pcm, dtype=np.int16).reshape(1, -1), format="s16", layout="mono"
-        )
-        frame.sample_rate = rate
-        resampler = av.AudioResampler(format=stream.format.name, layout="mono", rate=out_rate)
-        for piece in [*resampler.resample(frame), *resampler.resample(None)]:
-            for packet in stream.encode(piece):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return buf.getvalue()
+    return encode_as(pcm, rate, fmt, codec, out_rate=codec_rate)
 
 
 # More containers the server accepts: name -> (PyAV format, codec, sample rate or None to keep it, layout).

@@ -137,46 +137,25 @@ class FakeOpenAI:
 
 def tone(seconds: float, fmt: str, rate: int = 24000) -> tuple[bytes, str]:
     """A 440 Hz tone encoded as ``fmt`` (pcm, wav, mp3, opus, flac, aac), and its media type."""
-    import io
     import math
     import struct
-    import wave
+
+    from core.audio import pcm_to_wav
+    from tests.speech import encode_as
 
     count = max(1, int(seconds * rate))
     pcm = b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * i / rate))) for i in range(count))
     if fmt == "pcm":
         return pcm, "audio/pcm"
-    buf = io.BytesIO()
     if fmt == "wav":
-        with wave.open(buf, "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(rate)
-            w.writeframes(pcm)
-        return buf.getvalue(), "audio/wav"
-    import av
-    import numpy as np
-
+        return pcm_to_wav(pcm, rate), "audio/wav"
     container, codec, media = {
         "mp3": ("mp3", "mp3", "audio/mpeg"),
         "opus": ("ogg", "libopus", "audio/ogg"),
         "flac": ("flac", "flac", "audio/flac"),
         "aac": ("adts", "aac", "audio/aac"),
     }[fmt]
-    out_rate = 48000 if codec == "libopus" else rate
-    with av.open(buf, "w", format=container) as out:
-        stream = out.add_stream(codec, rate=out_rate, layout="mono")
-        frame = av.AudioFrame.from_ndarray(
-            np.frombuffer(pcm, dtype=np.int16).reshape(1, -1), format="s16", layout="mono"
-        )
-        frame.sample_rate = rate
-        resampler = av.AudioResampler(format=stream.format.name, layout="mono", rate=out_rate)
-        for piece in resampler.resample(frame) + resampler.resample(None):
-            for packet in stream.encode(piece):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    return buf.getvalue(), media
+    return encode_as(pcm, rate, container, codec, out_rate=48000 if codec == "libopus" else rate), media
 
 
 def _completion(body: dict[str, Any], reply: str) -> dict[str, Any]:
