@@ -67,6 +67,7 @@ async def test_stall_mid_stream_is_a_timeout(fake_openai: FakeOpenAI) -> None:
     with pytest.raises(LLMError) as err:
         await collect(llm, "one two three four five six seven [slow:1]")
     assert err.value.code == "llm-timeout"
+    await llm.aclose()
 
 
 async def test_fake_answers_without_streaming_too(fake_openai: FakeOpenAI) -> None:
