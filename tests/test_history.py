@@ -83,6 +83,80 @@ async def test_concurrent_writes_are_group_committed_in_order(store: SQLHistoryS
         assert (await store.recent(s.client_id, 1, before=s.id + 1))[0].content == s.content
 
 
+async def test_a_mixed_batch_commits_in_order(history_url: str) -> None:
+    """Appends, an update and a clear queued together land in one batch, applied in the order accepted; more
+    appends than one SQLite statement takes are split and keep their order."""
+    store = SQLHistoryStore(history_url, batch_max=2000)
+    await store.start()
+    try:
+        first = await store.append(NewMessage("mix", "assistant", "long reply"))
+        writes = [
+            store.update(first.id, "long", "interrupted"),
+            store.append(NewMessage("mix", "user", "before clear")),
+            store.clear("mix"),
+            *(store.append(NewMessage(f"many{i % 3}", "user", f"n{i}")) for i in range(1200)),
+            store.update(first.id, "gone already", "ok"),
+            store.append(NewMessage("mix", "user", "after clear")),
+        ]
+        results = await asyncio.gather(*writes)
+        assert results[0] == 1 and results[2] == 2 and results[-2] == 0
+        many = results[3:-2]
+        assert [m.content for m in many] == [f"n{i}" for i in range(1200)]
+        assert [m.id for m in many] == sorted(m.id for m in many) and len({m.id for m in many}) == 1200
+        assert [m.content for m in await store.recent("mix", 10)] == ["after clear"]
+        assert [m.id for m in await store.recent("many1", 400)] == [m.id for m in many if m.client_id == "many1"]
+        assert await store.recent("mix", 10, statuses=()) == []
+    finally:
+        await store.aclose()
+
+
+async def test_stored_rows_read_the_same_through_sqlalchemy(history_url: str) -> None:
+    """The store's own statements and plain SQLAlchemy agree on every column, timestamps included."""
+    store = SQLHistoryStore(history_url)
+    await store.start()
+    try:
+        written = await store.append(NewMessage("same", "user", "héllo ✓", "upload", "ok", "audio/x.wav"))
+        async with store.engine.connect() as conn:
+            row = (await conn.execute(messages.select().where(messages.c.id == written.id))).one()
+            await conn.execute(
+                insert(messages).values(
+                    client_id="same", role="assistant", content="by sqlalchemy", created_at=datetime.now(UTC)
+                )
+            )
+            await conn.commit()
+        stamp = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+        assert (row.client_id, row.role, row.content, row.source, row.status, row.audio_path, stamp) == (
+            "same", "user", "héllo ✓", "upload", "ok", "audio/x.wav", written.created_at
+        )
+        read = await store.recent("same", 5)
+        assert read[0] == written
+        assert read[1].content == "by sqlalchemy" and read[1].source == "text" and read[1].created_at.tzinfo
+    finally:
+        await store.aclose()
+
+
+async def test_a_failed_write_is_reported_and_the_store_recovers(tmp_path: Path) -> None:
+    path = tmp_path / "broken.db"
+    store = SQLHistoryStore(f"sqlite+aiosqlite:///{path}")
+    await store.start()
+    try:
+        await store.append(NewMessage("r", "user", "before"))
+        with sqlite3.connect(path) as db:
+            db.execute("ALTER TABLE messages RENAME TO hidden")
+        with pytest.raises(HistoryError) as err:
+            await store.append(NewMessage("r", "user", "lost"))
+        assert err.value.code == "history-failed"
+        with pytest.raises(HistoryError) as err:
+            await store.recent("r", 5)
+        assert err.value.code == "history-unavailable"
+        with sqlite3.connect(path) as db:
+            db.execute("ALTER TABLE hidden RENAME TO messages")
+        await store.append(NewMessage("r", "user", "after"))
+        assert [m.content for m in await store.recent("r", 5)] == ["before", "after"]
+    finally:
+        await store.aclose()
+
+
 async def test_summary_and_ping(store: SQLHistoryStore) -> None:
     first = await store.append(NewMessage("s", "user", "a"))
     last = await store.append(NewMessage("s", "assistant", "b"))
@@ -134,6 +208,11 @@ async def test_migrations_build_exactly_the_declared_schema(store: SQLHistorySto
     async with store.engine.connect() as conn:
         assert await conn.run_sync(_schema_differences) == []
         assert await conn.run_sync(current_revision) == head_revision()
+        if store.dialect == "sqlite":
+            made = await conn.scalar(text("SELECT sql FROM sqlite_master WHERE name = 'messages'"))
+            assert "AUTOINCREMENT" in made
+            index = text("SELECT count(*) FROM sqlite_master WHERE name = 'ix_messages_client_id_id'")
+            assert await conn.scalar(index) == 1
         if store.dialect == "postgresql":
             query = "SELECT data_type FROM information_schema.columns WHERE table_name = :t AND column_name = :c"
             kind = await conn.scalar(text(query), {"t": "messages", "c": "id"})

@@ -18,4 +18,6 @@ messages = Table(
     Column("audio_path", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_messages_client_id_id", "client_id", "id"),
+    # SQLite would otherwise reuse the ids of a cleared conversation's last messages.
+    sqlite_autoincrement=True,
 )

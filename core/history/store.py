@@ -12,13 +12,13 @@ import contextlib
 import logging
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiosqlite
 from alembic.util import CommandError as MigrationError
-from sqlalchemy import delete, event, func, insert, select, text, update
+from sqlalchemy import event, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -26,30 +26,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from core.errors import HistoryError
 from core.history.migrate import upgrade_schema
 from core.history.schema import messages
+from core.history.sqlite_driver import SQLiteDriver
+from core.history.writes import Append, Clear, Update, Write, apply, aware, to_stored
 from core.models import ClientSummary, NewMessage, StoredMessage
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class _Append:
-    message: NewMessage
-    created_at: datetime
-    done: asyncio.Future[StoredMessage]
-
-
-@dataclass(slots=True)
-class _Clear:
-    client_id: str
-    done: asyncio.Future[int]
-
-
-@dataclass(slots=True)
-class _Update:
-    message_id: int
-    content: str
-    status: str
-    done: asyncio.Future[int]
 
 
 class SQLHistoryStore:
@@ -59,8 +40,11 @@ class SQLHistoryStore:
         self._url = make_url(url)
         self._batch_max = batch_max
         self._engine: AsyncEngine | None = None
-        self._queue: asyncio.Queue[_Append | _Clear | _Update | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[Write | None] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
+        # SQLite only: the hot statements on the driver, and the connection reads use (kept for the store's life).
+        self._sqlite: SQLiteDriver | None = None
+        self._reader: AsyncConnection | None = None
 
     @property
     def dialect(self) -> str:
@@ -102,6 +86,8 @@ class SQLHistoryStore:
             await engine.dispose()
             raise HistoryError(f"cannot open the history database: {err}", code="history-unavailable") from err
         self._engine = engine
+        if self.dialect == "sqlite":
+            self._sqlite = SQLiteDriver(engine.dialect)
         self._writer = asyncio.create_task(self._write_loop(), name="history-writer")
         logger.info("history store ready (%s, schema %s)", self.dialect, revision)
 
@@ -111,24 +97,25 @@ class SQLHistoryStore:
             await self._queue.put(None)
             await self._writer
             self._writer = None
+        await self._drop_reader()
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None
 
     async def append(self, message: NewMessage) -> StoredMessage:
         done: asyncio.Future[StoredMessage] = asyncio.get_running_loop().create_future()
-        self._enqueue(_Append(message, datetime.now(UTC), done))
+        self._enqueue(Append(message, datetime.now(UTC), done))
         return await asyncio.shield(done)
 
     async def clear(self, client_id: str) -> int:
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._enqueue(_Clear(client_id, done))
+        self._enqueue(Clear(client_id, done))
         return await asyncio.shield(done)
 
     async def update(self, message_id: int, content: str, status: str) -> int:
         """Rewrite a stored message (an interrupted reply keeps only what was heard); returns rows changed."""
         done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._enqueue(_Update(message_id, content, status, done))
+        self._enqueue(Update(message_id, content, status, done))
         return await asyncio.shield(done)
 
     async def recent(
@@ -142,6 +129,8 @@ class SQLHistoryStore:
         """The client's last ``limit`` messages (before message ``before``), oldest first."""
         if limit <= 0:
             return []
+        if self._sqlite is not None:
+            return await self._recent_sqlite(self._sqlite, client_id, limit, before, statuses)
         query = select(messages).where(messages.c.client_id == client_id)
         if before is not None:
             query = query.where(messages.c.id < before)
@@ -149,7 +138,7 @@ class SQLHistoryStore:
             query = query.where(messages.c.status.in_(list(statuses)))
         query = query.order_by(messages.c.id.desc()).limit(limit)
         rows = await self._read(query)
-        return [_to_stored(row) for row in reversed(rows)]
+        return [to_stored(row) for row in reversed(rows)]
 
     async def count(self, client_id: str) -> int:
         rows = await self._read(select(func.count()).select_from(messages).where(messages.c.client_id == client_id))
@@ -160,7 +149,7 @@ class SQLHistoryStore:
             messages.c.client_id == client_id
         )
         count, first, last = (await self._read(query))[0]
-        return ClientSummary(int(count), _aware(first), _aware(last))
+        return ClientSummary(int(count), aware(first), aware(last))
 
     async def ping(self) -> bool:
         try:
@@ -169,7 +158,7 @@ class SQLHistoryStore:
             return False
         return True
 
-    def _enqueue(self, item: _Append | _Clear | _Update) -> None:
+    def _enqueue(self, item: Write) -> None:
         if self._writer is None or self._writer.done():
             raise HistoryError("history store is not running", code="history-unavailable")
         self._queue.put_nowait(item)
@@ -181,6 +170,26 @@ class SQLHistoryStore:
         except SQLAlchemyError as err:
             logger.error("history read failed: %s", err)
             raise HistoryError("the history database cannot be read", code="history-unavailable") from err
+
+    async def _recent_sqlite(
+        self, sqlite: SQLiteDriver, client_id: str, limit: int, before: int | None, statuses: Iterable[str] | None
+    ) -> list[StoredMessage]:
+        try:
+            if self._reader is None:
+                self._reader = await self.engine.connect()
+            driver: aiosqlite.Connection = (await self._reader.get_raw_connection()).driver_connection  # type: ignore[assignment]
+            return await sqlite.recent(driver, client_id, limit, before, statuses)
+        except (SQLAlchemyError, sqlite3.Error, ValueError) as err:
+            # ValueError: aiosqlite's connection is gone. The next read opens a new one.
+            logger.error("history read failed: %s", err)
+            await self._drop_reader()
+            raise HistoryError("the history database cannot be read", code="history-unavailable") from err
+
+    async def _drop_reader(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            with contextlib.suppress(SQLAlchemyError, sqlite3.Error, ValueError):
+                await reader.close()
 
     async def _write_loop(self) -> None:
         """Commit whatever is waiting in one transaction, on one connection held for the store's life."""
@@ -203,16 +212,24 @@ class SQLHistoryStore:
             if conn is not None:
                 await conn.close()
 
-    async def _commit(
-        self, conn: AsyncConnection | None, batch: list[_Append | _Clear | _Update]
-    ) -> AsyncConnection | None:
+    async def _commit(self, conn: AsyncConnection | None, batch: list[Write]) -> AsyncConnection | None:
         """Commit a batch; returns the connection to use next (None after a failure, to reconnect)."""
         try:
             if conn is None:
                 conn = await self.engine.connect()
-            results = await _apply(conn, batch)
-            await conn.commit()
-        except SQLAlchemyError as err:
+            if self._sqlite is not None:
+                driver: aiosqlite.Connection = (await conn.get_raw_connection()).driver_connection  # type: ignore[assignment]
+                try:
+                    results = await self._sqlite.apply(driver, batch)
+                    await driver.commit()
+                except sqlite3.Error:
+                    with contextlib.suppress(sqlite3.Error, ValueError):
+                        await driver.rollback()
+                    raise
+            else:
+                results = await apply(conn, batch)
+                await conn.commit()
+        except (SQLAlchemyError, sqlite3.Error, ValueError) as err:
             logger.error("history write of %d item(s) failed: %s", len(batch), err)
             failure = HistoryError("the message could not be stored", code="history-failed")
             for item in batch:
@@ -228,60 +245,6 @@ class SQLHistoryStore:
         return conn
 
 
-async def _apply(conn: AsyncConnection, batch: list[_Append | _Clear | _Update]) -> list[object]:
-    """Run a batch in order: consecutive appends as one multi-row insert, clears and updates between them."""
-    results: list[object] = []
-    run: list[_Append] = []
-    for item in [*batch, None]:
-        if isinstance(item, _Append):
-            run.append(item)
-            continue
-        if run:
-            results.extend(await _insert(conn, run))
-            run = []
-        if isinstance(item, _Clear):
-            deleted = await conn.execute(delete(messages).where(messages.c.client_id == item.client_id))
-            results.append(deleted.rowcount)
-        elif isinstance(item, _Update):
-            changed = await conn.execute(
-                update(messages)
-                .where(messages.c.id == item.message_id)
-                .values(content=item.content, status=item.status)
-            )
-            results.append(changed.rowcount)
-    return results
-
-
-async def _insert(conn: AsyncConnection, run: list[_Append]) -> list[StoredMessage]:
-    rows = [
-        {
-            "client_id": a.message.client_id,
-            "role": a.message.role,
-            "content": a.message.content,
-            "source": a.message.source,
-            "status": a.message.status,
-            "audio_path": a.message.audio_path,
-            "created_at": a.created_at,
-        }
-        for a in run
-    ]
-    result = await conn.execute(insert(messages).returning(messages.c.id, sort_by_parameter_order=True), rows)
-    ids = [row[0] for row in result.all()]
-    return [
-        StoredMessage(
-            id=int(ident),
-            client_id=a.message.client_id,
-            role=a.message.role,
-            content=a.message.content,
-            source=a.message.source,
-            status=a.message.status,
-            created_at=a.created_at,
-            audio_path=a.message.audio_path,
-        )
-        for ident, a in zip(ids, run, strict=True)
-    ]
-
-
 def _open_sqlite(database: str) -> None:
     """Create the SQLite file (and its folder) if needed, proving it can be opened."""
     Path(database).parent.mkdir(parents=True, exist_ok=True)
@@ -295,24 +258,3 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
-
-
-def _to_stored(row: Any) -> StoredMessage:
-    created = _aware(row.created_at)
-    assert created is not None
-    return StoredMessage(
-        id=int(row.id),
-        client_id=row.client_id,
-        role=row.role,
-        content=row.content,
-        source=row.source,
-        status=row.status,
-        created_at=created,
-        audio_path=row.audio_path,
-    )

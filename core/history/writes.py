@@ -1,0 +1,121 @@
+"""The writes a store's writer commits in batches, and how any SQLAlchemy connection applies them."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, insert, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from core.history.schema import messages
+from core.models import NewMessage, StoredMessage
+
+
+@dataclass(slots=True)
+class Append:
+    message: NewMessage
+    created_at: datetime
+    done: asyncio.Future[StoredMessage]
+
+    def stored(self, ident: int) -> StoredMessage:
+        m = self.message
+        return StoredMessage(
+            id=ident,
+            client_id=m.client_id,
+            role=m.role,
+            content=m.content,
+            source=m.source,
+            status=m.status,
+            created_at=self.created_at,
+            audio_path=m.audio_path,
+        )
+
+
+@dataclass(slots=True)
+class Clear:
+    client_id: str
+    done: asyncio.Future[int]
+
+
+@dataclass(slots=True)
+class Update:
+    message_id: int
+    content: str
+    status: str
+    done: asyncio.Future[int]
+
+
+Write = Append | Clear | Update
+
+
+def runs(batch: list[Write]) -> list[list[Append] | Clear | Update]:
+    """The batch in order, with consecutive appends grouped, so each group is one multi-row insert."""
+    grouped: list[list[Append] | Clear | Update] = []
+    for item in batch:
+        if isinstance(item, Append):
+            if grouped and isinstance(grouped[-1], list):
+                grouped[-1].append(item)
+            else:
+                grouped.append([item])
+        else:
+            grouped.append(item)
+    return grouped
+
+
+async def apply(conn: AsyncConnection, batch: list[Write]) -> list[object]:
+    """Run a batch on a SQLAlchemy connection, in order; the caller commits."""
+    results: list[object] = []
+    for run in runs(batch):
+        if isinstance(run, list):
+            results.extend(await _insert(conn, run))
+        elif isinstance(run, Clear):
+            deleted = await conn.execute(delete(messages).where(messages.c.client_id == run.client_id))
+            results.append(deleted.rowcount)
+        else:
+            changed = await conn.execute(
+                update(messages).where(messages.c.id == run.message_id).values(content=run.content, status=run.status)
+            )
+            results.append(changed.rowcount)
+    return results
+
+
+async def _insert(conn: AsyncConnection, run: list[Append]) -> list[StoredMessage]:
+    rows = [
+        {
+            "client_id": a.message.client_id,
+            "role": a.message.role,
+            "content": a.message.content,
+            "source": a.message.source,
+            "status": a.message.status,
+            "audio_path": a.message.audio_path,
+            "created_at": a.created_at,
+        }
+        for a in run
+    ]
+    result = await conn.execute(insert(messages).returning(messages.c.id, sort_by_parameter_order=True), rows)
+    return [a.stored(int(row[0])) for row, a in zip(result.all(), run, strict=True)]
+
+
+def aware(value: datetime | None) -> datetime | None:
+    """A naive timestamp read back from a database that drops the zone is UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def to_stored(row: Any) -> StoredMessage:
+    created = aware(row.created_at)
+    assert created is not None
+    return StoredMessage(
+        id=int(row.id),
+        client_id=row.client_id,
+        role=row.role,
+        content=row.content,
+        source=row.source,
+        status=row.status,
+        created_at=created,
+        audio_path=row.audio_path,
+    )
