@@ -36,7 +36,12 @@ async def _started(engine: _Startable) -> None:
 async def _whisper(settings: STTSettings) -> STTEngine:
     from core.stt.whisper import WhisperSTT
 
-    engine = WhisperSTT(model=settings.model, language=settings.language, max_concurrent=settings.max_concurrent)
+    engine = WhisperSTT(
+        model=settings.model,
+        language=settings.language,
+        max_concurrent=settings.max_concurrent,
+        window_floor_s=settings.window_s,
+    )
     await _started(engine)
     return engine
 
