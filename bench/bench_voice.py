@@ -167,9 +167,11 @@ def report(
     line(f"{name}: end of speech → first audio p50", f"{p50 * 1000:.0f} ms",
          f"{baseline * 1000:.0f} ms STT+TTS called directly", p50 / baseline, "p50 ≤ 1000 ms")
     line(f"{name}: end of speech → first audio p95", f"{percentile(latencies, 95) * 1000:.0f} ms")
-    keys = ("stt_ms", "llm_first_token_ms", "tts_first_audio_ms", "first_audio_ms", "llm_total_ms")
+    keys = ("stt_ms", "llm_head_start_ms", "llm_first_token_ms", "tts_first_audio_ms", "first_audio_ms", "llm_total_ms")
     breakdown = ", ".join(f"{k} {statistics.median(s.get(k, 0) for s in stages):.0f}" for k in keys)
-    print(f"  stage medians (server timings, ms): {breakdown}", flush=True)
+    started_early = sum("llm_head_start_ms" in s for s in stages)
+    print(f"  stage medians (server timings, ms): {breakdown}; reply started in the silence window: "
+          f"{started_early}/{len(stages)} turns", flush=True)
     print(f"  VAD wait (client: speech_stopped − end of speech): p50 {statistics.median(vad_waits) * 1000:.0f} ms, "
           f"p95 {percentile(vad_waits, 95) * 1000:.0f} ms", flush=True)
 

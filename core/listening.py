@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
 import numpy as np
 
@@ -13,6 +14,7 @@ from core.events import SpeechStarted, SpeechStopped
 from core.hub import Hub
 from core.models import AudioClip, Transcript
 from core.pipeline import ChatPipeline, TurnResult
+from core.prefetch import ReplyPrefetch
 from core.vad import SpeechEnd, SpeechStart, VoiceActivityDetector
 
 logger = logging.getLogger(__name__)
@@ -28,7 +30,8 @@ class LiveListener:
 
     Transcription starts early: once the speaker has been silent for ``EARLY_AFTER_MS``, the utterance holds all
     the speech the end of speech will deliver (only a little trailing silence differs), so it is transcribed while
-    the rest of the silence window is waited for. If speech resumes, that early work is dropped.
+    the rest of the silence window is waited for, and once it is transcribed the reply starts too (see
+    ``core.prefetch``). If speech resumes, that early work is dropped.
     """
 
     def __init__(
@@ -41,6 +44,7 @@ class LiveListener:
         self._resampler = _Resampler(sample_rate) if sample_rate != VAD_RATE else None
         self._odd = b""
         self._early: tuple[int, asyncio.Future[Transcript]] | None = None  # (last voiced ms, transcription)
+        self._prefetch: asyncio.Future[ReplyPrefetch | None] | None = None  # the early transcription's reply
 
     async def feed(self, data: bytes) -> list[asyncio.Future[TurnResult]]:
         """Judge a chunk of audio; returns the turns it started (an utterance ended)."""
@@ -65,7 +69,10 @@ class LiveListener:
     async def stop(self) -> list[asyncio.Future[TurnResult]]:
         """Push-to-talk released or the stream ended: the utterance in progress ends now."""
         end = self._vad.flush()
-        return [await self._utterance(end)] if end is not None else []
+        if end is None:
+            self._drop_early()
+            return []
+        return [await self._utterance(end)]
 
     def _maybe_transcribe_early(self) -> None:
         transcriber = self._pipeline.transcriber
@@ -81,32 +88,47 @@ class LiveListener:
             return
         task = asyncio.ensure_future(transcriber.transcribe(AudioClip(audio, VAD_RATE)))
         task.add_done_callback(_consume)
+        task.add_done_callback(self._start_reply)
         self._early = (voiced_until, task)
+
+    def _start_reply(self, task: asyncio.Future[Transcript]) -> None:
+        """The early transcription is in: start its reply, if it is still the current one."""
+        if self._early is None or self._early[1] is not task or task.cancelled() or task.exception() is not None:
+            return
+        self._prefetch = asyncio.ensure_future(self._pipeline.prefetch(self._client_id, task.result().text))
+        self._prefetch.add_done_callback(_consume)
 
     def _drop_early(self) -> None:
         if self._early is not None:
             self._early[1].cancel()
             self._early = None
+        prefetch, self._prefetch = self._prefetch, None
+        if prefetch is not None:
+            if prefetch.done() and not prefetch.cancelled() and prefetch.exception() is None:
+                reply = prefetch.result()
+                if reply is not None:
+                    reply.discard()
+            prefetch.cancel()
 
     async def _utterance(self, end: SpeechEnd) -> asyncio.Future[TurnResult]:
         await self._hub.publish(self._client_id, SpeechStopped().to_dict())
         # When the last voiced sample arrived: the VAD has judged this much audio since.
         lag_s = max(0, self._vad.position_ms - end.end_ms) / 1000 if end.reason != "flush" else 0.0
         origin = time.perf_counter() - lag_s
-        early = None
+        early = prefetch = None
         if self._early is not None and self._early[0] == end.end_ms:
-            early = self._early[1]
-            self._early = None
+            early, prefetch = self._early[1], self._prefetch
+            self._early = self._prefetch = None
         self._drop_early()
         logger.info(
             "utterance from %s: %.2f s (%s%s)", self._client_id, end.duration_s, end.reason,
             ", transcribed early" if early is not None else "",
         )
-        return self._pipeline.submit_pcm(self._client_id, end.utterance, origin, early)
+        return self._pipeline.submit_pcm(self._client_id, end.utterance, origin, early, prefetch)
 
 
-def _consume(task: asyncio.Future[Transcript]) -> None:
-    """An early transcription nobody used must not report its error as never retrieved."""
+def _consume(task: asyncio.Future[Any]) -> None:
+    """Early work nobody used must not report its error as never retrieved."""
     if not task.cancelled():
         task.exception()
 

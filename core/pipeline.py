@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -20,7 +20,8 @@ from core.events import AudioDone, ErrorEvent, Interrupted, Reply, ReplyDelta, T
 from core.hub import Hub
 from core.interfaces import HistoryStore, LLMEngine, TTSEngine
 from core.metrics import Metrics
-from core.models import AudioClip, ChatMessage, NewMessage, Source, Status, Transcript
+from core.models import AudioClip, ChatMessage, NewMessage, Source, Status, StoredMessage, Transcript
+from core.prefetch import ReplyPrefetch
 from core.speaking import Speaker
 from core.transcription import Heard, Transcriber
 
@@ -40,6 +41,7 @@ class TurnRequest:
     audio_path: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     origin: float = field(default_factory=time.perf_counter)
+    prefetch: ReplyPrefetch | None = None  # a reply started before the end of speech was certain
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,14 +132,30 @@ class ChatPipeline:
         return self.in_lane(client_id, lambda: self._hear_and_answer(client_id, source, origin, data=data))
 
     def submit_pcm(
-        self, client_id: str, pcm: bytes, origin: float, early: asyncio.Future[Transcript] | None = None
+        self,
+        client_id: str,
+        pcm: bytes,
+        origin: float,
+        early: asyncio.Future[Transcript] | None = None,
+        prefetch: asyncio.Future[ReplyPrefetch | None] | None = None,
     ) -> asyncio.Future[TurnResult]:
         """Queue an utterance cut from a live 16 kHz PCM stream; ``origin`` is when the speech ended, ``early``
-        its transcription if it was started before the end of speech was certain."""
+        its transcription and ``prefetch`` its reply, if they were started before the end of speech was certain."""
         clip = AudioClip(pcm, 16000)
         return self.in_lane(
-            client_id, lambda: self._hear_and_answer(client_id, "voice", origin, clip=clip, early=early)
+            client_id,
+            lambda: self._hear_and_answer(client_id, "voice", origin, clip=clip, early=early, prefetch=prefetch),
         )
+
+    async def prefetch(self, client_id: str, text: str) -> ReplyPrefetch | None:
+        """Start the reply to ``text`` ahead of its turn, if the client has nothing else under way (its context
+        could change first); the turn takes it only if its context is still the same."""
+        text = text.strip()
+        if not text or client_id in self._lanes:
+            return None
+        recent = await self._history.recent(client_id, self._history_messages, statuses=CONTEXT_STATUSES)
+        logger.debug("reply to %s started before the end of speech", client_id)
+        return ReplyPrefetch(self._llm, self._context(recent, text))
 
     def barge_in(self, client_id: str) -> bool:
         """Interrupt the reply this client's lane is writing or speaking, if barge-in is on."""
@@ -205,21 +223,27 @@ class ChatPipeline:
         data: bytes | None = None,
         clip: AudioClip | None = None,
         early: asyncio.Future[Transcript] | None = None,
+        prefetch: asyncio.Future[ReplyPrefetch | None] | None = None,
     ) -> TurnResult:
-        if self.transcriber is None:
-            raise STTError("speech-to-text is turned off on this server", code="stt-unavailable")
+        ahead = await _settled(prefetch)
         try:
+            if self.transcriber is None:
+                raise STTError("speech-to-text is turned off on this server", code="stt-unavailable")
             if data is not None:
                 heard: Heard = await self.transcriber.hear(data)
             else:
                 heard = await self.transcriber.hear_clip(clip, early)
-        except BotError as err:
-            self._count_error(err.code)
+        except BaseException as err:
+            if ahead is not None:
+                ahead.discard()
+            if isinstance(err, BotError):
+                self._count_error(err.code)
             raise
         text = heard.transcript.text.strip()
         await self._hub.publish(client_id, TranscriptionEvent(text, heard.timings, source).to_dict())
         logger.info("heard client=%s source=%s timings=%s", client_id, source, heard.timings)
-        return await self._run_turn(TurnRequest(client_id, text, source, heard.audio_path, heard.timings, origin))
+        request = TurnRequest(client_id, text, source, heard.audio_path, heard.timings, origin, ahead)
+        return await self._run_turn(request)
 
     async def _run_turn(self, request: TurnRequest) -> TurnResult:
         """A turn never raises a BotError: the failure is sent to the client and returned in the result."""
@@ -232,6 +256,9 @@ class ChatPipeline:
             logger.exception("turn client=%s failed unexpectedly", request.client_id)
             failure = BotError("the server failed to handle this message", code="internal-error")
             failure.__cause__ = err
+        finally:
+            if request.prefetch is not None:
+                request.prefetch.discard()  # unless the turn took it
         await self._publish_error(request.client_id, failure)
         return TurnResult(0, request.text, "", None, "error", dict(request.timings), failure)
 
@@ -249,13 +276,7 @@ class ChatPipeline:
             client_id,
             UserMessage(request.text, stored_user.id, request.source, stored_user.created_at.isoformat()).to_dict(),
         )
-        earlier = [m for m in recent if m.id != stored_user.id]
-        earlier = earlier[-self._history_messages :] if self._history_messages else []
-        context = [
-            ChatMessage("system", self._system_prompt),
-            *(ChatMessage(m.role, m.content) for m in earlier),
-            ChatMessage("user", request.text),
-        ]
+        context = self._context([m for m in recent if m.id != stored_user.id], request.text)
         self._set_replying(client_id, True)
         speaker = (
             Speaker(self._tts, self._hub, client_id, origin=request.origin)
@@ -265,8 +286,12 @@ class ChatPipeline:
         sent: list[str] = []
         reply_id: int | None = None
         llm_start = time.perf_counter()
+        claimed = request.prefetch.claim(context) if request.prefetch is not None else None
+        if claimed is not None and request.prefetch is not None:
+            timings["llm_head_start_ms"] = elapsed_ms(request.prefetch.started, llm_start)
         try:
-            parts = await self._stream(client_id, context, timings, llm_start, sent, speaker)
+            stream = claimed if claimed is not None else self._llm.stream_reply(context)
+            parts = await self._stream(client_id, stream, timings, llm_start, sent, speaker)
             timings["llm_total_ms"] = elapsed_ms(llm_start)
             self.llm_healthy = True
             reply = "".join(parts).strip()
@@ -302,10 +327,19 @@ class ChatPipeline:
         logger.debug("turn client=%s user=%r reply=%r", client_id, request.text, reply)
         return TurnResult(stored_user.id, request.text, reply, stored.id, "ok", timings)
 
+    def _context(self, earlier: list[StoredMessage], text: str) -> list[ChatMessage]:
+        """What the LLM is sent: the system prompt, the client's last messages, and the new one."""
+        kept = earlier[-self._history_messages :] if self._history_messages else []
+        return [
+            ChatMessage("system", self._system_prompt),
+            *(ChatMessage(m.role, m.content) for m in kept),
+            ChatMessage("user", text),
+        ]
+
     async def _stream(
         self,
         client_id: str,
-        context: list[ChatMessage],
+        stream: AsyncIterator[str],
         timings: dict[str, float],
         llm_start: float,
         sent: list[str],
@@ -315,7 +349,6 @@ class ChatPipeline:
         parts: list[str] = []
         unsent: list[str] = []
         last_sent = 0.0
-        stream = self._llm.stream_reply(context)
         try:
             async for fragment in stream:
                 now = time.perf_counter()
@@ -383,3 +416,17 @@ class ChatPipeline:
     def _count_error(self, code: str) -> None:
         if self._metrics is not None:
             self._metrics.error(code)
+
+
+async def _settled(prefetch: asyncio.Future[ReplyPrefetch | None] | None) -> ReplyPrefetch | None:
+    """The prefetched reply, once its (short) history read is done; None if there is none or it failed."""
+    if prefetch is None:
+        return None
+    try:
+        return await prefetch
+    except asyncio.CancelledError:
+        if prefetch.cancelled():  # the prefetch was dropped, not this turn
+            return None
+        raise
+    except BotError:
+        return None  # the turn's own history read will report the failure

@@ -272,6 +272,47 @@ async def test_speaking_interrupts_the_bot(serve, voice_settings, connect, fake_
     assert rows[1][1] == next(e for e in events if e["type"] == "interrupted")["text"]
 
 
+async def test_the_reply_starts_during_the_silence_window(
+    serve, voice_settings, connect, fake_openai: FakeOpenAI
+) -> None:
+    """The early transcription's reply is asked for before the end of speech is certain, and the turn uses it."""
+    served = serve(voice_settings(voice={"replies": False}, vad={"silence_ms": 1000}))
+    client = await connect(served, "ahead")
+    before = len(fake_openai.requests)
+    await client.send({"type": "audio_start", "format": "pcm16", "sample_rate": 16000})
+    await stream_pcm(client, speech16k(SENTENCES[1]) + silence(1.5))
+    events = await frames(client, {"reply"})
+    reply = events[-1]
+    assert reply["timings"]["llm_head_start_ms"] > 0
+    assert len(fake_openai.requests) == before + 1, "one request, made early and used"
+    transcript = next(e for e in events if e["type"] == "transcription")["text"]
+    assert transcript in reply["text"]  # the fake says back what it was sent
+    assert [r[0] for r in stored(served, "ahead")] == ["user", "assistant"]
+
+
+async def test_speech_resuming_drops_the_early_reply(serve, voice_settings, connect, fake_openai: FakeOpenAI) -> None:
+    """A pause long enough to transcribe and start a reply, but shorter than the silence window: the utterance
+    goes on, the early reply is dropped, and the answer is to everything said."""
+    served = serve(voice_settings(voice={"replies": False}, vad={"silence_ms": 1500}))
+    client = await connect(served, "resumes")
+    before = len(fake_openai.requests)
+    await client.send({"type": "audio_start", "format": "pcm16", "sample_rate": 16000})
+    first, second = SENTENCES[0], SENTENCES[4]
+    await stream_pcm(client, speech16k(first) + silence(1.0) + speech16k(second) + silence(2.0))
+    events = await frames(client, {"reply"})
+    kinds = [e["type"] for e in events]
+    assert kinds.count("transcription") == 1 and kinds.count("reply") == 1
+    transcript = next(e for e in events if e["type"] == "transcription")["text"]
+    assert wer(f"{first} {second}", transcript) <= 0.15, transcript
+    asked = [r["messages"][-1]["content"] for r in fake_openai.requests[before:]]
+    # One reply started in the pause (to the first sentence) and dropped, one at the end, used.
+    assert len(asked) == 2 and asked[-1] == transcript, asked
+    assert wer(first, asked[0]) <= 0.15, asked
+    assert transcript in events[-1]["text"]
+    await asyncio.sleep(0.5)  # nothing of the dropped reply comes later
+    assert [r[:2] for r in stored(served, "resumes")] == [("user", transcript), ("assistant", events[-1]["text"])]
+
+
 async def test_voice_turn_timings_and_metrics(serve, voice_settings, connect) -> None:
     served = serve(voice_settings())
     client = await connect(served, "timed")
@@ -279,8 +320,10 @@ async def test_voice_turn_timings_and_metrics(serve, voice_settings, connect) ->
     await stream_pcm(client, speech16k(SENTENCES[4]) + silence(1.0))
     events = await frames(client, {"reply"})
     timings = events[-1]["timings"]
-    for key in ("stt_ms", "llm_first_token_ms", "llm_total_ms", "tts_first_audio_ms", "first_audio_ms", "total_ms"):
+    for key in ("stt_ms", "llm_total_ms", "tts_first_audio_ms", "first_audio_ms", "total_ms"):
         assert timings[key] > 0, key
+    # A reply started during the silence window has its first token before its turn begins.
+    assert timings["llm_first_token_ms"] > 0 or timings["llm_head_start_ms"] > 0
     assert timings["first_audio_ms"] >= timings["stt_ms"]
     await client.send("/nonsense")
     await frames(client, {"error"})

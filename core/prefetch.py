@@ -1,0 +1,82 @@
+"""ReplyPrefetch: a reply started before the end of speech is certain, kept only if the turn asks the same.
+
+A live utterance is transcribed early, a little into the silence that will end it (see ``core.listening``). The
+reply can start then too: the LLM streams into a buffer while the rest of the silence window is waited for. When
+the turn comes, it takes the buffer only if its context (history and words) is exactly the one guessed, and the
+rest of the reply streams on live; otherwise, or if speech resumes, the early request is cancelled and nothing of it
+is shown or stored. This is what voice agents call preemptive generation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Sequence
+
+from core.interfaces import LLMEngine
+from core.models import ChatMessage
+
+
+class ReplyPrefetch:
+    """Streams one reply into a buffer from the moment it is made; ``claim`` replays it, then follows it live."""
+
+    def __init__(self, llm: LLMEngine, context: Sequence[ChatMessage]) -> None:
+        self.context = tuple(context)
+        self.started = time.perf_counter()
+        self._fragments: list[str] = []
+        self._error: BaseException | None = None
+        self._finished = False
+        self._claimed = False
+        self._changed = asyncio.Event()
+        self._task = asyncio.create_task(self._pump(llm), name="reply-prefetch")
+
+    def claim(self, context: Sequence[ChatMessage]) -> AsyncIterator[str] | None:
+        """The reply for ``context`` if it is the one guessed (once); otherwise None, and the guess is dropped."""
+        if self._claimed or tuple(context) != self.context or self._task.cancelled():
+            self.discard()
+            return None
+        self._claimed = True
+        return self._replay()
+
+    def discard(self) -> None:
+        """Cancel the request unless a turn has claimed it (a claimed one ends with its stream)."""
+        if not self._claimed:
+            self._task.cancel()
+
+    async def _pump(self, llm: LLMEngine) -> None:
+        stream = llm.stream_reply(self.context)
+        try:
+            async for fragment in stream:
+                self._fragments.append(fragment)
+                self._changed.set()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as err:  # handed to the turn that claims it, which maps it as its own
+            self._error = err
+        finally:
+            self._finished = True
+            self._changed.set()
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
+
+    async def _replay(self) -> AsyncIterator[str]:
+        sent = 0
+        try:
+            while True:
+                self._changed.clear()
+                while sent < len(self._fragments):
+                    yield self._fragments[sent]
+                    sent += 1
+                if self._finished:
+                    if self._error is not None:
+                        raise self._error
+                    return
+                await self._changed.wait()
+        finally:
+            if not self._task.done():  # the turn stopped early (barge-in): stop the model too
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
