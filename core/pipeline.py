@@ -155,7 +155,8 @@ class ChatPipeline:
             return None
         recent = await self._history.recent(client_id, self._history_messages, statuses=CONTEXT_STATUSES)
         logger.debug("reply to %s started before the end of speech", client_id)
-        return ReplyPrefetch(self._llm, self._context(recent, text))
+        speaker = self._speaker(client_id, time.perf_counter(), held=True)
+        return ReplyPrefetch(self._llm, self._context(recent, text), speaker)
 
     def barge_in(self, client_id: str) -> bool:
         """Interrupt the reply this client's lane is writing or speaking, if barge-in is on."""
@@ -278,20 +279,22 @@ class ChatPipeline:
         )
         context = self._context([m for m in recent if m.id != stored_user.id], request.text)
         self._set_replying(client_id, True)
-        speaker = (
-            Speaker(self._tts, self._hub, client_id, origin=request.origin)
-            if self._tts is not None and self.voice_replies(client_id)
-            else None
-        )
         sent: list[str] = []
         reply_id: int | None = None
         llm_start = time.perf_counter()
-        claimed = request.prefetch.claim(context) if request.prefetch is not None else None
-        if claimed is not None and request.prefetch is not None:
-            timings["llm_head_start_ms"] = elapsed_ms(request.prefetch.started, llm_start)
+        spoken = self.voice_replies(client_id)
+        ahead = request.prefetch
+        claimed = ahead.claim(context, spoken=spoken) if ahead is not None else None
+        if claimed is not None and ahead is not None:
+            timings["llm_head_start_ms"] = elapsed_ms(ahead.started, llm_start)
+            stream, speaker, feed = claimed, ahead.speaker, None  # the prefetch feeds its own speaker
+            if speaker is not None:
+                speaker.release(request.origin)
+        else:
+            speaker = self._speaker(client_id, request.origin) if spoken else None
+            stream, feed = self._llm.stream_reply(context), speaker
         try:
-            stream = claimed if claimed is not None else self._llm.stream_reply(context)
-            parts = await self._stream(client_id, stream, timings, llm_start, sent, speaker)
+            parts = await self._stream(client_id, stream, timings, llm_start, sent, feed)
             timings["llm_total_ms"] = elapsed_ms(llm_start)
             self.llm_healthy = True
             reply = "".join(parts).strip()
@@ -326,6 +329,12 @@ class ChatPipeline:
         logger.info("turn client=%s source=%s chars=%d timings=%s", client_id, request.source, len(reply), timings)
         logger.debug("turn client=%s user=%r reply=%r", client_id, request.text, reply)
         return TurnResult(stored_user.id, request.text, reply, stored.id, "ok", timings)
+
+    def _speaker(self, client_id: str, origin: float, *, held: bool = False) -> Speaker | None:
+        """Who reads this client's reply aloud, if its replies are spoken."""
+        if self._tts is None or not self.voice_replies(client_id):
+            return None
+        return Speaker(self._tts, self._hub, client_id, origin=origin, held=held)
 
     def _context(self, earlier: list[StoredMessage], text: str) -> list[ChatMessage]:
         """What the LLM is sent: the system prompt, the client's last messages, and the new one."""

@@ -16,13 +16,15 @@ from collections.abc import AsyncIterator, Sequence
 
 from core.interfaces import LLMEngine
 from core.models import ChatMessage
+from core.speaking import Speaker
 
 
 class ReplyPrefetch:
     """Streams one reply into a buffer from the moment it is made; ``claim`` replays it, then follows it live."""
 
-    def __init__(self, llm: LLMEngine, context: Sequence[ChatMessage]) -> None:
+    def __init__(self, llm: LLMEngine, context: Sequence[ChatMessage], speaker: Speaker | None = None) -> None:
         self.context = tuple(context)
+        self.speaker = speaker  # held: it speaks once the turn releases it
         self.started = time.perf_counter()
         self._fragments: list[str] = []
         self._error: BaseException | None = None
@@ -31,9 +33,11 @@ class ReplyPrefetch:
         self._changed = asyncio.Event()
         self._task = asyncio.create_task(self._pump(llm), name="reply-prefetch")
 
-    def claim(self, context: Sequence[ChatMessage]) -> AsyncIterator[str] | None:
-        """The reply for ``context`` if it is the one guessed (once); otherwise None, and the guess is dropped."""
-        if self._claimed or tuple(context) != self.context or self._task.cancelled():
+    def claim(self, context: Sequence[ChatMessage], *, spoken: bool = False) -> AsyncIterator[str] | None:
+        """The reply for ``context`` (spoken or not) if it is the one guessed, once; otherwise None, and the guess
+        is dropped. The claimed stream carries the text; a speaker was fed it already."""
+        same = tuple(context) == self.context and spoken == (self.speaker is not None)
+        if self._claimed or not same or self._task.cancelled():
             self.discard()
             return None
         self._claimed = True
@@ -43,12 +47,16 @@ class ReplyPrefetch:
         """Cancel the request unless a turn has claimed it (a claimed one ends with its stream)."""
         if not self._claimed:
             self._task.cancel()
+            if self.speaker is not None:
+                self.speaker.stop()
 
     async def _pump(self, llm: LLMEngine) -> None:
         stream = llm.stream_reply(self.context)
         try:
             async for fragment in stream:
                 self._fragments.append(fragment)
+                if self.speaker is not None:
+                    self.speaker.feed(fragment)
                 self._changed.set()
         except asyncio.CancelledError:
             raise

@@ -24,14 +24,18 @@ class Speaker:
     """Cuts streamed reply text into sentences and sends each one's audio as soon as it is synthesised.
 
     Text is fed from the LLM loop without waiting; synthesis runs in its own task, so the first sentence is
-    heard while the model is still writing the rest.
+    heard while the model is still writing the rest. A ``held`` speaker synthesises but sends nothing until it is
+    released: the speech of a reply started before the end of speech was certain (see ``core.prefetch``).
     """
 
-    def __init__(self, tts: TTSEngine, hub: Hub, client_id: str, *, origin: float) -> None:
+    def __init__(self, tts: TTSEngine, hub: Hub, client_id: str, *, origin: float, held: bool = False) -> None:
         self._tts = tts
         self._hub = hub
         self._client_id = client_id
         self._origin = origin  # perf_counter of the end of the user's speech (or of their message)
+        self._released = asyncio.Event()
+        if not held:
+            self._released.set()
         # Raw pieces, so an interrupted reply can be stored as the text that was really heard.
         self._splitter = SentenceSplitter(clean=False, first_max_chars=FIRST_PIECE_MAX_CHARS)
         self._queue: asyncio.Queue[str | None] = asyncio.Queue()
@@ -41,6 +45,11 @@ class Speaker:
         self.failed: TTSError | None = None
         self.timings: dict[str, float] = {}
         self._seq = 0
+
+    def release(self, origin: float) -> None:
+        """Start sending (what is already synthesised goes at once); ``origin`` is when the user's speech ended."""
+        self._origin = origin
+        self._released.set()
 
     def feed(self, delta: str) -> None:
         for sentence in self._splitter.feed(delta):
@@ -66,9 +75,13 @@ class Speaker:
     async def wait_done(self) -> None:
         await asyncio.shield(self._task)
 
-    async def cancel(self) -> None:
+    def stop(self) -> None:
         """Stop speaking at once: nothing more is synthesised or sent."""
         self._task.cancel()
+
+    async def cancel(self) -> None:
+        """Stop speaking, and wait until it has."""
+        self.stop()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
 
@@ -83,15 +96,17 @@ class Speaker:
             except TTSError as err:
                 self.failed = err
                 logger.warning("speech for %s failed: %s (%s)", self._client_id, err.code, err.__cause__ or err)
+                await self._released.wait()
                 await self._hub.publish(self._client_id, ErrorEvent(err.code, err.message).to_dict())
                 continue
+            synthesised = time.perf_counter()
+            await self._released.wait()
             for chunk in chunks:
                 event = AudioEvent(self._seq, sentence, chunk.format, chunk.sample_rate)
                 await self._hub.publish(self._client_id, event.to_dict(), chunk.data)
                 self._seq += 1
                 if not self.first_sent.is_set():
-                    now = time.perf_counter()
-                    self.timings["tts_first_audio_ms"] = round((now - started) * 1000, 1)
-                    self.timings["first_audio_ms"] = round((now - self._origin) * 1000, 1)
+                    self.timings["tts_first_audio_ms"] = round((synthesised - started) * 1000, 1)
+                    self.timings["first_audio_ms"] = round((time.perf_counter() - self._origin) * 1000, 1)
                     self.first_sent.set()
             self.spoken.append(piece)

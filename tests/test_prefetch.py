@@ -60,6 +60,14 @@ async def test_another_context_drops_the_guess() -> None:
     await asyncio.wait_for(llm.closed.wait(), 1)
 
 
+async def test_a_reply_started_unspoken_is_not_taken_for_a_spoken_turn() -> None:
+    llm = QueuedLLM()
+    prefetch = ReplyPrefetch(llm, CONTEXT)  # no speaker: the client's replies were not spoken then
+    await asyncio.sleep(0)
+    assert prefetch.claim(list(CONTEXT), spoken=True) is None
+    await asyncio.wait_for(llm.closed.wait(), 1)
+
+
 async def test_an_unclaimed_prefetch_is_cancelled_by_discard() -> None:
     llm = QueuedLLM()
     prefetch = ReplyPrefetch(llm, CONTEXT)

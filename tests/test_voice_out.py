@@ -290,6 +290,24 @@ async def test_the_reply_starts_during_the_silence_window(
     assert [r[0] for r in stored(served, "ahead")] == ["user", "assistant"]
 
 
+async def test_early_speech_waits_for_the_end_of_speech(serve, voice_settings, connect) -> None:
+    """With spoken replies, the early reply's first sentence is synthesised during the silence window but sent
+    only once the turn is certain, after the transcription and the user's message."""
+    served = serve(voice_settings(vad={"silence_ms": 1200}))
+    client = await connect(served, "held")
+    await client.send({"type": "audio_start", "format": "pcm16", "sample_rate": 16000})
+    await stream_pcm(client, speech16k(SENTENCES[3]) + silence(1.8))
+    events = await frames(client, {"reply"})
+    while "<binary>" not in [e["type"] for e in events]:
+        events += await frames(client, {"<binary>"})
+    kinds = [e["type"] for e in events]
+    assert kinds.index("speech_stopped") < kinds.index("transcription") < kinds.index("user_message")
+    assert kinds.index("user_message") < kinds.index("audio") < kinds.index("<binary>")
+    reply = next(e for e in events if e["type"] == "reply")
+    assert reply["timings"]["llm_head_start_ms"] > 0
+    assert decode_audio(next(e for e in events if e["type"] == "<binary>")["data"], max_duration_s=30).duration_s > 0.3
+
+
 async def test_speech_resuming_drops_the_early_reply(serve, voice_settings, connect, fake_openai: FakeOpenAI) -> None:
     """A pause long enough to transcribe and start a reply, but shorter than the silence window: the utterance
     goes on, the early reply is dropped, and the answer is to everything said."""
