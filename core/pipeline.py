@@ -1,8 +1,8 @@
 """ChatPipeline: one turn in (text, or speech once transcribed), one streamed reply out — written, spoken, stored.
 
-Each client has a lane: its turns run one after another, in order, while other clients' lanes run alongside.
-A lane exists only while it has work, so idle clients cost nothing. A new message or the user starting to
-speak while a reply is being written or spoken interrupts that reply (barge-in).
+Each client has a lane (``core.lanes``): its turns run one after another, in order, while other clients' lanes run
+alongside. A new message or the user starting to speak while a reply is being written or spoken interrupts that
+reply (barge-in).
 """
 
 from __future__ import annotations
@@ -10,15 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from core.errors import BotError, LLMError, STTError
 from core.events import AudioDone, ErrorEvent, Interrupted, Reply, ReplyDelta, TranscriptionEvent, UserMessage
 from core.hub import Hub
 from core.interfaces import HistoryStore, LLMEngine, TTSEngine
+from core.lanes import Lanes
 from core.metrics import Metrics
 from core.models import AudioClip, ChatMessage, NewMessage, Source, Status, StoredMessage, Transcript
 from core.prefetch import ReplyPrefetch
@@ -57,14 +57,6 @@ class TurnResult:
     error: BotError | None = None
 
 
-@dataclass(slots=True)
-class _Lane:
-    jobs: deque[tuple[Callable[[], Awaitable[Any]], asyncio.Future[Any]]] = field(default_factory=deque)
-    task: asyncio.Task[None] | None = None
-    current: asyncio.Task[Any] | None = None
-    replying: bool = False  # the current job is writing or speaking a reply: barge-in may cancel it
-
-
 def elapsed_ms(start: float, end: float | None = None) -> float:
     return round(((end or time.perf_counter()) - start) * 1000, 1)
 
@@ -99,7 +91,7 @@ class ChatPipeline:
         self._voice: dict[str, bool] = {}
         self.barge_in_enabled = barge_in
         self._metrics = metrics
-        self._lanes: dict[str, _Lane] = {}
+        self._lanes = Lanes()
         self.llm_healthy = True
 
     @property
@@ -160,58 +152,15 @@ class ChatPipeline:
 
     def barge_in(self, client_id: str) -> bool:
         """Interrupt the reply this client's lane is writing or speaking, if barge-in is on."""
-        if not self.barge_in_enabled:
-            return False
-        lane = self._lanes.get(client_id)
-        if lane is None or not lane.replying or lane.current is None or lane.current.done():
-            return False
-        lane.current.cancel()
-        return True
+        return self.barge_in_enabled and self._lanes.interrupt(client_id)
 
     def in_lane(self, client_id: str, job: Callable[[], Awaitable[T]]) -> asyncio.Future[T]:
         """Run ``job`` in the client's lane, after everything queued before it."""
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        lane = self._lanes.get(client_id)
-        if lane is None:
-            lane = self._lanes[client_id] = _Lane()
-        lane.jobs.append((job, future))
-        if lane.task is None:
-            lane.task = asyncio.create_task(self._drain(client_id, lane), name=f"lane-{client_id}")
-        return future
+        return self._lanes.run(client_id, job)
 
     async def aclose(self) -> None:
         """Finish queued work (bounded by the caller's shutdown timeout)."""
-        tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-    # -- lanes ------------------------------------------------------------------------------------------------
-
-    async def _drain(self, client_id: str, lane: _Lane) -> None:
-        try:
-            while lane.jobs:
-                job, future = lane.jobs.popleft()
-                lane.current = asyncio.ensure_future(job())
-                await asyncio.wait([lane.current])
-                lane.replying = False
-                if future.done():
-                    continue
-                if lane.current.cancelled():
-                    future.cancel()
-                elif (exc := lane.current.exception()) is not None:
-                    future.set_exception(exc)
-                else:
-                    future.set_result(lane.current.result())
-        finally:
-            lane.current = None
-            lane.task = None
-            if not lane.jobs:
-                self._lanes.pop(client_id, None)
-
-    def _set_replying(self, client_id: str, replying: bool) -> None:
-        lane = self._lanes.get(client_id)
-        if lane is not None:
-            lane.replying = replying
+        await self._lanes.aclose()
 
     # -- turns ------------------------------------------------------------------------------------------------
 
@@ -278,7 +227,7 @@ class ChatPipeline:
             UserMessage(request.text, stored_user.id, request.source, stored_user.created_at.isoformat()).to_dict(),
         )
         context = self._context([m for m in recent if m.id != stored_user.id], request.text)
-        self._set_replying(client_id, True)
+        self._lanes.set_replying(client_id, True)
         sent: list[str] = []
         reply_id: int | None = None
         llm_start = time.perf_counter()

@@ -1,0 +1,87 @@
+"""Lanes: each client's jobs run one after another, in order, while other clients' lanes run alongside.
+
+A lane exists only while it has work, so idle clients cost nothing. The job running a reply can be interrupted
+(barge-in) while it is writing or speaking it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class _Lane:
+    jobs: deque[tuple[Callable[[], Awaitable[Any]], asyncio.Future[Any]]] = field(default_factory=deque)
+    task: asyncio.Task[None] | None = None
+    current: asyncio.Task[Any] | None = None
+    replying: bool = False  # the current job is writing or speaking a reply: an interruption may cancel it
+
+
+class Lanes:
+    """One lane per client with work; ``run`` queues a job in its client's lane."""
+
+    def __init__(self) -> None:
+        self._lanes: dict[str, _Lane] = {}
+
+    def __len__(self) -> int:
+        return len(self._lanes)
+
+    def __contains__(self, client_id: object) -> bool:
+        return client_id in self._lanes
+
+    def run(self, client_id: str, job: Callable[[], Awaitable[T]]) -> asyncio.Future[T]:
+        """Run ``job`` in the client's lane, after everything queued before it."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        lane = self._lanes.get(client_id)
+        if lane is None:
+            lane = self._lanes[client_id] = _Lane()
+        lane.jobs.append((job, future))
+        if lane.task is None:
+            lane.task = asyncio.create_task(self._drain(client_id, lane), name=f"lane-{client_id}")
+        return future
+
+    def interrupt(self, client_id: str) -> bool:
+        """Cancel the client's current job if it is replying; whether it was."""
+        lane = self._lanes.get(client_id)
+        if lane is None or not lane.replying or lane.current is None or lane.current.done():
+            return False
+        lane.current.cancel()
+        return True
+
+    def set_replying(self, client_id: str, replying: bool) -> None:
+        lane = self._lanes.get(client_id)
+        if lane is not None:
+            lane.replying = replying
+
+    async def aclose(self) -> None:
+        """Finish queued work (bounded by the caller's shutdown timeout)."""
+        tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _drain(self, client_id: str, lane: _Lane) -> None:
+        try:
+            while lane.jobs:
+                job, future = lane.jobs.popleft()
+                lane.current = asyncio.ensure_future(job())
+                await asyncio.wait([lane.current])
+                lane.replying = False
+                if future.done():
+                    continue
+                if lane.current.cancelled():
+                    future.cancel()
+                elif (exc := lane.current.exception()) is not None:
+                    future.set_exception(exc)
+                else:
+                    future.set_result(lane.current.result())
+        finally:
+            lane.current = None
+            lane.task = None
+            if not lane.jobs:
+                self._lanes.pop(client_id, None)
