@@ -125,6 +125,8 @@ class VoiceSettings(Section):
 
     replies: bool = True
     barge_in: bool = True
+    # Start the reply during the end-of-speech silence; when speech resumes, that request is wasted.
+    preemptive: bool = True
 
 
 class VADSettings(Section):

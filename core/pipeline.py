@@ -77,6 +77,7 @@ class ChatPipeline:
         tts: TTSEngine | None = None,
         voice_replies: bool = True,
         barge_in: bool = True,
+        preemptive: bool = True,
         metrics: Metrics | None = None,
     ) -> None:
         self._llm = llm
@@ -90,6 +91,7 @@ class ChatPipeline:
         self._voice_default = voice_replies
         self._voice: dict[str, bool] = {}
         self.barge_in_enabled = barge_in
+        self._preemptive = preemptive
         self._metrics = metrics
         self._lanes = Lanes()
         self.llm_healthy = True
@@ -143,7 +145,7 @@ class ChatPipeline:
         """Start the reply to ``text`` ahead of its turn, if the client has nothing else under way (its context
         could change first); the turn takes it only if its context is still the same."""
         text = text.strip()
-        if not text or client_id in self._lanes:
+        if not self._preemptive or not text or client_id in self._lanes:
             return None
         recent = await self._history.recent(client_id, self._history_messages, statuses=CONTEXT_STATUSES)
         logger.debug("reply to %s started before the end of speech", client_id)

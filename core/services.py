@@ -182,6 +182,7 @@ async def build_bot(settings: Settings) -> Bot:
         tts=tts,
         voice_replies=settings.voice.replies,
         barge_in=settings.voice.barge_in,
+        preemptive=settings.voice.preemptive,
         metrics=metrics,
     )
     bot = Bot(

@@ -290,6 +290,17 @@ async def test_the_reply_starts_during_the_silence_window(
     assert [r[0] for r in stored(served, "ahead")] == ["user", "assistant"]
 
 
+async def test_preemptive_replies_can_be_turned_off(serve, voice_settings, connect, fake_openai: FakeOpenAI) -> None:
+    served = serve(voice_settings(voice={"replies": False, "preemptive": False}, vad={"silence_ms": 1000}))
+    client = await connect(served, "patient")
+    before = len(fake_openai.requests)
+    await client.send({"type": "audio_start", "format": "pcm16", "sample_rate": 16000})
+    await stream_pcm(client, speech16k(SENTENCES[1]) + silence(1.5))
+    events = await frames(client, {"reply"})
+    assert "llm_head_start_ms" not in events[-1]["timings"] and events[-1]["timings"]["llm_first_token_ms"] > 0
+    assert len(fake_openai.requests) == before + 1
+
+
 async def test_early_speech_waits_for_the_end_of_speech(serve, voice_settings, connect) -> None:
     """With spoken replies, the early reply's first sentence is synthesised during the silence window but sent
     only once the turn is certain, after the transcription and the user's message."""
