@@ -27,7 +27,7 @@ class ReplyPrefetch:
         self.speaker = speaker  # held: it speaks once the turn releases it
         self.started = time.perf_counter()
         self._fragments: list[str] = []
-        self._error: BaseException | None = None
+        self._error: Exception | None = None
         self._finished = False
         self._claimed = False
         self._changed = asyncio.Event()
@@ -58,9 +58,7 @@ class ReplyPrefetch:
                 if self.speaker is not None:
                     self.speaker.feed(fragment)
                 self._changed.set()
-        except asyncio.CancelledError:
-            raise
-        except BaseException as err:  # handed to the turn that claims it, which maps it as its own
+        except Exception as err:  # handed to the turn that claims it, which handles it as its own
             self._error = err
         finally:
             self._finished = True
