@@ -316,7 +316,12 @@ class RedisBus:
             async with client.pipeline(transaction=False) as pipe:
                 for channel, payload in batch:
                     pipe.publish(channel, payload)
-                await pipe.execute()
+                # Each PUBLISH stands alone: one that Redis refuses costs only its own event, never the batch's.
+                results = await pipe.execute(raise_on_error=False)
+            for (channel, _), result in zip(batch, results, strict=True):
+                if isinstance(result, Exception):
+                    self.dropped += 1
+                    logger.warning("an event on %s was refused by Redis: %s", _text(channel), _describe(result))
 
     async def _heartbeat(self, client: aioredis.Redis) -> None:
         while True:

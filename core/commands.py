@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from core.errors import CommandError
 from core.events import Cleared, CommandResult
+from core.unicode import valid_text
 
 if TYPE_CHECKING:
     from core.services import Bot
@@ -44,8 +46,11 @@ async def _status(bot: Bot, client_id: str, args: str) -> CommandResult:
 
 async def _clear(bot: Bot, client_id: str, args: str) -> CommandResult:
     # In the client's lane, so a reply being written is stored before the history goes.
-    deleted = await bot.pipeline.in_lane(client_id, lambda: bot.history.clear(client_id))
-    logger.info("cleared %d message(s) of %s", deleted, client_id)
+    deletion = await bot.pipeline.in_lane(client_id, lambda: bot.history.clear(client_id))
+    deleted = deletion.messages
+    # The recordings go with their messages; one that cannot be deleted now is swept at the next start-up.
+    removed = await bot.transcriber.forget(list(deletion.audio_paths))
+    logger.info("cleared %d message(s) and %d recording(s) of %s", deleted, removed, client_id)
     await bot.hub.publish(client_id, Cleared(deleted).to_dict())
     noun = "message" if deleted == 1 else "messages"
     return CommandResult("clear", f"Cleared {deleted} {noun}. The conversation starts afresh.", {"deleted": deleted})
@@ -79,8 +84,9 @@ async def _voice(bot: Bot, client_id: str, args: str) -> CommandResult:
         raise CommandError("spoken replies are not available: tts.engine is none", code="bad-command")
     if choice:
         bot.pipeline.set_voice_replies(client_id, choice == "on")
-    on = bot.pipeline.voice_replies(client_id)
-    return CommandResult("voice", f"Spoken replies are {'on' if on else 'off'}.", bot.client_settings(client_id))
+    mode = bot.pipeline.voice_replies(client_id)
+    state = "on for speech, off for typing" if mode == "auto" else "on" if mode else "off"
+    return CommandResult("voice", f"Spoken replies are {state}.", bot.client_settings(client_id))
 
 
 class Commands:
@@ -109,4 +115,6 @@ class Commands:
             known = " ".join(f"/{c}" for c in self._commands)
             raise CommandError(f"unknown command /{name}; try /help (commands: {known})", code="unknown-command")
         logger.info("command /%s from %s", command.name, client_id)
-        return await command.handler(self._bot, client_id, args.strip())
+        result = await command.handler(self._bot, client_id, args.strip())
+        # A command's words can quote stored text and engine names: as untrusted as any engine's output.
+        return dataclasses.replace(result, text=valid_text(result.text))

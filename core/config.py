@@ -12,7 +12,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+)
 
 from core.errors import ConfigError
 
@@ -63,7 +72,7 @@ class LLMSettings(Section):
     max_retries: int = Field(2, ge=0, le=10)
     n_ctx: int = Field(2048, ge=256)
     n_threads: int = Field(0, ge=0)
-    max_concurrent: int = Field(1, ge=1)
+    max_concurrent: int = Field(16, ge=1)
 
 
 class DatabaseSettings(Section):
@@ -120,10 +129,28 @@ class TTSSettings(Section):
     format: Literal["mp3", "ogg-opus", "wav"] = "mp3"
 
 
-class VoiceSettings(Section):
-    """Spoken conversation: replies read aloud and interruptions."""
+def voice_replies_mode(value: object) -> object:
+    """``true``/``false`` (as JSON or environment text) are the older spelling of ``always``/``never``."""
+    if isinstance(value, bool):
+        return "always" if value else "never"
+    if isinstance(value, str) and value.strip().lower() in _BOOLEAN_WORDS:
+        return _BOOLEAN_WORDS[value.strip().lower()]
+    return value
 
-    replies: bool = True
+
+_BOOLEAN_WORDS = {"true": "always", "1": "always", "on": "always", "false": "never", "0": "never", "off": "never"}
+VoiceReplies = Literal["auto", "always", "never"]
+
+
+class VoiceSettings(Section):
+    """Spoken conversation: replies read aloud and interruptions.
+
+    ``replies`` is what a client that has not chosen gets: ``auto`` speaks the replies to speech (an upload, the
+    voice button, hands-free) and not to typing; ``always`` and ``never`` do as they say. A client's own choice
+    (the page's switch, ``/voice on|off``) overrides it.
+    """
+
+    replies: Annotated[VoiceReplies, BeforeValidator(voice_replies_mode)] = "auto"
     barge_in: bool = True
     # Start the reply during the end-of-speech silence; when speech resumes, that request is wasted.
     preemptive: bool = True

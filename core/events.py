@@ -84,11 +84,13 @@ class AudioEvent(Event):
 
 @dataclass(frozen=True, slots=True)
 class AudioDone(Event):
-    """The last audio frame of a spoken reply has been sent."""
+    """The last audio frame of a spoken reply has been sent; ``timings`` are the speech's own
+    (``tts_first_audio_ms``, ``first_audio_ms``: end of the user's speech or message → first audio sent)."""
 
     type: ClassVar[str] = "audio_done"
     message_id: int | None
     frames: int
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,12 +15,17 @@ from core.interfaces import EventSink
 
 logger = logging.getLogger(__name__)
 
+# The close code of a tab that failed to take an event: 1011, "internal error" (RFC 6455 §7.4.1); the page
+# reconnects and reloads its history.
+TAB_FAILED = 1011
+
 
 class Hub:
     """Delivers each client's events to every one of its open sinks; a failing sink never stops the others."""
 
     def __init__(self, bus: RedisBus | None = None) -> None:
         self._sinks: defaultdict[str, set[EventSink]] = defaultdict(set)
+        self._closing: set[asyncio.Task[None]] = set()
         self._total = 0
         self._bus = bus
         self.instance_id = bus.instance_id if bus is not None else default_instance_id()
@@ -43,6 +48,8 @@ class Hub:
             self._bus.start(self.deliver, lambda: (self._total, len(self._sinks)))
 
     async def aclose(self) -> None:
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
         if self._bus is not None:
             await self._bus.aclose()
 
@@ -109,5 +116,15 @@ class Hub:
         try:
             await sink.send(event, binary)
         except Exception as err:
-            logger.info("dropping a connection of %s: %s", client_id, err or type(err).__name__)
+            if sink not in self._sinks.get(client_id, ()):
+                return  # already dropped by an earlier event
+            # A tab that missed an event must not look alive: it is closed (the page reconnects and reloads its
+            # history), never left open without its events.
+            logger.warning(
+                "closing a connection of %s: a %s event could not be sent (%s)",
+                client_id, event.get("type"), f"{type(err).__name__}: {err}" if str(err) else type(err).__name__,
+            )
             self.detach(client_id, sink)
+            task = asyncio.create_task(sink.close(TAB_FAILED, "the server could not send an event to this tab"))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)

@@ -10,6 +10,7 @@ from core.models import (
     AudioClip,
     ChatMessage,
     ClientSummary,
+    Deletion,
     EngineInfo,
     NewMessage,
     StoredMessage,
@@ -28,7 +29,8 @@ class LLMEngine(Protocol):
 
 
 class STTEngine(Protocol):
-    """Turns an utterance into text."""
+    """Turns an utterance into text; no words heard is an empty ``Transcript.text`` (the ``Transcriber`` alone
+    decides that this is ``no-speech``), never an error."""
 
     def info(self) -> EngineInfo: ...
 
@@ -63,7 +65,11 @@ class HistoryStore(Protocol):
         statuses: Iterable[str] | None = None,
     ) -> list[StoredMessage]: ...
 
-    async def clear(self, client_id: str) -> int: ...
+    async def clear(self, client_id: str) -> Deletion: ...
+
+    async def audio_paths(self) -> set[str]:
+        """Every recording a stored message refers to."""
+        ...
 
     async def update(self, message_id: int, content: str, status: str) -> int: ...
 
@@ -81,4 +87,8 @@ class EventSink(Protocol):
 
     async def send(self, event: dict[str, object], binary: bytes | None = None) -> None:
         """Send one event, and the binary frame that belongs to it right after, without interleaving."""
+        ...
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close the connection (it failed to take an event); never raises."""
         ...

@@ -31,6 +31,10 @@ class Metrics:
 
     def turn(self, source: str, status: str, timings: dict[str, float]) -> None:
         self._turns.labels(source, status).inc()
+        self.stages(timings)
+
+    def stages(self, timings: dict[str, float]) -> None:
+        """Observe the stage latencies found in ``timings`` (milliseconds, keyed as in STAGES)."""
         for stage in STAGES:
             if stage in timings:
                 self._stages.labels(stage.removesuffix("_ms")).observe(timings[stage] / 1000)

@@ -56,6 +56,14 @@ class NewMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class Deletion:
+    """What deleting messages removed: how many, and the recordings they referred to (to delete with them)."""
+
+    messages: int
+    audio_paths: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ClientSummary:
     """What the store knows about one client's conversation."""
 

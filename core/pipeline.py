@@ -8,12 +8,14 @@ reply (barge-in).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Literal, TypeVar
 
+from core.config import VoiceReplies
 from core.errors import BotError, LLMError, STTError
 from core.events import AudioDone, ErrorEvent, Interrupted, Reply, ReplyDelta, TranscriptionEvent, UserMessage
 from core.hub import Hub
@@ -75,7 +77,7 @@ class ChatPipeline:
         delta_interval_ms: float = 0.0,
         transcriber: Transcriber | None = None,
         tts: TTSEngine | None = None,
-        voice_replies: bool = True,
+        voice_replies: VoiceReplies = "auto",
         barge_in: bool = True,
         preemptive: bool = True,
         metrics: Metrics | None = None,
@@ -102,9 +104,20 @@ class ChatPipeline:
 
     # -- preferences ------------------------------------------------------------------------------------------
 
-    def voice_replies(self, client_id: str) -> bool:
-        """Whether this client's replies are spoken (its choice, else the configured default)."""
-        return self._tts is not None and self._voice.get(client_id, self._voice_default)
+    def voice_replies(self, client_id: str) -> bool | Literal["auto"]:
+        """Whether this client's replies are spoken: its own choice, else the configured default, where ``auto``
+        means the replies to speech and not those to typing."""
+        if self._tts is None:
+            return False
+        choice = self._voice.get(client_id)
+        if choice is not None:
+            return choice
+        return "auto" if self._voice_default == "auto" else self._voice_default == "always"
+
+    def speaks(self, client_id: str, source: Source) -> bool:
+        """Whether the reply to a turn from ``source`` is spoken."""
+        mode = self.voice_replies(client_id)
+        return mode is True or (mode == "auto" and source != "text")
 
     def set_voice_replies(self, client_id: str, on: bool) -> None:
         self._voice[client_id] = on
@@ -149,7 +162,7 @@ class ChatPipeline:
             return None
         recent = await self._history.recent(client_id, self._history_messages, statuses=CONTEXT_STATUSES)
         logger.debug("reply to %s started before the end of speech", client_id)
-        speaker = self._speaker(client_id, time.perf_counter(), held=True)
+        speaker = self._speaker(client_id, "voice", time.perf_counter(), held=True)
         return ReplyPrefetch(self._llm, self._context(recent, text), speaker)
 
     def barge_in(self, client_id: str) -> bool:
@@ -218,12 +231,7 @@ class ChatPipeline:
         start = time.perf_counter()
         timings = dict(request.timings)
         client_id = request.client_id
-        stored_user, recent = await asyncio.gather(
-            self._history.append(
-                NewMessage(client_id, "user", request.text, request.source, "ok", request.audio_path)
-            ),
-            self._history.recent(client_id, self._history_messages + 1, statuses=CONTEXT_STATUSES),
-        )
+        stored_user, recent = await self._store_user_message(request)
         await self._hub.publish(
             client_id,
             UserMessage(request.text, stored_user.id, request.source, stored_user.created_at.isoformat()).to_dict(),
@@ -231,9 +239,8 @@ class ChatPipeline:
         context = self._context([m for m in recent if m.id != stored_user.id], request.text)
         self._lanes.set_replying(client_id, True)
         sent: list[str] = []
-        reply_id: int | None = None
         llm_start = time.perf_counter()
-        spoken = self.voice_replies(client_id)
+        spoken = self.speaks(client_id, request.source)
         ahead = request.prefetch
         claimed = ahead.claim(context, spoken=spoken) if ahead is not None else None
         if claimed is not None and ahead is not None:
@@ -242,8 +249,10 @@ class ChatPipeline:
             if speaker is not None:
                 speaker.release(request.origin)
         else:
-            speaker = self._speaker(client_id, request.origin) if spoken else None
+            speaker = self._speaker(client_id, request.source, request.origin) if spoken else None
             stream, feed = self._llm.stream_reply(context), speaker
+        # The reply's write, once started: a barge-in while it is under way must update it, never add a second.
+        writing: asyncio.Future[StoredMessage] | None = None
         try:
             parts = await self._stream(client_id, stream, timings, llm_start, sent, feed)
             timings["llm_total_ms"] = elapsed_ms(llm_start)
@@ -251,18 +260,20 @@ class ChatPipeline:
             reply = "".join(parts).strip()
             if speaker is not None:
                 speaker.finish()
-            stored = await self._history.append(NewMessage(client_id, "assistant", reply, request.source, "ok"))
-            reply_id = stored.id
-            if speaker is not None:
-                await speaker.wait_first()
-                timings.update(speaker.timings)
+            writing = asyncio.ensure_future(
+                self._history.append(NewMessage(client_id, "assistant", reply, request.source, "ok"))
+            )
+            stored = await asyncio.shield(writing)
             timings["total_ms"] = elapsed_ms(start)
+            # The text is complete and stored: the reply goes now, whatever the speech is still doing.
             await self._hub.publish(client_id, Reply(reply, stored.id, timings).to_dict())
             if self._metrics is not None:
                 self._metrics.turn(request.source, "ok", timings)
             if speaker is not None:
                 await speaker.wait_done()
-                await self._hub.publish(client_id, AudioDone(stored.id, speaker.frames).to_dict())
+                await self._hub.publish(client_id, AudioDone(stored.id, speaker.frames, speaker.timings).to_dict())
+                if self._metrics is not None:
+                    self._metrics.stages(speaker.timings)
         except LLMError as err:
             if speaker is not None:
                 await speaker.cancel()
@@ -275,15 +286,37 @@ class ChatPipeline:
             # What the user got: with spoken replies, the sentences already sent as audio; before any was
             # spoken (or without voice), the text already sent.
             heard = " ".join(speaker.spoken) if speaker is not None and speaker.spoken else "".join(sent)
-            await asyncio.shield(self._keep_interrupted(request, reply_id, heard.strip(), timings))
+            await asyncio.shield(self._keep_interrupted(request, writing, heard.strip(), timings))
+            raise
+        except BaseException:
+            if speaker is not None:  # never leave its task waiting for text that will not come
+                await speaker.cancel()
             raise
         logger.info("turn client=%s source=%s chars=%d timings=%s", client_id, request.source, len(reply), timings)
         logger.debug("turn client=%s user=%r reply=%r", client_id, request.text, reply)
         return TurnResult(stored_user.id, request.text, reply, stored.id, "ok", timings)
 
-    def _speaker(self, client_id: str, origin: float, *, held: bool = False) -> Speaker | None:
-        """Who reads this client's reply aloud, if its replies are spoken."""
-        if self._tts is None or not self.voice_replies(client_id):
+    async def _store_user_message(self, request: TurnRequest) -> tuple[StoredMessage, list[StoredMessage]]:
+        """Store the user's message and read its context, together; if the message cannot be stored, its
+        recording is deleted (nothing will ever refer to it)."""
+        stored, recent = await asyncio.gather(
+            self._history.append(
+                NewMessage(request.client_id, "user", request.text, request.source, "ok", request.audio_path)
+            ),
+            self._history.recent(request.client_id, self._history_messages + 1, statuses=CONTEXT_STATUSES),
+            return_exceptions=True,
+        )
+        if isinstance(stored, BaseException):
+            if request.audio_path is not None and self.transcriber is not None:
+                await self.transcriber.forget([request.audio_path])
+            raise stored
+        if isinstance(recent, BaseException):
+            raise recent
+        return stored, recent
+
+    def _speaker(self, client_id: str, source: Source, origin: float, *, held: bool = False) -> Speaker | None:
+        """Who reads this client's reply aloud, if the reply to ``source`` is spoken."""
+        if self._tts is None or not self.speaks(client_id, source):
             return None
         return Speaker(self._tts, self._hub, client_id, origin=origin, held=held)
 
@@ -353,9 +386,18 @@ class ChatPipeline:
         return TurnResult(user_id, request.text, partial, message_id, "error", timings, err)
 
     async def _keep_interrupted(
-        self, request: TurnRequest, reply_id: int | None, heard: str, timings: dict[str, float]
+        self,
+        request: TurnRequest,
+        writing: asyncio.Future[StoredMessage] | None,
+        heard: str,
+        timings: dict[str, float],
     ) -> None:
-        """Store the reply cut at what the user already got: the text sent, or with voice, the speech sent."""
+        """Store the reply cut at what the user already got: the text sent, or with voice, the speech sent. A reply
+        whose write had started (it may finish after the interruption) is updated, never stored twice."""
+        reply_id: int | None = None
+        if writing is not None:
+            with contextlib.suppress(BotError):
+                reply_id = (await writing).id
         counted = reply_id is not None  # a reply stored when its text was complete was counted then
         if reply_id is not None:
             await self._history.update(reply_id, heard, "interrupted")

@@ -13,6 +13,7 @@ from core import __version__
 from core.bus import build_bus
 from core.commands import Commands
 from core.config import Settings
+from core.errors import BotError
 from core.history import SQLHistoryStore
 from core.hub import Hub
 from core.interfaces import HistoryStore, LLMEngine, STTEngine, TTSEngine
@@ -20,6 +21,7 @@ from core.llm import build_llm
 from core.metrics import Metrics
 from core.models import EngineInfo
 from core.pipeline import ChatPipeline
+from core.recordings import Recordings
 from core.stt import build_stt
 from core.transcription import Transcriber
 from core.tts import build_tts
@@ -110,12 +112,24 @@ class Bot:
         }
 
     def start_maintenance(self) -> None:
-        """Background upkeep: stored audio past its retention is deleted hourly."""
-        task = asyncio.create_task(self._prune_forever(), name="prune-audio")
+        """Background upkeep: recordings no message refers to are swept at start-up; recordings past their
+        retention are deleted hourly."""
+        task = asyncio.create_task(self._upkeep(), name="prune-audio")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _prune_forever(self) -> None:
+    async def sweep_recordings(self) -> int:
+        """Delete recordings that no stored message refers to (left by a server that died mid-turn)."""
+        recordings = self.transcriber.recordings
+        if not recordings.dir.is_dir():
+            return 0
+        return await asyncio.to_thread(recordings.sweep, await self.history.audio_paths())
+
+    async def _upkeep(self) -> None:
+        try:
+            await self.sweep_recordings()
+        except (OSError, BotError) as err:
+            logger.warning("sweeping unreferenced recordings failed: %s", err)
         while True:
             try:
                 await asyncio.to_thread(self.transcriber.prune)
@@ -166,9 +180,8 @@ async def build_bot(settings: Settings) -> Bot:
     metrics = Metrics(lambda: hub.connection_count)
     transcriber = Transcriber(
         stt=stt,
-        audio_dir=settings.audio.dir,
+        recordings=Recordings(settings.audio.dir, settings.audio.keep_days),
         max_duration_s=settings.audio.max_duration_s,
-        keep_days=settings.audio.keep_days,
         language=settings.stt.language,
     )
     pipeline = ChatPipeline(

@@ -61,12 +61,6 @@ class Speaker:
             self._queue.put_nowait(sentence)
         self._queue.put_nowait(_DONE)
 
-    async def wait_first(self) -> None:
-        """Until the first sentence's audio has been sent, or there will be none."""
-        waiter = asyncio.ensure_future(self.first_sent.wait())
-        await asyncio.wait([waiter, self._task], return_when=asyncio.FIRST_COMPLETED)
-        waiter.cancel()
-
     @property
     def frames(self) -> int:
         """Audio frames sent so far."""

@@ -1,19 +1,24 @@
-"""Transcriber: audio bytes in any accepted container → stored file and text, off the event loop."""
+"""Transcriber: audio bytes in any accepted container → kept recording and valid text, off the event loop.
+
+It is the one place that decides ``no-speech`` (an engine returns empty text), and that makes an engine's text
+valid Unicode (``core.unicode``). A recording it keeps while transcribing is deleted again if the utterance fails.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
-import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
 
 from core.audio import decode_audio, pcm_to_wav, sniff_container
 from core.errors import STTError
 from core.interfaces import STTEngine
 from core.models import AudioClip, Transcript
+from core.recordings import Recordings
+from core.unicode import valid_text
 
 logger = logging.getLogger(__name__)
 
@@ -31,24 +36,23 @@ class Heard:
 
 
 class Transcriber:
-    """Decodes, stores and transcribes utterances; decoding and STT each run in bounded worker threads."""
+    """Decodes, keeps and transcribes utterances; decoding and STT each run in bounded worker threads."""
 
     def __init__(
         self,
         *,
         stt: STTEngine | None,
-        audio_dir: str,
+        recordings: Recordings,
         max_duration_s: float,
-        keep_days: float,
         language: str | None,
         max_concurrent_decodes: int = 2,
     ) -> None:
         self._stt = stt
-        self._dir = Path(audio_dir)
+        self.recordings = recordings
         self._max_duration_s = max_duration_s
-        self._keep_days = keep_days
         self._language = language or None
         self._decodes = asyncio.Semaphore(max_concurrent_decodes)
+        self._deleting: set[asyncio.Future[int]] = set()  # referenced until done, so none is collected half-way
 
     @property
     def available(self) -> bool:
@@ -62,11 +66,9 @@ class Transcriber:
         async with self._decodes:
             clip = await asyncio.to_thread(decode_audio, data, max_duration_s=self._max_duration_s)
         decoded = time.perf_counter()
-        path_task = asyncio.create_task(asyncio.to_thread(self._store, data))
-        try:
-            transcript = await self.transcribe(clip)
-        finally:
-            audio_path = await path_task
+        extension = EXTENSIONS.get(sniff_container(data) or "", "bin")
+        save = lambda: self.recordings.save(data, extension)  # noqa: E731
+        transcript, audio_path = await self._keeping(save, self.transcribe(clip))
         done = time.perf_counter()
         timings = {
             "decode_ms": round((decoded - start) * 1000, 1),
@@ -81,51 +83,57 @@ class Transcriber:
         if self._stt is None or clip is None:
             raise STTError("speech-to-text is turned off on this server", code="stt-unavailable")
         start = time.perf_counter()
-        path_task = asyncio.create_task(asyncio.to_thread(self._store_clip, clip))
-        try:
-            transcript = await (early if early is not None else self.transcribe(clip))
-        finally:
-            audio_path = await path_task
+        save = lambda: self.recordings.save(pcm_to_wav(clip.pcm, clip.sample_rate), "wav")  # noqa: E731
+        transcript, audio_path = await self._keeping(save, early if early is not None else self.transcribe(clip))
         timings = {"stt_ms": round((time.perf_counter() - start) * 1000, 1), "audio_s": round(clip.duration_s, 2)}
         return Heard(transcript, audio_path, timings)
 
     async def transcribe(self, clip: AudioClip) -> Transcript:
-        """Transcribe decoded audio; no words at all is ``no-speech``."""
+        """Transcribe decoded audio into valid text; no words at all is ``no-speech``."""
         if self._stt is None:
             raise STTError("speech-to-text is turned off on this server", code="stt-unavailable")
         transcript = await self._stt.transcribe(clip, language=self._language)
-        if not transcript.text.strip():
+        text = valid_text(transcript.text).strip()
+        if not text:
             raise STTError("no speech was heard in the audio", code="no-speech")
-        return transcript
+        return transcript if text == transcript.text else dataclasses.replace(transcript, text=text)
 
-    def _store_clip(self, clip: AudioClip) -> str | None:
-        return self._store(pcm_to_wav(clip.pcm, clip.sample_rate), "wav")
+    async def forget(self, paths: list[str | None]) -> int:
+        """Delete recordings whose messages are gone (or were never stored)."""
+        if not any(paths):
+            return 0
+        return await asyncio.to_thread(self.recordings.delete, paths)
 
-    def _store(self, data: bytes, extension: str | None = None) -> str | None:
-        """Keep the original bytes under a server-chosen name (never the client's name or id)."""
-        if self._keep_days <= 0:
-            return None
-        now = datetime.now(UTC)
-        extension = extension or EXTENSIONS.get(sniff_container(data) or "", "bin")
-        folder = self._dir / now.strftime("%Y-%m-%d")
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{now.strftime('%H%M%S')}-{uuid.uuid4().hex}.{extension}"
-        path.write_bytes(data)
-        return str(path)
+    async def _keeping(
+        self, save: Callable[[], str | None], transcription: asyncio.Future[Transcript] | Awaitable[Transcript]
+    ) -> tuple[Transcript, str | None]:
+        """Write the recording while ``transcription`` runs; if it fails, the recording is deleted again."""
+        saving = asyncio.ensure_future(asyncio.to_thread(_saved, save))
+        try:
+            transcript = await transcription
+        except BaseException:
+            # Nothing will refer to the file: delete it once written (even if this turn is being cancelled).
+            saving.add_done_callback(self._discard_saved)
+            raise
+        return transcript, await saving
+
+    def _discard_saved(self, saving: asyncio.Future[str | None]) -> None:
+        if saving.cancelled() or saving.exception() is not None:
+            return
+        if (path := saving.result()) is not None:
+            task = asyncio.ensure_future(asyncio.to_thread(self.recordings.delete, [path]))
+            self._deleting.add(task)
+            task.add_done_callback(self._deleting.discard)
 
     def prune(self) -> int:
-        """Delete stored audio older than ``keep_days`` (everything when it is 0); returns how many files went."""
-        if not self._dir.is_dir():
-            return 0
-        cutoff = time.time() - self._keep_days * 86400
-        removed = 0
-        for path in self._dir.rglob("*"):
-            if path.is_file() and not path.name.startswith(".") and path.stat().st_mtime < cutoff:
-                path.unlink(missing_ok=True)
-                removed += 1
-        for folder in sorted((p for p in self._dir.iterdir() if p.is_dir()), reverse=True):
-            if not any(folder.iterdir()):
-                folder.rmdir()
-        if removed:
-            logger.info("pruned %d stored audio file(s) older than %s day(s)", removed, self._keep_days)
-        return removed
+        """Delete recordings older than ``audio.keep_days``."""
+        return self.recordings.prune()
+
+
+def _saved(save: Callable[[], str | None]) -> str | None:
+    """Run ``save``; a disk that refuses the file loses the recording, never the user's words."""
+    try:
+        return save()
+    except OSError as err:
+        logger.error("the recording could not be kept: %s", err)
+        return None

@@ -401,16 +401,24 @@ def test_hands_free_turn_with_spoken_reply_and_barge_in(new_tab, serve, make_set
     served: Served = serve(make_settings({**WHISPER, "tts": {"engine": "piper"}}))
     page = open_chat(new_tab(), served.url)
     voice = page.locator("#voice-replies")
-    expect(voice).to_have_attribute("aria-pressed", "true")
-
-    # Muted, a reply comes as text only: the server is told, so no audio is even sent.
-    voice.click()
+    # voice.replies = auto: typing is answered in text only, and the server synthesises nothing for it.
     expect(voice).to_have_attribute("aria-pressed", "false")
     send(page, "a quiet answer please")
     expect(replies(page)).to_have_count(1, timeout=10000)
     send(page, "/voice")
-    expect(page.locator('.card[data-command="voice"]')).to_contain_text("Spoken replies are off.")
+    expect(page.locator('.card[data-command="voice"]').last).to_contain_text(
+        "Spoken replies are on for speech, off for typing."
+    )
     assert page.evaluate("webBot.player.stats.frames") == 0
+    assert page.evaluate("localStorage.getItem('web-bot-voice-replies')") is None
+
+    # Switched by hand, the choice is the user's: on, then off again (muted, nothing is even sent).
+    voice.click()
+    expect(voice).to_have_attribute("aria-pressed", "true")
+    voice.click()
+    expect(voice).to_have_attribute("aria-pressed", "false")
+    send(page, "/voice")
+    expect(page.locator('.card[data-command="voice"]').last).to_contain_text("Spoken replies are off.")
     assert page.evaluate("localStorage.getItem('web-bot-voice-replies')") == "off"
     voice.click()
     expect(voice).to_have_attribute("aria-pressed", "true")

@@ -29,7 +29,7 @@ def stored(served: Served, client_id: str) -> list[tuple[str, str, str, str]]:
 async def test_welcome_then_streamed_reply_that_is_stored(server: Served, connect) -> None:
     client = await connect(server, "alice")
     assert client.welcome["type"] == "welcome" and client.welcome["client_id"] == "alice"
-    assert client.welcome["history"] == [] and client.welcome["settings"]["voice_replies"] is False
+    assert client.welcome["history"] == [] and client.welcome["settings"]["voice_replies"] is False  # no TTS engine
     events = await client.chat("hello there")
     kinds = types(events)
     assert kinds[0] == "user_message" and kinds[-1] == "reply"

@@ -28,6 +28,31 @@ def test_repository_config_loads_with_offline_defaults() -> None:
     assert settings.database_url.startswith("sqlite+aiosqlite:///")
     assert settings.logging.file == str(ROOT / "web_bot.log")
     assert settings.stt.engine == "whisper" and settings.tts.engine == "piper"
+    assert settings.voice.replies == "auto"
+
+
+@pytest.mark.parametrize(
+    ("in_file", "in_env", "mode"),
+    [
+        (None, None, "auto"),
+        (True, None, "always"),
+        (False, None, "never"),
+        ("always", None, "always"),
+        (True, "false", "never"),
+        (None, "on", "always"),
+        (None, "0", "never"),
+        ("never", "auto", "auto"),
+    ],
+)
+def test_voice_replies_modes_and_their_older_spelling(tmp_path: Path, in_file, in_env, mode: str) -> None:
+    path = write(tmp_path, {} if in_file is None else {"voice": {"replies": in_file}})
+    environ = {} if in_env is None else {"WEB_BOT_VOICE__REPLIES": in_env}
+    assert load_settings(path, environ=environ).voice.replies == mode
+
+
+def test_voice_replies_refuses_anything_else(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="voice.replies"):
+        load_settings(write(tmp_path, {"voice": {"replies": "sometimes"}}), environ={})
 
 
 def test_environment_overrides_the_file(tmp_path: Path) -> None:

@@ -66,11 +66,75 @@ async def test_clear_deletes_only_that_client(store: SQLHistoryStore) -> None:
     for i in range(3):
         await store.append(NewMessage("gone", "user", str(i)))
     await store.append(NewMessage("kept", "user", "stay"))
-    assert await store.clear("gone") == 3
+    assert (await store.clear("gone")).messages == 3
     assert await store.recent("gone", 10) == []
     assert await store.count("kept") == 1
     summary = await store.summary("gone")
     assert summary.message_count == 0 and summary.first_activity is None
+
+
+async def test_clear_returns_the_recordings_of_the_deleted_messages(store: SQLHistoryStore) -> None:
+    await store.append(NewMessage("rec", "user", "spoken", "voice", audio_path="/audio/a.wav"))
+    await store.append(NewMessage("rec", "assistant", "reply"))
+    await store.append(NewMessage("rec", "user", "uploaded", "upload", audio_path="/audio/b.mp3"))
+    await store.append(NewMessage("other", "user", "theirs", "voice", audio_path="/audio/c.wav"))
+    assert await store.audio_paths() == {"/audio/a.wav", "/audio/b.mp3", "/audio/c.wav"}
+    deletion = await store.clear("rec")
+    assert deletion.messages == 3 and sorted(deletion.audio_paths) == ["/audio/a.wav", "/audio/b.mp3"]
+    assert await store.audio_paths() == {"/audio/c.wav"}
+
+
+POISON = "refused by the database"
+
+
+async def refuse_poison(store: SQLHistoryStore) -> None:
+    """Make the database itself refuse one value, as a CHECK constraint would (SQLite cannot add one to an
+    existing table, so a trigger raises the same constraint error there)."""
+    async with store.engine.begin() as conn:
+        if store.dialect == "sqlite":
+            await conn.execute(text(
+                "CREATE TRIGGER refuse_poison BEFORE INSERT ON messages WHEN NEW.content = :poison "
+                "BEGIN SELECT RAISE(ABORT, 'CHECK constraint failed: poison'); END".replace(":poison", f"'{POISON}'")
+            ))
+        else:
+            await conn.execute(text(
+                f"ALTER TABLE messages ADD CONSTRAINT refuse_poison CHECK (content <> '{POISON}') NOT VALID"
+            ))
+
+
+async def drop_poison_rule(store: SQLHistoryStore) -> None:
+    async with store.engine.begin() as conn:
+        if store.dialect == "sqlite":
+            await conn.execute(text("DROP TRIGGER refuse_poison"))
+        else:
+            await conn.execute(text("ALTER TABLE messages DROP CONSTRAINT refuse_poison"))
+
+
+@pytest.mark.parametrize("value", [POISON, "lone half \ud83d", "nul \x00"], ids=["check", "surrogate", "nul"])
+async def test_one_refused_write_fails_alone_in_a_batch_of_fifty(store: SQLHistoryStore, value: str) -> None:
+    """A value the database refuses (a CHECK constraint, text the driver cannot encode, NUL for PostgreSQL)
+    fails only its own write; the 50 other clients' writes committed in the same batch are all stored."""
+    if value == POISON:
+        await refuse_poison(store)
+    try:
+        writes = [store.append(NewMessage(f"client-{i}", "user", f"message {i}")) for i in range(25)]
+        writes.append(store.append(NewMessage("poisoned", "assistant", value)))
+        writes += [store.append(NewMessage(f"client-{i}", "assistant", f"reply {i}")) for i in range(25, 50)]
+        results = await asyncio.gather(*writes, return_exceptions=True)
+    finally:
+        if value == POISON:
+            await drop_poison_rule(store)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    if value.startswith("nul") and store.dialect == "sqlite":
+        assert failures == []  # SQLite keeps NUL; the engines and clients never send it (core.unicode)
+        return
+    assert len(failures) == 1 and isinstance(results[25], HistoryError) and results[25].code == "history-failed"
+    for i in [*range(25), *range(26, 51)]:
+        n = i if i < 25 else i - 1
+        assert (await store.recent(f"client-{n}", 5))[-1].content == results[i].content  # type: ignore[union-attr]
+    assert await store.recent("poisoned", 5) == []
+    # The writer carries on: the next batch is stored as usual.
+    assert (await store.append(NewMessage("after", "user", "still working"))).id > 0
 
 
 async def test_concurrent_writes_are_group_committed_in_order(store: SQLHistoryStore) -> None:
@@ -99,7 +163,7 @@ async def test_a_mixed_batch_commits_in_order(history_url: str) -> None:
             store.append(NewMessage("mix", "user", "after clear")),
         ]
         results = await asyncio.gather(*writes)
-        assert results[0] == 1 and results[2] == 2 and results[-2] == 0
+        assert results[0] == 1 and results[2].messages == 2 and results[-2] == 0
         many = results[3:-2]
         assert [m.content for m in many] == [f"n{i}" for i in range(1200)]
         assert [m.id for m in many] == sorted(m.id for m in many) and len({m.id for m in many}) == 1200

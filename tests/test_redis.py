@@ -55,6 +55,9 @@ class RecordingSink:
     async def send(self, event: dict[str, object], binary: bytes | None = None) -> None:
         self.events.append((event, binary))
 
+    async def close(self, code: int, reason: str) -> None:
+        self.events.append(({"type": "closed", "code": code}, None))
+
 
 def instance(make_settings: Callable[..., Settings], name: str, redis_url: str, prefix: str, db_url: str) -> Settings:
     return make_settings(

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from core.errors import ProtocolError
+from core.unicode import valid_text
 
 CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -75,8 +76,8 @@ def parse_text_frame(frame: str) -> Incoming:
 
 
 def check_chat_text(text: str, max_chars: int) -> str:
-    """Trim a chat message and enforce the limits."""
-    text = text.strip()
+    """Make a chat message valid text (``core.unicode``), trim it and enforce the limits."""
+    text = valid_text(text).strip()
     if not text:
         raise ProtocolError("the message is empty", code="empty-message")
     if len(text) > max_chars:

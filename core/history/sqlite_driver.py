@@ -17,7 +17,7 @@ import aiosqlite
 from sqlalchemy.engine import Dialect
 
 from core.history.schema import messages
-from core.history.writes import Append, Clear, Write, aware, runs
+from core.history.writes import Append, Clear, Write, aware, deletion, runs
 from core.models import StoredMessage
 
 _COLUMNS = ("client_id", "role", "content", "source", "status", "audio_path", "created_at")
@@ -46,9 +46,9 @@ class SQLiteDriver:
                     results.extend(await self._insert(conn, run[start : start + _ROWS_PER_INSERT]))
             elif isinstance(run, Clear):
                 deleted = await conn.execute_fetchall(
-                    "DELETE FROM messages WHERE client_id = ? RETURNING id", (run.client_id,)
+                    "DELETE FROM messages WHERE client_id = ? RETURNING audio_path", (run.client_id,)
                 )
-                results.append(len(list(deleted)))
+                results.append(deletion(row[0] for row in deleted))
             else:
                 changed = await conn.execute_fetchall(
                     "UPDATE messages SET content = ?, status = ? WHERE id = ? RETURNING id",

@@ -28,7 +28,7 @@ from core.history.migrate import upgrade_schema
 from core.history.schema import messages
 from core.history.sqlite_driver import SQLiteDriver
 from core.history.writes import Append, Clear, Update, Write, apply, aware, to_stored
-from core.models import ClientSummary, NewMessage, StoredMessage
+from core.models import ClientSummary, Deletion, NewMessage, StoredMessage
 
 logger = logging.getLogger(__name__)
 
@@ -107,10 +107,16 @@ class SQLHistoryStore:
         self._enqueue(Append(message, datetime.now(UTC), done))
         return await asyncio.shield(done)
 
-    async def clear(self, client_id: str) -> int:
-        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    async def clear(self, client_id: str) -> Deletion:
+        """Delete the client's messages; the recordings they referred to are the caller's to delete."""
+        done: asyncio.Future[Deletion] = asyncio.get_running_loop().create_future()
         self._enqueue(Clear(client_id, done))
         return await asyncio.shield(done)
+
+    async def audio_paths(self) -> set[str]:
+        """Every recording a stored message refers to (read at start-up, to sweep the ones nothing refers to)."""
+        rows = await self._read(select(messages.c.audio_path).where(messages.c.audio_path.is_not(None)).distinct())
+        return {row[0] for row in rows}
 
     async def update(self, message_id: int, content: str, status: str) -> int:
         """Rewrite a stored message (an interrupted reply keeps only what was heard); returns rows changed."""
@@ -213,36 +219,63 @@ class SQLHistoryStore:
                 await conn.close()
 
     async def _commit(self, conn: AsyncConnection | None, batch: list[Write]) -> AsyncConnection | None:
-        """Commit a batch; returns the connection to use next (None after a failure, to reconnect)."""
+        """Commit a batch; returns the connection to use next (None after a failure, to reconnect).
+
+        One bad write (a value the database refuses) must not fail the other clients' writes that share its
+        transaction: when a batch fails, its writes are retried one by one, and only those that fail alone fail.
+        """
         try:
             if conn is None:
                 conn = await self.engine.connect()
-            if self._sqlite is not None:
-                driver: aiosqlite.Connection = (await conn.get_raw_connection()).driver_connection  # type: ignore[assignment]
-                try:
-                    results = await self._sqlite.apply(driver, batch)
-                    await driver.commit()
-                except sqlite3.Error:
-                    with contextlib.suppress(sqlite3.Error, ValueError):
-                        await driver.rollback()
-                    raise
-            else:
+            await self._apply(conn, batch)
+        except _WRITE_ERRORS as err:
+            await _discard(conn)
+            conn = None
+            if len(batch) == 1:
+                logger.error("history write failed: %s", err)
+                failure = HistoryError("the message could not be stored", code="history-failed")
+                failure.__cause__ = err
+                if not batch[0].done.done():
+                    batch[0].done.set_exception(failure)
+                return None
+            logger.warning("history batch of %d writes failed (%s); retrying them one by one", len(batch), err)
+            for item in batch:
+                conn = await self._commit(conn, [item])
+        return conn
+
+    async def _apply(self, conn: AsyncConnection, batch: list[Write]) -> None:
+        """Apply and commit ``batch`` in one transaction (rolled back if any write fails), then settle it."""
+        if self._sqlite is not None:
+            driver: aiosqlite.Connection = (await conn.get_raw_connection()).driver_connection  # type: ignore[assignment]
+            try:
+                results = await self._sqlite.apply(driver, batch)
+                await driver.commit()
+            except (sqlite3.Error, ValueError):
+                with contextlib.suppress(sqlite3.Error, ValueError):
+                    await driver.rollback()
+                raise
+        else:
+            try:
                 results = await apply(conn, batch)
                 await conn.commit()
-        except (SQLAlchemyError, sqlite3.Error, ValueError) as err:
-            logger.error("history write of %d item(s) failed: %s", len(batch), err)
-            failure = HistoryError("the message could not be stored", code="history-failed")
-            for item in batch:
-                if not item.done.done():
-                    item.done.set_exception(failure)
-            if conn is not None:
+            except (SQLAlchemyError, ValueError):
                 with contextlib.suppress(SQLAlchemyError):
-                    await conn.close()
-            return None
+                    await conn.rollback()
+                raise
         for item, result in zip(batch, results, strict=True):
             if not item.done.done():
                 item.done.set_result(result)  # type: ignore[arg-type]
-        return conn
+
+
+# ValueError covers text the driver cannot encode, and aiosqlite's "no active connection".
+_WRITE_ERRORS = (SQLAlchemyError, sqlite3.Error, ValueError, OSError)
+
+
+async def _discard(conn: AsyncConnection | None) -> None:
+    """Close a connection after a failed write; the next write opens a fresh one."""
+    if conn is not None:
+        with contextlib.suppress(SQLAlchemyError, sqlite3.Error, ValueError, OSError):
+            await conn.close()
 
 
 def _open_sqlite(database: str) -> None:

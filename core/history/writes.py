@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -11,7 +12,7 @@ from sqlalchemy import delete, insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from core.history.schema import messages
-from core.models import NewMessage, StoredMessage
+from core.models import Deletion, NewMessage, StoredMessage
 
 
 @dataclass(slots=True)
@@ -37,7 +38,7 @@ class Append:
 @dataclass(slots=True)
 class Clear:
     client_id: str
-    done: asyncio.Future[int]
+    done: asyncio.Future[Deletion]
 
 
 @dataclass(slots=True)
@@ -72,8 +73,10 @@ async def apply(conn: AsyncConnection, batch: list[Write]) -> list[object]:
         if isinstance(run, list):
             results.extend(await _insert(conn, run))
         elif isinstance(run, Clear):
-            deleted = await conn.execute(delete(messages).where(messages.c.client_id == run.client_id))
-            results.append(deleted.rowcount)
+            deleted = await conn.execute(
+                delete(messages).where(messages.c.client_id == run.client_id).returning(messages.c.audio_path)
+            )
+            results.append(deletion(row[0] for row in deleted.all()))
         else:
             changed = await conn.execute(
                 update(messages).where(messages.c.id == run.message_id).values(content=run.content, status=run.status)
@@ -97,6 +100,12 @@ async def _insert(conn: AsyncConnection, run: list[Append]) -> list[StoredMessag
     ]
     result = await conn.execute(insert(messages).returning(messages.c.id, sort_by_parameter_order=True), rows)
     return [a.stored(int(row[0])) for row, a in zip(result.all(), run, strict=True)]
+
+
+def deletion(audio_paths: Iterable[str | None]) -> Deletion:
+    """The Deletion of rows whose ``audio_path`` values these are (one per row)."""
+    paths = list(audio_paths)
+    return Deletion(len(paths), tuple(p for p in paths if p))
 
 
 def aware(value: datetime | None) -> datetime | None:

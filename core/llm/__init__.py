@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from core.config import LLMSettings
 from core.interfaces import LLMEngine
+from core.llm.checked import CheckedLLM
 from core.llm.local_llama import LlamaCppLLM
 from core.llm.openai_chat import OpenAIChatLLM
 
@@ -15,8 +16,12 @@ def resolve_engine(settings: LLMSettings) -> str:
     return "openai" if settings.api_key or settings.base_url else "local"
 
 
-async def build_llm(settings: LLMSettings) -> LLMEngine:
-    """Build and start the configured language model."""
+async def build_llm(settings: LLMSettings) -> CheckedLLM:
+    """Build and start the configured language model, with ``llm.max_concurrent`` and valid text enforced."""
+    return CheckedLLM(await _build_engine(settings), max_concurrent=settings.max_concurrent)
+
+
+async def _build_engine(settings: LLMSettings) -> LLMEngine:
     name = resolve_engine(settings)
     if name == "openai":
         return OpenAIChatLLM(

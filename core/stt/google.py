@@ -51,8 +51,6 @@ class GoogleSTT:
             text = await asyncio.wait_for(work, self._timeout_s + 2)
         except TimeoutError as err:
             raise STTError("Google speech recognition did not answer in time", code="stt-unavailable") from err
-        if not text:
-            raise STTError("no speech was heard in the audio", code="no-speech")
         return Transcript(text, wanted, audio.duration_s)
 
     def _recognise(self, audio: AudioClip, language: str) -> str:

@@ -61,8 +61,6 @@ class OpenAISTT:
                 logger.warning("transcription failed: %s", err)
                 raise STTError(message, code=_CODES.get(suffix, "stt-failed")) from err
         text = result.text.strip()
-        if not text:
-            raise STTError("no speech was heard in the audio", code="no-speech")
         return Transcript(text, wanted or None, audio.duration_s)
 
     async def aclose(self) -> None:

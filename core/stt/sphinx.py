@@ -87,8 +87,6 @@ class SphinxSTT:
             raise STTError("PocketSphinx is not loaded", code="stt-unavailable")
         loop = asyncio.get_running_loop()
         text = await loop.run_in_executor(self._executor, self._recognise, audio, language or self._language)
-        if not text:
-            raise STTError("no speech was heard in the audio", code="no-speech")
         return Transcript(text, self._language, audio.duration_s)
 
     def _recognise(self, audio: AudioClip, language: str) -> str:

@@ -150,8 +150,6 @@ class WhisperSTT:
             raise STTError("the Whisper model is not loaded", code="stt-unavailable")
         loop = asyncio.get_running_loop()
         text, heard = await loop.run_in_executor(self._executor, self._recognise, audio, language or self._language)
-        if not text:
-            raise STTError("no speech was heard in the audio", code="no-speech")
         return Transcript(text, heard, audio.duration_s)
 
     def _recognise(self, audio: AudioClip, language: str) -> tuple[str, str | None]:

@@ -54,6 +54,9 @@ class FakeOpenAI:
         # Replies that directives cannot spell (markdown has brackets): a user message containing a key is
         # answered with its value.
         self.scripted: dict[str, str] = {}
+        # Replies streamed as exactly these chunks (e.g. an emoji's surrogate halves in two chunks, as a proxy that
+        # slices by UTF-16 code units sends them); JSON escapes each lone half as \udXXX.
+        self.scripted_chunks: dict[str, list[str]] = {}
 
     def app(self) -> Starlette:
         return Starlette(
@@ -130,6 +133,9 @@ class FakeOpenAI:
         chunks = [
             " ".join(words[i : i + size]) + (" " if i + size < len(words) else "") for i in range(0, len(words), size)
         ]
+        exact = next((parts for key, parts in self.scripted_chunks.items() if key in last), None)
+        if exact is not None:
+            chunks = list(exact)
         if not body.get("stream"):
             return JSONResponse(_completion(body, reply))
         return StreamingResponse(_sse(body, chunks, delay), media_type="text/event-stream")

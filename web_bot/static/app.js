@@ -84,7 +84,10 @@ const view = new Conversation({
 });
 const suggest = new Suggest(ui.input, ui.suggest);
 const player = new Player({
-  onSpeaking: () => voice.refresh(),
+  onSpeaking: () => {
+    voice.refresh();
+    refreshControls();
+  },
   onBlocked: () => notice.show("Sound is paused by the browser until you interact with the page.", {
     action: "Play sound", onAction: () => audioContext().resume(), key: "sound",
   }),
@@ -131,6 +134,9 @@ function onEvent(event) {
     case "audio":
       player.announce(event); // its binary frame comes next
       break;
+    case "audio_done":
+      view.speechDone(event);
+      break;
     case "speech_started":
       voice.speechStarted();
       break;
@@ -141,7 +147,7 @@ function onEvent(event) {
       view.command(event);
       if (event.name === "voice" && event.data) {
         applySettings(event.data);
-        storage.set(VOICE_KEY, event.data.voice_replies ? "on" : "off");
+        if (typeof event.data.voice_replies === "boolean") storage.set(VOICE_KEY, event.data.voice_replies ? "on" : "off");
       }
       break;
     case "cleared":
@@ -244,15 +250,26 @@ function serverError(event) {
 function applySettings(settings) {
   Object.assign(state.settings, settings);
   suggest.setCommands(state.settings.commands);
-  player.enabled = Boolean(state.settings.voice_available && state.settings.voice_replies);
+  // "auto": the server speaks the replies to speech only, so whatever audio arrives is played.
+  player.enabled = Boolean(state.settings.voice_available && state.settings.voice_replies !== false);
   if (!player.enabled) player.stop();
   refreshControls();
+}
+
+/** Whether replies are spoken now: the user's choice, or with "auto", while they use their voice. */
+function voiceRepliesOn() {
+  const s = state.settings;
+  if (!s.voice_available) return false;
+  if (s.voice_replies === "auto") {
+    return voice.live || voice.recording || player.speaking || state.audioSlots.length > 0;
+  }
+  return Boolean(s.voice_replies);
 }
 
 /** What each button can do right now, and why not when it cannot. */
 function refreshControls() {
   const s = state.settings;
-  const voiceOn = Boolean(s.voice_available && s.voice_replies);
+  const voiceOn = voiceRepliesOn();
   ui.voiceReplies.setAttribute("aria-pressed", String(voiceOn));
   ui.voiceReplies.setAttribute("aria-disabled", String(!s.voice_available));
   ui.voiceReplies.title = !s.voice_available ? "Spoken replies are not available on this server"
@@ -273,7 +290,7 @@ function refreshControls() {
 function syncVoicePreference() {
   const wanted = storage.get(VOICE_KEY);
   if (wanted === null || !state.settings.voice_available) return;
-  if ((wanted === "on") !== Boolean(state.settings.voice_replies)) {
+  if (state.settings.voice_replies !== (wanted === "on")) {
     connection.send({ type: "config", voice_replies: wanted === "on" });
   }
 }

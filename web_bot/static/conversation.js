@@ -66,6 +66,8 @@ export class Message {
   constructor(kind, text, { source = "text", created = null, id = null, state = null } = {}) {
     this.kind = kind;
     this.article = el("article", "msg " + kind);
+    this.article.message = this; // so a later event (audio_done) can find this message by its id
+    this.timings = {};
     this.article.dataset.role = kind;
     this.article.dataset.source = source;
     this.bubble = el("div", "bubble");
@@ -141,9 +143,11 @@ export class Message {
     if (this.bar) this.bar.hidden = true;
   }
 
-  /** A small bar of where the turn's time went: speech-to-text | LLM | speech. */
-  setTimings(timings) {
-    if (!timings) return;
+  /** A small bar of where the turn's time went: speech-to-text | LLM | speech. Timings that arrive later (the
+   * speech's own, with audio_done) are added to those already shown. */
+  setTimings(more) {
+    if (!more) return;
+    const timings = Object.assign(this.timings, more);
     const parts = [
       ["stt", "STT", "speech-to-text", timings.stt_ms],
       ["llm", "LLM", "language model", timings.llm_total_ms],
@@ -349,6 +353,13 @@ export class Conversation {
     message.setTimings(event.timings);
     this.follow();
     return message;
+  }
+
+  /** A spoken reply finished: its speech timings join the reply's. */
+  speechDone(event) {
+    if (event.message_id == null) return;
+    const article = this.log.querySelector(`.msg[data-message-id="${Number(event.message_id)}"]`);
+    article?.message?.setTimings(event.timings);
   }
 
   /** The reply was cut where the user stopped hearing it. */

@@ -1,0 +1,225 @@
+"""Turn logic with scripted engines and a real SQLite store: what each turn sends and stores, in milliseconds.
+
+Covers when replies are spoken (``voice.replies``), that ``reply`` never waits for speech, that any failure stops
+the speaker, that a barge-in while the reply is being stored stores it once, a tab that cannot take an event, and
+recordings that live exactly as long as their messages."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from core.errors import HistoryError
+from core.history import SQLHistoryStore
+from core.hub import TAB_FAILED, Hub
+from core.models import NewMessage
+from core.pipeline import ChatPipeline, TurnRequest
+from core.recordings import Recordings
+from core.transcription import Transcriber
+from tests.fakes.engines import GatedTTS, RecordingSink, ScriptedLLM, SlowReplyWrites, WordsSTT
+from tests.speech import silence, wav
+
+REPLY = ["First sentence here. ", "Second one follows."]
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLHistoryStore]:
+    store = SQLHistoryStore(f"sqlite+aiosqlite:///{tmp_path / 'turns.db'}")
+    await store.start()
+    yield store
+    await store.aclose()
+
+
+def pipeline(store: object, *, tts: GatedTTS | None = None, replies: str = "auto", **kwargs: object) -> ChatPipeline:
+    return ChatPipeline(
+        llm=kwargs.pop("llm", ScriptedLLM(REPLY)),  # type: ignore[arg-type]
+        history=store,  # type: ignore[arg-type]
+        hub=kwargs.pop("hub", Hub()),  # type: ignore[arg-type]
+        system_prompt="You are a test.",
+        history_messages=10,
+        tts=tts,
+        voice_replies=replies,  # type: ignore[arg-type]
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def tab(bot: ChatPipeline, client_id: str) -> RecordingSink:
+    sink = RecordingSink()
+    bot._hub.attach(client_id, sink)
+    return sink
+
+
+async def rows(store: SQLHistoryStore, client_id: str) -> list[tuple[str, str, str]]:
+    return [(m.role, m.content, m.status) for m in await store.recent(client_id, 50)]
+
+
+# --- when replies are spoken -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("mode", "choice", "source", "spoken"),
+    [
+        ("auto", None, "text", False),
+        ("auto", None, "voice", True),
+        ("auto", None, "upload", True),
+        ("auto", True, "text", True),
+        ("auto", False, "voice", False),
+        ("always", None, "text", True),
+        ("never", None, "voice", False),
+        ("never", True, "text", True),
+    ],
+)
+async def test_which_turns_are_spoken(store, mode: str, choice: bool | None, source: str, spoken: bool) -> None:
+    tts = GatedTTS()
+    bot = pipeline(store, tts=tts, replies=mode)
+    if choice is not None:
+        bot.set_voice_replies("c", choice)
+    sink = tab(bot, "c")
+    result = await bot.submit(TurnRequest("c", "hello", source))  # type: ignore[arg-type]
+    assert result.status == "ok"
+    assert ("audio" in sink.types()) is spoken
+    assert bool(sink.binaries) is spoken and bool(tts.sentences) is spoken
+    assert ("audio_done" in sink.types()) is spoken
+
+
+async def test_a_client_without_a_voice_engine_is_never_spoken_to(store) -> None:
+    bot = pipeline(store, tts=None, replies="always")
+    assert bot.voice_replies("c") is False and not bot.speaks("c", "voice")
+
+
+async def test_the_reply_is_sent_when_its_text_is_stored_never_waiting_for_speech(store) -> None:
+    gate = asyncio.Event()
+    bot = pipeline(store, tts=GatedTTS(gate), replies="always")
+    sink = tab(bot, "c")
+    turn = bot.submit(TurnRequest("c", "hello", "text"))
+    for _ in range(200):
+        if "reply" in sink.types():
+            break
+        await asyncio.sleep(0.005)
+    assert "reply" in sink.types() and "audio" not in sink.types()
+    assert not turn.done()  # the turn is still speaking
+    gate.set()
+    await turn
+    kinds = sink.types()
+    assert kinds[-1] == "audio_done" and kinds.count("audio") == 2
+    done = sink.events[-1]
+    assert done["frames"] == 2 and {"first_audio_ms", "tts_first_audio_ms"} <= set(done["timings"])  # type: ignore[arg-type]
+    assert await rows(store, "c") == [("user", "hello", "ok"), ("assistant", "".join(REPLY), "ok")]
+
+
+# --- failures and barge-in -------------------------------------------------------------------------------------
+
+
+async def test_any_failure_stops_the_speaker(store) -> None:
+    """Not only an LLM error: a reply the store refuses must not leave the speaker's task waiting forever."""
+    history = SlowReplyWrites(store, refuse=HistoryError("refused", code="history-failed"))
+    bot = pipeline(history, tts=GatedTTS(), replies="always")
+    sink = tab(bot, "c")
+    before = set(asyncio.all_tasks())
+    result = await bot.submit(TurnRequest("c", "hello", "text"))
+    assert result.status == "error" and result.error is not None and result.error.code == "history-failed"
+    assert sink.events[-1] == {"type": "error", "code": "history-failed", "message": "refused"}
+    await asyncio.sleep(0)
+    leftover = [t for t in asyncio.all_tasks() - before if not t.done() and t is not asyncio.current_task()]
+    assert leftover == [], leftover
+
+
+async def test_a_barge_in_while_the_reply_is_being_stored_stores_it_once(store) -> None:
+    history = SlowReplyWrites(store)
+    bot = pipeline(history)
+    sink = tab(bot, "c")
+    turn = bot.submit(TurnRequest("c", "hello", "text"))
+    await asyncio.wait_for(history.writing.wait(), 5)
+    assert bot.barge_in("c")
+    history.release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await turn
+    for _ in range(100):
+        if "interrupted" in sink.types():
+            break
+        await asyncio.sleep(0.01)
+    assert await rows(store, "c") == [("user", "hello", "ok"), ("assistant", "".join(REPLY), "interrupted")]
+    interrupted = next(e for e in sink.events if e["type"] == "interrupted")
+    stored = await store.recent("c", 1)
+    assert interrupted["message_id"] == stored[0].id
+
+
+# --- tabs that cannot take an event ----------------------------------------------------------------------------
+
+
+async def test_a_tab_that_cannot_take_an_event_is_closed_and_the_others_carry_on(store) -> None:
+    hub = Hub()
+    bot = pipeline(store, hub=hub)
+    good, bad = RecordingSink(), RecordingSink(fail=True)
+    hub.attach("c", good)
+    hub.attach("c", bad)
+    result = await bot.submit(TurnRequest("c", "hello", "text"))
+    assert result.status == "ok" and good.types()[-1] == "reply"
+    await asyncio.sleep(0.01)
+    assert bad.closed is not None and bad.closed[0] == TAB_FAILED == 1011
+    assert hub.tabs("c") == 1 and hub.connection_count == 1
+    await hub.aclose()
+
+
+# --- recordings live as long as their messages -----------------------------------------------------------------
+
+
+def transcriber(tmp_path: Path, heard: str) -> Transcriber:
+    return Transcriber(stt=WordsSTT(heard), recordings=Recordings(tmp_path / "audio", 30), max_duration_s=60,
+                       language="en")
+
+
+def files(tmp_path: Path) -> list[Path]:
+    return sorted(p for p in (tmp_path / "audio").rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("heard", ["", "   ", "\x00"])
+async def test_an_utterance_with_no_speech_keeps_no_recording(store, tmp_path: Path, heard: str) -> None:
+    bot = pipeline(store, transcriber=transcriber(tmp_path, heard))
+    with pytest.raises(Exception) as err:
+        await bot.submit_audio("c", wav(silence(1.0), 16000), "upload")
+    assert getattr(err.value, "code", None) == "no-speech"
+    await asyncio.sleep(0.2)  # the write that raced the transcription is deleted once it lands
+    assert files(tmp_path) == [] and await rows(store, "c") == []
+
+
+async def test_a_message_the_store_refuses_keeps_no_recording(store, tmp_path: Path) -> None:
+    class RefuseUsers(SlowReplyWrites):
+        async def append(self, message: NewMessage):  # type: ignore[no-untyped-def]
+            if message.role == "user":
+                raise HistoryError("refused", code="history-failed")
+            return await super().append(message)
+
+    bot = pipeline(RefuseUsers(store), transcriber=transcriber(tmp_path, "hello there"))
+    result = await bot.submit_audio("c", wav(silence(1.0), 16000), "upload")
+    assert result.status == "error" and result.error is not None and result.error.code == "history-failed"
+    assert files(tmp_path) == []
+
+
+async def test_recordings_go_with_their_messages_and_orphans_are_swept(store, tmp_path: Path) -> None:
+    heard = transcriber(tmp_path, "hello there")
+    bot = pipeline(store, transcriber=heard)
+    for client in ("mine", "mine", "theirs"):
+        assert (await bot.submit_audio(client, wav(silence(1.0), 16000), "upload")).status == "ok"
+    kept = files(tmp_path)
+    assert len(kept) == 3 and {str(p) for p in kept} == await store.audio_paths()
+    deletion = await store.clear("mine")
+    assert await heard.forget(list(deletion.audio_paths)) == 2
+    assert [str(p) for p in files(tmp_path)] == list(await store.audio_paths())
+    # A file no message refers to (a server killed between writing it and storing its message) is swept once it
+    # is older than the grace period; a fresh one may still be about to be stored, so it stays.
+    orphan = Path(heard.recordings.save(b"RIFF....", "wav") or "")
+    fresh = Path(heard.recordings.save(b"RIFF....", "wav") or "")
+    old = time.time() - 3600
+    os.utime(orphan, (old, old))
+    assert heard.recordings.sweep(await store.audio_paths()) == 1
+    assert not orphan.exists() and fresh.exists() and len(files(tmp_path)) == 2
+    # Paths outside the audio folder are never deleted, whatever a row says.
+    outside = tmp_path / "outside.wav"
+    outside.write_bytes(b"x")
+    assert heard.recordings.delete([str(outside)]) == 0 and outside.exists()
