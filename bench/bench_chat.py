@@ -1,7 +1,8 @@
 """Chat throughput and latency through /ws/{client_id}, against the raw AsyncOpenAI call rate on the same fake.
 
 1. baseline: streamed chat completions through one AsyncOpenAI client against a loopback fake, concurrency 100;
-2. web-bot: chat turns through the WebSocket with 100 concurrent clients, every turn stored;
+2. web-bot: chat turns through the WebSocket with 100 concurrent clients, every turn stored, on the engines the
+   default configuration loads (Whisper and Piper loaded, ``voice.replies`` = auto: typed turns are not spoken);
 3. latency at one client, minus the baseline's single-call latency;
 4. server RSS per idle connection with 1000 clients.
 
@@ -70,7 +71,10 @@ async def one_client_turns(port: int, client_id: str, turns: int, latencies: lis
             start = time.perf_counter()
             await ws.send(json.dumps({"type": "text", "text": f"hello bench {i}"}))
             while True:
-                event = json.loads(await ws.recv())
+                frame = await ws.recv()
+                if isinstance(frame, bytes):
+                    raise RuntimeError("a typed turn was spoken: voice.replies = auto must not synthesise it")
+                event = json.loads(frame)
                 if event["type"] == "reply":
                     break
                 if event["type"] == "error":
@@ -112,9 +116,8 @@ async def main() -> None:
 
         server, port = start_web_bot(
             {
+                # Only the LLM is the fake; speech engines and voice settings are the defaults a user gets.
                 "llm": {"engine": "openai", "base_url": f"{fake_url}/v1", "model_name": "fake", "max_retries": 0},
-                "stt": {"engine": "none"},
-                "tts": {"engine": "none"},
             },
             workdir,
         )
@@ -126,7 +129,10 @@ async def main() -> None:
         assert stored == 2 * CONCURRENCY * TURNS_PER_CLIENT, f"only {stored} messages stored"
         per_conn = await idle_connections(port, server.pid, IDLE_CLIENTS)
 
-        print(f"# chat benchmark{QUICK_MARK} ({CONCURRENCY} clients x {TURNS_PER_CLIENT} turns, loopback fake LLM)")
+        print(
+            f"# chat benchmark{QUICK_MARK} ({CONCURRENCY} clients x {TURNS_PER_CLIENT} turns, loopback fake LLM, "
+            "default speech engines loaded)"
+        )
         line(
             f"turns/s through /ws ({CONCURRENCY} clients, all stored)",
             f"{turns:.0f}",

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from core.errors import BotError, CommandError, ProtocolError
+from core.errors import BotError, CommandError, ProtocolError, STTError
 from core.events import ErrorEvent
 from core.listening import LiveListener
 from core.pipeline import TurnRequest, TurnResult
@@ -90,7 +90,7 @@ class SocketSession:
     def _start_live(self, message: AudioStartIn) -> None:
         if self._bot.vad_model is None or self._bot.stt is None:
             self._refused_stream = True
-            raise BotError("speech-to-text is turned off on this server", code="stt-unavailable")
+            raise STTError("speech-to-text is turned off on this server", code="stt-unavailable")
         self._refused_stream = False
         self._live = LiveListener(
             self._bot.pipeline, self._bot.hub, self._client_id, self._bot.new_vad(), message.sample_rate
