@@ -160,3 +160,21 @@ def _json_escaped(text: str) -> str:
     for char in text:
         out.append(char if 32 <= ord(char) < 127 and char not in '"\\' else f"\\u{ord(char):04x}")
     return '"' + "".join(out) + '"'
+
+
+@pytest.mark.slow
+async def test_split_emoji_reply_is_spoken_by_piper(serve, make_settings, connect, fake_openai: FakeOpenAI,
+                                                    monkeypatch) -> None:
+    monkeypatch.setitem(
+        fake_openai.scripted_chunks, "smile aloud", ["Here is a smile ", HIGH, LOW, " for you. Have a nice day."]
+    )
+    served = serve(make_settings({"tts": {"engine": "piper"}, "voice": {"replies": "always"}}))
+    tab = await connect(served, "spoken-smile")
+    await tab.send("smile aloud")
+    frames: list[Any] = []
+    while not (frames and isinstance(frames[-1], str) and '"audio_done"' in frames[-1]):
+        frames.append(await asyncio.wait_for(tab.ws.recv(), 60))
+    assert not any(isinstance(f, str) and '"error"' in f for f in frames), frames
+    assert sum(isinstance(f, bytes) for f in frames) == 2  # two sentences, each spoken
+    expected = f"Here is a smile {SMILE} for you. Have a nice day."
+    assert stored(served, "spoken-smile")[-1] == ("assistant", expected, "ok")
