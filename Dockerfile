@@ -4,7 +4,8 @@
 # Several instances behind nginx with PostgreSQL and Redis: docker compose up --build (docker-compose.yml).
 # tests/test_deploy.py checks this file: hadolint, and every path and command in it against the repository.
 
-# Builder: compilers for llama-cpp-python, which builds llama.cpp; the Makefile's `install` makes /app/.venv.
+# Builder: compilers for llama-cpp-python, which builds llama.cpp; the Makefile's `install` makes /app/.venv from
+# requirements.txt, the lock: the exact versions the suite is tested with, each file checked against its hash.
 FROM python:3.11-slim-bookworm AS builder
 # hadolint ignore=DL3008
 RUN apt-get update \

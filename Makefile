@@ -8,23 +8,48 @@ export HF_HUB_OFFLINE := 1
 # llama-cpp-python compiles llama.cpp on install; use every core (pip keeps the wheel in its cache afterwards).
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: install install-dev system-deps run migrate test bench lint clean
+# requirements.in and requirements-dev.in are edited by hand; `make lock` resolves them into requirements.txt and
+# requirements-dev.txt, exact versions with their hashes, for CPython 3.11 on Linux x86-64 (this machine, CI and the
+# Docker image). Installs take the locks only; tests/test_deploy.py fails when a lock no longer matches its input.
+LOCK_TARGET := --python-version 3.11.7 --python-platform x86_64-unknown-linux-gnu
+# e.g. `make lock LOCK_FLAGS=--upgrade` for the newest versions, or `LOCK_FLAGS="-P fastapi"` for one package.
+LOCK_FLAGS ?=
 
+# $(call compile,input,lock,extra options): uv reads the old lock as its preferences, so versions only move when
+# the input needs it (or LOCK_FLAGS says so).
+define compile
+	[ ! -f $(2) ] || cp $(2) $(2).new
+	$(BIN)/uv pip compile --quiet --generate-hashes --no-header $(LOCK_TARGET) $(LOCK_FLAGS) $(3) $(1) -o $(2).new
+	printf '%s\n' \
+	  "# Made by \`make lock\` from $(1) (uv pip compile --generate-hashes) for CPython 3.11 on Linux x86-64:" \
+	  "# every package at an exact version, with the hashes of its files. Do not edit; change $(1) instead." \
+	  "# Install with: pip install --require-hashes -r $(2)" > $(2)
+	cat $(2).new >> $(2)
+	rm $(2).new
+endef
+
+.PHONY: install install-dev lock system-deps run migrate test bench lint clean
+
+# The venv's own pip installs the lock, which pins pip itself too (the llm package depends on pip).
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --upgrade pip wheel
 
 $(VENV)/.runtime: requirements.txt | $(BIN)/python
-	$(BIN)/pip install -r requirements.txt
+	$(BIN)/pip install --require-hashes -r requirements.txt
 	touch $@
 
 $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
-	$(BIN)/pip install -r requirements-dev.txt
+	$(BIN)/pip install --require-hashes -r requirements-dev.txt
 	touch $@
 
 install: $(VENV)/.runtime
 
 install-dev: $(VENV)/.dev
+
+# The dev lock is constrained to the runtime lock, so the two hold the same versions of what they share.
+lock: $(VENV)/.dev
+	$(call compile,requirements.in,requirements.txt,)
+	$(call compile,requirements-dev.in,requirements-dev.txt,-c requirements.txt)
 
 system-deps:
 	bash scripts/system-deps.sh

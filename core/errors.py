@@ -12,9 +12,58 @@ BotError                      bot-error | internal-error
 └── HistoryError              history-unavailable | history-failed
 
 Vendor exceptions are caught once, at the engine boundary, and re-raised as one of these with ``from err``.
+``ErrorCode`` lists every code above; raise sites still pass plain strings, and tests/test_error_codes.py checks
+them, the page's table (web_bot/static/errors.js) and the README's against it.
 """
 
 from __future__ import annotations
+
+import enum
+
+
+class ErrorCode(enum.StrEnum):
+    """Every code the server sends, in an ``error`` event or an HTTP ``{code, detail}`` body."""
+
+    # BotError
+    BOT_ERROR = "bot-error"  # a BotError raised without a code: a fallback nothing raises today
+    INTERNAL_ERROR = "internal-error"  # an unexpected exception during a turn; the log has its traceback
+    # ConfigError
+    CONFIG_INVALID = "config-invalid"  # the configuration is invalid: start-up stops, so no client sees it
+    # ProtocolError
+    BAD_JSON = "bad-json"  # a text frame starting with "{" is not valid JSON
+    BAD_MESSAGE = "bad-message"  # a JSON frame that is no object or fails validation; audio_stop with no stream
+    UNKNOWN_TYPE = "unknown-type"  # a JSON frame whose type the server does not know
+    EMPTY_MESSAGE = "empty-message"  # a chat message that is empty once trimmed
+    MESSAGE_TOO_LONG = "message-too-long"  # a chat message longer than server.max_message_chars
+    BAD_REQUEST = "bad-request"  # an HTTP request of the wrong shape (no multipart `file`, bad query parameters)
+    BAD_CLIENT_ID = "bad-client-id"  # an HTTP client_id that is not 1-64 of A-Z a-z 0-9 _ -
+    # CommandError
+    UNKNOWN_COMMAND = "unknown-command"  # a slash command the server does not know
+    BAD_COMMAND = "bad-command"  # a known command used wrongly (/voice maybe; /voice on without TTS)
+    # LLMError
+    LLM_TIMEOUT = "llm-timeout"  # the model's service did not answer in time
+    LLM_RATE_LIMITED = "llm-rate-limited"  # the model's service is rate-limiting us
+    LLM_AUTH = "llm-auth"  # the model's service refused our credentials
+    LLM_UNAVAILABLE = "llm-unavailable"  # the service cannot be reached or failed (5xx); a local model not loaded
+    LLM_FAILED = "llm-failed"  # the model failed to answer for any other reason
+    # STTError
+    NO_SPEECH = "no-speech"  # the audio holds no speech the recogniser could hear
+    STT_UNAVAILABLE = "stt-unavailable"  # speech-to-text is off, not loaded, or its service cannot be reached
+    STT_AUTH = "stt-auth"  # the speech-to-text service refused our credentials
+    STT_RATE_LIMITED = "stt-rate-limited"  # the speech-to-text service is rate-limiting us
+    STT_FAILED = "stt-failed"  # speech-to-text failed for any other reason
+    # TTSError (the text reply still arrives)
+    TTS_UNAVAILABLE = "tts-unavailable"  # the voice is not installed or loaded, or the speech service is unreachable
+    TTS_FAILED = "tts-failed"  # synthesis failed for any other reason
+    # AudioError (empty-audio is also a ProtocolError, for an empty binary frame)
+    AUDIO_TOO_LARGE = "audio-too-large"  # an upload or binary frame larger than audio.max_upload_mb
+    AUDIO_TOO_LONG = "audio-too-long"  # audio longer than audio.max_duration_s
+    UNSUPPORTED_AUDIO = "unsupported-audio"  # not a format we accept, no audio track, an unknown codec or rate
+    CORRUPT_AUDIO = "corrupt-audio"  # truncated or damaged audio; PCM16 with an odd number of bytes
+    EMPTY_AUDIO = "empty-audio"  # an empty upload or binary frame
+    # HistoryError
+    HISTORY_UNAVAILABLE = "history-unavailable"  # the history database cannot be opened or read
+    HISTORY_FAILED = "history-failed"  # a message could not be stored
 
 
 class BotError(Exception):

@@ -12,7 +12,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-SHARED_AUDIO = Path(__file__).resolve().parents[2] / "shared" / "audio"
+# Real recordings kept in the repository (BSD-3-Clause; see its README.md and LICENSE).
+RECORDINGS_DIR = Path(__file__).resolve().parent / "data" / "audio"
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",
     "Please remind me to buy milk tomorrow morning.",

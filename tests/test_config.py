@@ -51,7 +51,7 @@ def test_voice_replies_modes_and_their_older_spelling(tmp_path: Path, in_file, i
 
 
 def test_voice_replies_refuses_anything_else(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="voice.replies"):
+    with pytest.raises(ConfigError, match=r"voice\.replies"):
         load_settings(write(tmp_path, {"voice": {"replies": "sometimes"}}), environ={})
 
 

@@ -1,9 +1,11 @@
 """The Dockerfile and docker-compose.yml, checked without a Docker engine: hadolint, then every path, command,
-setting and shared library they rely on, against the repository, the Makefile and the installed virtualenv."""
+setting and shared library they rely on, against the repository, the Makefile and the installed virtualenv; and the
+lock files every install takes, against their inputs and the virtualenv."""
 
 from __future__ import annotations
 
 import fnmatch
+import importlib.metadata
 import os
 import re
 import shlex
@@ -15,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from core.config import ROOT, load_settings
 from tests.backends import unavailable
@@ -231,3 +236,95 @@ def test_the_readmes_configuration_examples_load(tmp_path: Path) -> None:
         path = tmp_path / f"example{n}.json"
         path.write_text(block)
         load_settings(path, environ={})
+
+
+# --- The lock files every install takes (`make lock` writes them from the hand-edited inputs) -----------------------
+
+LOCKS = {"requirements.txt": "requirements.in", "requirements-dev.txt": "requirements-dev.in"}
+# What `python -m venv` seeds every virtualenv with; the locks pin those of them that a package depends on.
+VENV_SEED = {"pip", "setuptools", "wheel"}
+
+
+def inputs(name: str) -> list[Requirement]:
+    """The requirements a hand-edited input lists for this platform, its ``-r`` includes followed."""
+    found: list[Requirement] = []
+    for raw in (ROOT / name).read_text().splitlines():
+        line = raw.partition("#")[0].strip()
+        if line.startswith("-r "):
+            found += inputs(line.removeprefix("-r ").strip())
+        elif line:
+            assert not line.startswith("-"), f"{name}: only -r is understood here: {line}"
+            found.append(Requirement(line))
+    return [wanted for wanted in found if wanted.marker is None or wanted.marker.evaluate({"extra": ""})]
+
+
+def pins(name: str) -> dict[str, tuple[Version, list[str]]]:
+    """Each package a lock pins, by canonical name: its version and the sha256 hashes of its files."""
+    text = (ROOT / name).read_text()
+    assert "://" not in text, f"{name} names a host; a lock names packages only"
+    found: dict[str, tuple[Version, list[str]]] = {}
+    for raw in re.sub(r"\\\n", " ", text).splitlines():
+        line = raw.partition("#")[0].strip()
+        if not line:
+            continue
+        spec, *options = line.split()
+        assert not spec.startswith("-"), f"{name}: {line}: a lock holds no options (no index, no links)"
+        requirement = Requirement(spec)
+        specifiers = list(requirement.specifier)
+        assert len(specifiers) == 1 and specifiers[0].operator == "==" and requirement.marker is None, spec
+        hashes = [option.removeprefix("--hash=") for option in options if option.startswith("--hash=sha256:")]
+        assert hashes and len(hashes) == len(options), f"{name}: {spec} needs its sha256 hashes, and only them"
+        found[canonicalize_name(requirement.name)] = (Version(specifiers[0].version), hashes)
+    return found
+
+
+def test_installs_take_the_locks_and_check_their_hashes() -> None:
+    installs = re.findall(r"^\t\$\(BIN\)/pip install (.+)$", (ROOT / "Makefile").read_text(), re.M)
+    assert installs == [f"--require-hashes -r {lock}" for lock in LOCKS], "installs take the locks, hashes checked"
+
+
+def test_each_lock_pins_its_input_at_versions_the_input_allows() -> None:
+    for lock, source in LOCKS.items():
+        pinned = pins(lock)
+        for wanted in inputs(source):
+            name = canonicalize_name(wanted.name)
+            assert name in pinned, f"{lock} lacks {wanted} from {source}: run `make lock`"
+            version = pinned[name][0]
+            assert wanted.specifier.contains(version, prereleases=True), (
+                f"{lock} pins {name}=={version}, {source} wants {wanted}: run `make lock`"
+            )
+
+
+def test_each_lock_holds_exactly_what_its_input_needs() -> None:
+    """From each input through the installed packages' own dependencies (the next test shows they are the locked
+    versions): every package reached is pinned at a version its dependents allow, and nothing else is pinned."""
+    for lock, source in LOCKS.items():
+        pinned = pins(lock)
+        seen: set[tuple[str, str]] = set()  # (package, one of its extras or "")
+        todo = [(wanted, source) for wanted in inputs(source)]
+        while todo:
+            wanted, by = todo.pop()
+            name = canonicalize_name(wanted.name)
+            assert name in pinned, f"{lock} lacks {name}, which {by} needs: run `make lock`"
+            assert wanted.specifier.contains(pinned[name][0], prereleases=True), f"{by} wants {wanted}: run `make lock`"
+            for extra in {"", *wanted.extras} - {e for n, e in seen if n == name}:
+                seen.add((name, extra))
+                for dependency in map(Requirement, importlib.metadata.requires(name) or []):
+                    if dependency.marker is None or dependency.marker.evaluate({"extra": extra}):
+                        todo.append((dependency, name))
+        unneeded = set(pinned) - {name for name, _ in seen}
+        assert not unneeded, f"{lock} pins what {source} no longer needs: {sorted(unneeded)}; run `make lock`"
+
+
+def test_the_locks_agree_and_the_virtualenv_is_the_dev_lock() -> None:
+    runtime, dev = (pins(lock) for lock in LOCKS)
+    differ = sorted(name for name, pin in runtime.items() if dev.get(name) != pin)
+    assert not differ, f"requirements-dev.txt has other versions or hashes of {differ}: run `make lock`"
+    installed = {canonicalize_name(d.metadata["Name"]): Version(d.version) for d in importlib.metadata.distributions()}
+    wrong = {name: f"{installed.get(name)}, locked {version}" for name, (version, _) in dev.items()}
+    wrong = {name: why for name, why in wrong.items() if installed.get(name) != dev[name][0]}
+    unlocked = sorted(set(installed) - set(dev) - VENV_SEED)
+    assert not wrong and not unlocked, (
+        f"the virtualenv is not the lock (make install-dev; make clean install-dev drops what is not locked): "
+        f"installed {wrong}; not locked {unlocked}"
+    )

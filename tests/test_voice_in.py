@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import Served
 from tests.fakes.openai_server import FakeOpenAI
-from tests.speech import CONTAINERS, SENTENCES, SHARED_AUDIO, encode, noise, silence, speak, wav, wer
+from tests.speech import CONTAINERS, RECORDINGS_DIR, SENTENCES, encode, noise, silence, speak, wav, wer
 
 pytestmark = pytest.mark.slow
 
@@ -74,9 +74,23 @@ async def test_upload_wav_bit_depths_and_channels(voice_server, bits: int, chann
 @pytest.mark.parametrize("name", ["one-two-three.wav", "mono-16bit-44k.aiff", "stereo-24bit-44k.flac"])
 async def test_upload_real_recordings(voice_server, name: str) -> None:
     served = voice_server()
-    response = await upload(served, (SHARED_AUDIO / name).read_bytes())
+    response = await upload(served, (RECORDINGS_DIR / name).read_bytes())
     assert response.status_code == 200, response.text
     assert wer("one two three", response.json()["transcription"]) == 0
+
+
+async def test_upload_wav_with_placeholder_sizes_is_transcribed(voice_server) -> None:
+    """Issue 10: the RIFF and data sizes a writer on a pipe leaves (0x7FFFFFFF, or SoX's 0x7FFFF024/0x7FFFF000)
+    are hints; the three uploads are transcribed alike."""
+    served = voice_server()
+    correct = wav(*speak(SENTENCES[1]))
+    texts = []
+    for riff, size in [(len(correct) - 8, len(correct) - 44), (0x7FFFFFFF, 0x7FFFFFFF), (0x7FFFF024, 0x7FFFF000)]:
+        data = correct[:4] + riff.to_bytes(4, "little") + correct[8:40] + size.to_bytes(4, "little") + correct[44:]
+        response = await upload(served, data, "placeholder", name="speech.wav")
+        assert response.status_code == 200, response.text
+        texts.append(response.json()["transcription"])
+    assert texts[0] == texts[1] == texts[2] and wer(SENTENCES[1], texts[0]) <= 0.2, texts
 
 
 async def test_upload_without_client_id_gets_a_fresh_one(voice_server) -> None:
@@ -240,9 +254,10 @@ async def test_stored_audio_is_pruned(voice_server) -> None:
 def test_prune_deletes_only_expired_audio(tmp_path: Path) -> None:
     import os
 
+    from core.recordings import Recordings
     from core.transcription import Transcriber
 
-    transcriber = Transcriber(stt=None, audio_dir=str(tmp_path), max_duration_s=60, keep_days=1, language="en")
+    transcriber = Transcriber(stt=None, recordings=Recordings(tmp_path, 1), max_duration_s=60, language="en")
     (tmp_path / "2020-01-01").mkdir()
     old = tmp_path / "2020-01-01" / "old.wav"
     old.write_bytes(b"x")

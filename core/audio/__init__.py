@@ -1,22 +1,33 @@
 """Audio decoding: any accepted upload or recording → mono 16-bit PCM at 16 kHz, decoded once, in-process, by PyAV.
 
 The container is recognised from the content (magic bytes, else PyAV's own probe), never from a file name.
-Truncation is found without trusting the demuxer, which happily stops at the end of whatever bytes it got:
 
-- WAV, AIFF: the data chunk declares more bytes than the file holds.
-- MP3, ADTS AAC: walking the frame headers, the last frame ends past the end of the file; a Xing/Info/VBRI
-  header declares more frames than were decoded.
-- FLAC: the decoder rejects the cut frame; STREAMINFO declares more samples than were decoded.
-- Ogg: walking the pages, the last page ends past the end of the file; the last page's granule position
-  promises more samples than were decoded (pages lost in the middle).
-- WebM/Matroska: walking the EBML elements (descending into Segment and Cluster, whose sizes MediaRecorder leaves
-  unknown), an element ends past the end of the file; a Duration element promises more than was decoded.
-- MP4/M4A: a top-level box ends past the end of the file (or the demuxer finds no ``moov``); the track's
-  duration promises more than was decoded.
+A size, length or duration a header declares is a hint, not proof: streaming writers leave placeholders there (0,
+0x7FFFFFFF, 0x7FFFF000, 0xFFFFFFFF) and a cut file keeps its full-length header. A file that decodes to its end
+is accepted, a disagreement between header and audio logged at DEBUG. ``corrupt-audio`` is for audio really cut
+(a partial sample, block or frame; a structure ending past the end of the file) or damaged:
 
-Decoders verify checksums and count every error as corruption. A cut that falls exactly between two frames or
-pages of a format that declares no length (raw ADTS, Ogg, MediaRecorder's WebM) reads as a shorter recording:
-nothing in the bytes says otherwise. Decoding stops as soon as the decoded duration passes the limit.
+- WAV (RIFF, RF64/BW64 with ds64, WAVE_FORMAT_EXTENSIBLE) and AIFF/AIFF-C: the sound runs to the end of its
+  data/SSND chunk or of the file, whichever comes first (FFmpeg obeys a size smaller than the audio), and must end
+  on a whole sample (PCM, float, A-law, mu-law) or IMA4 block. Chunks before it, and chunk-shaped ones after it,
+  must be whole (odd sizes padded); COMM's numSampleFrames and the RIFF/FORM size are hints. Placeholders FFmpeg
+  cannot read past (AIFF's FORM or SSND of 0, RF64's ds64 data size of 0) are mended in a copy.
+- MP3, ADTS AAC: walking the frame headers, the last frame must be whole. Xing/Info/VBRI frame counts are hints.
+- FLAC: the metadata blocks must be whole; the decoder rejects a cut frame (every frame has a CRC).
+  STREAMINFO's total samples are a hint.
+- Ogg: walking the pages, the last page must be whole; the last page's granule position, a timestamp of audio
+  that is there, must be decoded, so pages lost in the middle show.
+- WebM/Matroska: walking the EBML elements, every block (and every other element but Segment and Cluster) must
+  be whole, and inside the Segment every element must parse. Segment and Cluster sizes (unknown in
+  MediaRecorder's files) and the Duration element are hints.
+- MP4/M4A: top-level boxes must be whole, except an ``mdat`` whose samples the ``moov`` before it lists; every
+  audio sample the sample table lists must be in the file. mvhd/tkhd/mdhd durations are hints; an edit list
+  shorter than the media is obeyed, as FFmpeg presents only the edit.
+
+So a cut that falls exactly between two samples, frames, pages or blocks reads as a shorter recording whatever
+the header declares: nothing in the bytes tells it from a streaming writer's placeholder (an MP4 cut anywhere
+loses the samples its ``moov`` lists, or the ``moov`` itself). Decoders verify checksums and count every error as
+corruption. Decoding stops as soon as the decoded duration passes the limit.
 """
 
 from __future__ import annotations
@@ -30,7 +41,7 @@ import numpy as np
 
 from core.audio.headers import (
     MP4_BOXES,
-    Declared,
+    Layout,
     adts_frame,
     check_structure,
     first_frame,
@@ -98,12 +109,12 @@ def sniff_container(data: bytes) -> str | None:
 def decode_audio(data: bytes, *, max_duration_s: float) -> AudioClip:
     """Decode ``data`` to 16 kHz mono PCM16; raise AudioError unsupported-audio, corrupt-audio or audio-too-long."""
     kind = sniff_container(data)
-    declared = check_structure(kind, data) if kind else None
-    if declared and declared.seconds - declared.tolerance_s > max_duration_s:
+    layout = check_structure(kind, data) if kind else Layout()
+    if layout.present_s is not None and layout.present_s - layout.tolerance_s > max_duration_s:
         raise _too_long(max_duration_s)
     try:
         container = av.open(
-            io.BytesIO(data),
+            io.BytesIO(layout.mended or data),
             mode="r",
             format=_DEMUXERS[kind] if kind else None,
             # The format is known, so there is nothing to probe for; FFmpeg's default 5 MB probe costs ~9 ms on
@@ -128,36 +139,46 @@ def decode_audio(data: bytes, *, max_duration_s: float) -> AudioClip:
         if stream.codec_context is None:  # FFmpeg knows no decoder for this codec
             raise AudioError(f"the audio in this {kind} file is in a codec we cannot decode", code="unsupported-audio")
         # Verify checksums (FLAC frames, Ogg pages, protected MP3) and drop a frame on any error, so damage shows
-        # as a decoder error or as samples missing from the declared duration, instead of being papered over.
+        # as a decoder error or as samples missing from what is there, instead of being papered over.
         stream.codec_context.options = {"err_detect": "crccheck+explode"}
-        declared = declared or _declared_by_demuxer(kind, container, stream)
-        pcm, decoded_s = _decode(container, stream, kind, max_duration_s)
+        present, tolerance = layout.present_s, layout.tolerance_s
+        if present is None and kind == "ogg" and container.duration:
+            present, tolerance = container.duration / av.time_base, 0.1  # the last page's granule position
+        declared = layout.declared_s or _declared_by_demuxer(kind, container, stream)
+        pcm, decoded_s, span_s = _decode(container, stream, kind, max_duration_s)
+        if kind == "flac" and span_s is not None:
+            present, tolerance = span_s, 0.01  # every FLAC frame's header numbers its samples: none may be lost
     if not pcm:
         raise AudioError(f"the {kind} file holds no audio samples", code="corrupt-audio")
-    if declared and decoded_s < declared.seconds - declared.tolerance_s:
+    if present is not None and decoded_s < present - tolerance:
         raise AudioError(
-            f"the {kind} file is truncated: {decoded_s:.2f} s of the {declared.seconds:.2f} s it declares",
+            f"the {kind} file is damaged: {decoded_s:.2f} s decoded of the {present:.2f} s it holds",
             code="corrupt-audio",
         )
+    if declared is not None and abs(decoded_s - declared) > max(tolerance, 0.1):
+        logger.debug("the %s file declares %.2f s and decodes to %.2f s: a header's hint", kind, declared, decoded_s)
     return AudioClip(pcm, TARGET_RATE)
 
 
-def _declared_by_demuxer(kind: str, container: av.container.InputContainer, stream: av.AudioStream) -> Declared | None:
-    """What the demuxer read from the headers: MP4's track duration, Ogg's last granule position, Matroska's
-    Duration element (absent from MediaRecorder's WebM)."""
+def _declared_by_demuxer(kind: str, container: av.container.InputContainer, stream: av.AudioStream) -> float | None:
+    """What the demuxer read from the headers, only to log: MP4's track duration, Matroska's Duration element
+    (absent from MediaRecorder's WebM)."""
     if kind == "mp4" and stream.duration and stream.time_base:
-        return Declared(float(stream.duration * stream.time_base), 0.2)
-    if kind in ("ogg", "webm", "matroska") and container.duration:
-        return Declared(container.duration / av.time_base, 0.1)
+        return float(stream.duration * stream.time_base)
+    if kind in ("webm", "matroska") and container.duration:
+        return float(container.duration / av.time_base)
     return None
 
 
 def _decode(
     container: av.container.InputContainer, stream: av.AudioStream, kind: str, limit_s: float
-) -> tuple[bytes, float]:
-    """Decode and resample every frame of ``stream``; return the PCM and the decoded duration in seconds."""
+) -> tuple[bytes, float, float | None]:
+    """Decode and resample every frame of ``stream``; return the PCM, the decoded duration in seconds, and the
+    span the frames' timestamps cover (None without timestamps)."""
     out: list[bytes] = []
     decoded_s = 0.0
+    first_s: float | None = None
+    end_s: float | None = None
     resampler: av.AudioResampler | None = None
     setup: tuple[str, str, int] | None = None
     try:
@@ -165,7 +186,11 @@ def _decode(
             decoded_s += frame.samples / frame.sample_rate
             if decoded_s > limit_s:
                 raise _too_long(limit_s)
-            frame.pts = None  # timestamps are irrelevant here and may jump in recordings
+            if frame.pts is not None and frame.time_base:
+                start_s = float(frame.pts * frame.time_base)
+                first_s = start_s if first_s is None else first_s
+                end_s = start_s + frame.samples / frame.sample_rate
+            frame.pts = None  # the resampler needs none, and a recording's may jump
             if resampler is None or (frame.format.name, frame.layout.name, frame.sample_rate) != setup:
                 if resampler is not None:  # the stream changed shape mid-way: flush and start again
                     out.extend(_pcm(piece) for piece in resampler.resample(None))
@@ -178,7 +203,8 @@ def _decode(
         raise AudioError(f"no decoder for the audio in this {kind} file", code="unsupported-audio") from err
     except (av.FFmpegError, ValueError) as err:
         raise AudioError(f"the {kind} file is damaged: {err}", code="corrupt-audio") from err
-    return b"".join(out), decoded_s
+    span_s = end_s - first_s if end_s is not None and first_s is not None else None
+    return b"".join(out), decoded_s, span_s
 
 
 def _pcm(frame: av.AudioFrame) -> bytes:
