@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,14 @@ class Served:
 
     def stop(self) -> None:
         self._server.stop()
+
+    def stored(self, client_id: str) -> list[tuple[str, str, str]]:
+        """The client's stored messages as (role, content, status), oldest first, read from the SQLite file."""
+        with sqlite3.connect(self.settings.database.db_path) as db:
+            rows: list[tuple[str, str, str]] = db.execute(
+                "SELECT role, content, status FROM messages WHERE client_id=? ORDER BY id", (client_id,)
+            ).fetchall()
+        return rows
 
 
 @pytest.fixture

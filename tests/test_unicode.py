@@ -5,7 +5,6 @@ fail another client's turn."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -114,13 +113,6 @@ async def test_transcripts_are_made_valid(heard: str, text: str, tmp_path) -> No
     assert (await transcriber.transcribe(AudioClip(bytes(3200), 16000))).text == text
 
 
-def stored(served: Served, client_id: str) -> list[tuple[str, str, str]]:
-    with sqlite3.connect(served.settings.database.db_path) as db:
-        return db.execute(
-            "SELECT role, content, status FROM messages WHERE client_id=? ORDER BY id", (client_id,)
-        ).fetchall()
-
-
 async def test_split_emoji_reply_is_shown_and_stored_and_bystanders_lose_nothing(
     server: Served, connect, fake_openai: FakeOpenAI, monkeypatch
 ) -> None:
@@ -137,7 +129,7 @@ async def test_split_emoji_reply_is_shown_and_stored_and_bystanders_lose_nothing
     for i, other in enumerate(others):
         answer = (await other.until_any(("reply", "error")))[-1]
         assert answer["type"] == "reply" and f"hello number {i}" in answer["text"], answer
-    assert stored(server, "smiley") == [("user", "send a smile", "ok"), ("assistant", expected, "ok")]
+    assert server.stored("smiley") == [("user", "send a smile", "ok"), ("assistant", expected, "ok")]
     # The tab is still fully alive: another turn works.
     assert (await tab.chat("and again"))[-1]["type"] == "reply"
 
@@ -151,7 +143,7 @@ async def test_a_clients_lone_surrogates_are_repaired_before_the_turn(server: Se
     mine = next(e for e in events if e["type"] == "user_message")
     assert mine["text"] == valid_text(text).strip()
     assert events[-1]["type"] == "reply"
-    assert stored(server, "client-halves")[0][1] == valid_text(text).strip()
+    assert server.stored("client-halves")[0][1] == valid_text(text).strip()
 
 
 def _json_escaped(text: str) -> str:
@@ -177,4 +169,4 @@ async def test_split_emoji_reply_is_spoken_by_piper(serve, make_settings, connec
     assert not any(isinstance(f, str) and '"error"' in f for f in frames), frames
     assert sum(isinstance(f, bytes) for f in frames) == 2  # two sentences, each spoken
     expected = f"Here is a smile {SMILE} for you. Have a nice day."
-    assert stored(served, "spoken-smile")[-1] == ("assistant", expected, "ok")
+    assert served.stored("spoken-smile")[-1] == ("assistant", expected, "ok")
