@@ -31,7 +31,8 @@ _HEADING = re.compile(r"^[ \t]*#{1,6}[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
 _RULE = re.compile(r"^[ \t]*([-*_])(?:[ \t]*\1){2,}[ \t]*$")
 _QUOTE = re.compile(r"^[ \t]*(?:>[ \t]?)+")
 _BULLET = re.compile(r"^[ \t]*(?:[-*+•‣◦▪▸][ \t]+)(?:\[[ xX]\][ \t]+)?")
-_NUMBERED = re.compile(r"^[ \t]*(?:\d{1,3}[.)]|[a-z][.)]|[A-Z]\))[ \t]+")
+# "a. " is a list marker, but "p. 7" is a page.
+_NUMBERED = re.compile(r"^[ \t]*(?:\d{1,3}[.)]|[a-z]\)|[a-z]\.(?![ \t]+\d)|[A-Z]\))[ \t]+")
 _TABLE_SEPARATOR = re.compile(r"^[ \t]*\|?[ \t]*:?-{2,}:?[ \t]*(?:\|[ \t]*:?-{2,}:?[ \t]*)*\|?[ \t]*$")
 _EMPHASIS = (
     re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1"),
@@ -140,8 +141,13 @@ _NEVER_FINAL = frozenset(
         "esp",
     }
 )
-# Abbreviations that sit before a number ("No. 5", "Fig. 2").
-_BEFORE_NUMBER = frozenset({"no", "nos", "vol", "ch", "fig", "figs", "sec", "p", "pp", "art"})
+# Abbreviations that sit before a number ("No. 5", "Fig. 2", "Jan. 5").
+_BEFORE_NUMBER = frozenset(
+    {
+        *("no", "nos", "vol", "ch", "fig", "figs", "sec", "p", "pp", "art"),
+        *("jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec"),  # "Jan. 5"
+    }
+)
 _WORD_BEFORE = re.compile(r"(?:^|(?<=[\s(\[\"'“‘]))([A-Za-z][A-Za-z.]*)$")
 _FENCE_OPEN = re.compile(r"[ \t]*(`{3,}|~{3,})")
 
@@ -257,12 +263,14 @@ class SentenceSplitter:
         i = lead
         while i < n:
             if first_cap is not None and i >= first_cap:
-                space = text.rfind(" ", lead + 1, i)
+                space = self._last_space(text, lead, i)
                 if space > (early if early is not None else lead):
                     return (space, True)
                 first_cap = None
             if i >= hard:
-                space = text.rfind(" ", lead + 1, hard + 1)
+                space = self._last_space(text, lead, hard + 1)
+                if space + 1 >= n and not final:
+                    return None  # whether "No." there binds to the next word depends on text still to come
                 cut = space if space > lead else hard
                 return (cut, True)
             if not past_soft and i >= soft:
@@ -325,6 +333,17 @@ class SentenceSplitter:
         if run == ".":
             return not self._abbreviation(text, lead, i, following), k
         return True, k
+
+    def _last_space(self, text: str, lead: int, end: int) -> int:
+        """The last space before ``end`` to cut a piece at, -1 if none: never one that parts an abbreviation from
+        the word it belongs to ("Dr. | Smith", "J. | R. R. Tolkien", "No. | 5"), which would be spoken as a
+        sentence of its own."""
+        space = text.rfind(" ", lead + 1, end)
+        while space > lead and text[space - 1] == "." and space + 1 < len(text):
+            if not self._abbreviation(text, lead, space - 1, text[space + 1]):
+                break
+            space = text.rfind(" ", lead + 1, space)
+        return space
 
     def _abbreviation(self, text: str, lead: int, i: int, following: str) -> bool:
         before = text[lead:i]

@@ -25,6 +25,9 @@ CLEAN_CASES = [
     ("Details: <https://docs.python.org/3/>.", "Details: docs dot python dot org."),
     ("Great job 🎉🚀! 👍🏽 Flags 🇫🇷, family 👨‍👩‍👧, ✅ done ❤️", "Great job! Flags, family, done"),
     ("Keycap 1️⃣ first", "Keycap 1 first"),
+    ("a. first\nb) second", "first. second"),
+    ("p. 7 says so.", "p. 7 says so."),  # a page, not a list marker
+    ("Dr. Smith, J. R. R. Tolkien and No. 5 stay.", "Dr. Smith, J. R. R. Tolkien and No. 5 stay."),
     ("Before\n```python\nprint('hi. there')\n```\nAfter", "Before. After"),
     ("~~~\ncode\n~~~", ""),
     ("```\nnever closed", ""),
@@ -106,6 +109,24 @@ SPLIT_CASES = [
     ("Unfinished code:\n```\nwhile True:\n    pass", ["Unfinished code:"]),
     ("Great 🎉! 🚀🚀 Then more.", ["Great!", "Then more."]),
     ("J. R. R. Tolkien wrote books. Really.", ["J. R. R. Tolkien wrote books.", "Really."]),
+    # Abbreviations, initials and numbers stay inside the sentence they belong to.
+    ("Okay. Dr. Smith will see you at noon.", ["Okay.", "Dr. Smith will see you at noon."]),
+    ("Okay. J. R. R. Tolkien wrote it.", ["Okay.", "J. R. R. Tolkien wrote it."]),
+    ("Please use gate No. 5 today. Thanks.", ["Please use gate No. 5 today.", "Thanks."]),
+    ("Mrs. Jones lives on Baker St. near the park. Yes.", ["Mrs. Jones lives on Baker St. near the park.", "Yes."]),
+    (
+        "Mr. T. lives in St. Louis. A. B. Smith met J.R.R. Tolkien.",
+        ["Mr. T. lives in St. Louis.", "A. B. Smith met J.R.R. Tolkien."],
+    ),
+    (
+        "Ms. Lee, Prof. Brown and Sgt. Miller vs. Capt. Hook. Cats, e.g. Tom, i.e. Mine, etc. Then dogs.",
+        ["Ms. Lee, Prof. Brown and Sgt. Miller vs. Capt. Hook.", "Cats, e.g. Tom, i.e. Mine, etc.", "Then dogs."],
+    ),
+    (
+        "It rose 3.5 percent to $4.25 on Jan. 5, see Fig. 2 on p. 7. Then 0.5 more.",
+        ["It rose 3.5 percent to $4.25 on Jan. 5, see Fig. 2 on p. 7.", "Then 0.5 more."],
+    ),
+    ("No. I said no. 5 is fine.", ["No.", "I said no. 5 is fine."]),
     ("你好。再见！", ["你好。", "再见！"]),
 ]
 
@@ -233,3 +254,39 @@ def test_first_piece_is_capped_at_a_word_boundary() -> None:
     # A first sentence shorter than the cap is left whole.
     splitter = SentenceSplitter(clean=False, first_max_chars=40)
     assert splitter.feed("Sure! Here it is.") + splitter.flush() == ["Sure!", "Here it is."]
+
+
+@pytest.mark.parametrize(
+    ("text", "pieces"),
+    [
+        (
+            "Then I went to see my good friend Dr. Smithson-Hartley today.",
+            ["Then I went to see my good friend", "Dr. Smithson-Hartley today."],
+        ),
+        (
+            "Yesterday the famous writer J. R. R. Tolkien wrote it.",
+            ["Yesterday the famous writer", "J. R. R. Tolkien wrote it."],
+        ),
+        (
+            "Please walk along the corridor to No. 12345 today.",
+            ["Please walk along the corridor to", "No. 12345 today."],
+        ),
+    ],
+)
+def test_the_first_piece_is_never_cut_after_an_abbreviation(text: str, pieces: list[str]) -> None:
+    """Cut at "Dr. | Smith", the piece would be spoken as a sentence of its own: "Doctor." and a pause."""
+    for size in (1, 3, len(text)):
+        splitter = SentenceSplitter(clean=False, first_max_chars=40)
+        out = [p for i in range(0, len(text), size) for p in splitter.feed(text[i : i + size])]
+        assert out + splitter.flush() == pieces, size
+
+
+@pytest.mark.parametrize("abbreviation", ["No. 12345", "Dr. Smithson", "J. Robertson"])
+def test_a_long_run_is_never_cut_after_an_abbreviation(abbreviation: str) -> None:
+    head = "one two three four five six seven"
+    text = f"{head} {abbreviation} and eight nine ten eleven twelve thirteen fourteen fifteen"
+    assert text.index(abbreviation) + abbreviation.index(" ") < 40 < text.index(" and")  # the space by 2 * max_chars
+    for size in (1, 4, len(text)):
+        splitter = SentenceSplitter(clean=False, max_chars=20, first_min_chars=None)
+        out = [p for i in range(0, len(text), size) for p in splitter.feed(text[i : i + size])]
+        assert (out + splitter.flush())[0] == head, size

@@ -1,25 +1,34 @@
-"""The speech engines: the wire encoder, Piper with the bundled voice, and OpenAI-compatible speech on the fake."""
+"""The speech engines: the wire encoder, Piper with the bundled voice, and OpenAI-compatible speech on the fake.
+
+Each text handed to an engine must come back as one continuous utterance: Piper's own sentence splitting used to
+cut "Dr. Smith will see you at noon." into "Doctor." and the rest, with a quarter second of quiet between."""
 
 from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+import pytest_asyncio
 
+from core.audio import decode_audio
 from core.config import TTSSettings
 from core.errors import ConfigError, TTSError
 from core.interfaces import TTSEngine
 from core.models import AudioChunk
+from core.speech_text import SentenceSplitter
+from core.stt.whisper import WhisperSTT
 from core.tts import build_tts
 from core.tts.encode import FORMATS, AudioEncoder, media_type
 from core.tts.openai_tts import OpenAITTS
-from core.tts.piper import PiperTTS
+from core.tts.piper import PiperTTS, one_utterance, spell_out_abbreviations
+from tests import speech
 from tests.fakes.openai_server import FakeOpenAI
 
 
@@ -38,6 +47,21 @@ def sweep(seconds: float, rate: int) -> bytes:
 
 async def collect(engine: TTSEngine, text: str) -> list[AudioChunk]:
     return [chunk async for chunk in engine.synthesize(text)]
+
+
+def longest_quiet(pcm: bytes, rate: int, *, frame_s: float = 0.01, level: float = 0.003) -> float:
+    """Seconds of the longest run of quiet 10 ms frames (RMS under -50 dBFS) between the first and last sound.
+
+    Quiet consonants stay above it: inside one utterance the longest run is ~0.13 s, while the joint between
+    two of Piper's sentences was 0.20-0.26 s.
+    """
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float64) / 32768
+    size = int(rate * frame_s)
+    frames = samples[: len(samples) // size * size].reshape(-1, size)
+    loud = np.flatnonzero(np.sqrt((frames**2).mean(axis=1)) >= level)
+    if len(loud) < 2:
+        return 0.0
+    return float((np.diff(loud) - 1).max()) * frame_s
 
 
 # --- encoder ----------------------------------------------------------------------------------------------------
@@ -82,7 +106,7 @@ def test_encoder_rejects_unknown_formats() -> None:
 
 @pytest.fixture(scope="session")
 def piper() -> Iterator[PiperTTS]:
-    engine = PiperTTS(max_concurrent=1)
+    engine = PiperTTS(max_concurrent=1, steady=True)  # the same samples every run, so what Whisper hears cannot flake
     asyncio.run(engine.start())
     yield engine
     asyncio.run(engine.aclose())
@@ -102,12 +126,76 @@ async def test_piper_speaks_a_sentence_as_one_mp3(piper: PiperTTS) -> None:
 
 
 @pytest.mark.slow
-async def test_piper_yields_a_chunk_per_sentence_it_finds(piper: PiperTTS) -> None:
+async def test_piper_speaks_each_text_as_one_chunk(piper: PiperTTS) -> None:
+    """Whatever espeak-ng calls sentences, the text we chose is one chunk, without a sentence's pause inside."""
     chunks = await collect(piper, "Yes. No.")
-    assert len(chunks) == 2
-    durations = [decode(chunk.data)[2] for chunk in chunks]
-    assert all(0.2 < d < 2.0 for d in durations)
+    assert len(chunks) == 1
+    clip = decode_audio(chunks[0].data, max_duration_s=30)
+    assert 0.4 < clip.duration_s < 2.0
+    assert longest_quiet(clip.pcm, clip.sample_rate) < 0.15
     assert await collect(piper, "   ") == []
+
+
+# --- Piper: abbreviations and initials, heard by Whisper ------------------------------------------------------------
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def whisper() -> AsyncIterator[WhisperSTT]:
+    engine = WhisperSTT()  # the defaults build_stt uses: bundled tiny.en, English
+    await engine.start()
+    yield engine
+    await engine.aclose()
+
+
+# A reply, the units our splitter makes of it, and each unit as a listener should hear it (how espeak-ng is made
+# to read "No." and "St.").
+ABBREVIATED = [
+    (
+        "Okay. Dr. Smith will see you at noon.",
+        ["Okay.", "Dr. Smith will see you at noon."],
+        ["Okay.", "Doctor Smith will see you at noon."],
+    ),
+    ("J. R. R. Tolkien wrote it.", ["J. R. R. Tolkien wrote it."], ["J. R. R. Tolkien wrote it."]),
+    ("Please use gate No. 5 today.", ["Please use gate No. 5 today."], ["Please use gate number 5 today."]),
+    (
+        "Mrs. Jones lives on Baker St. near the park.",
+        ["Mrs. Jones lives on Baker St. near the park."],
+        ["Missus Jones lives on Baker Street near the park."],
+    ),
+    ("Mr. T. lives in St. Louis.", ["Mr. T. lives in St. Louis."], ["Mister T. lives in Saint Louis."]),
+    (
+        "Sgt. Miller met Prof. Brown today.",
+        ["Sgt. Miller met Prof. Brown today."],
+        ["Sergeant Miller met Professor Brown today."],
+    ),
+]
+# How Whisper writes what it hears, for comparing: titles abbreviated, initials and "p.m." with stops.
+_WRITTEN = {"dr": "doctor", "mr": "mister", "mrs": "missus", "st": "saint", "sgt": "sergeant", "prof": "professor"}
+
+
+def as_heard(text: str) -> str:
+    words = [_WRITTEN.get(word, word) for word in speech.normalise(text).split()]
+    out: list[str] = []
+    for single, group in itertools.groupby(words, key=lambda word: len(word) == 1):
+        run = list(group)
+        out += ["".join(run)] if single and len(run) > 1 else run  # "J. R. R." and "JRR" alike
+    return " ".join(out)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("reply", "units", "heard"), ABBREVIATED)
+async def test_piper_speaks_each_unit_whole(
+    piper: PiperTTS, whisper: WhisperSTT, reply: str, units: list[str], heard: list[str]
+) -> None:
+    splitter = SentenceSplitter()
+    assert splitter.feed(reply) + splitter.flush() == units
+    for unit, expected in zip(units, heard, strict=True):
+        chunks = await collect(piper, unit)
+        assert len(chunks) == 1, unit
+        clip = decode_audio(chunks[0].data, max_duration_s=30)
+        assert longest_quiet(clip.pcm, clip.sample_rate) < 0.15, unit
+        transcript = (await whisper.transcribe(clip)).text
+        assert speech.wer(as_heard(expected), as_heard(transcript)) <= speech.SENTENCE_WER, (unit, transcript)
 
 
 @pytest.mark.slow
@@ -139,6 +227,45 @@ async def test_an_abandoned_synthesis_frees_the_engine(piper: PiperTTS) -> None:
     started = time.monotonic()
     assert len(await collect(piper, "Next.")) == 1
     assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize(
+    ("text", "spoken"),
+    [
+        (
+            "Dr. Smith and Mr. and Mrs. Jones, e.g. at 9 a.m., etc.",
+            "Dr. Smith and Mr. and Mrs. Jones, e.g. at 9 a.m., etc.",
+        ),
+        ("Please use gate No. 5 today.", "Please use gate number 5 today."),
+        (
+            "See p. 7, pp. 8 and Fig. 2 of Vol. 3, Ch. 4, Sec. 5, Art. 6.",
+            "See page 7, pages 8 and figure 2 of volume 3, chapter 4, section 5, article 6.",
+        ),
+        ("Mrs. Jones lives on Baker St. near the park.", "Mrs. Jones lives on Baker Street near the park."),
+        ("He lives on Main St.", "He lives on Main Street."),
+        ("Mr. T. lives in St. Louis.", "Mr. T. lives in Saint Louis."),
+        (
+            "Sgt. Miller met Prof. Brown and Ms. Lee on Mt. Fuji.",
+            "Sergeant Miller met Professor Brown and Miz Lee on Mount Fuji.",
+        ),
+        ("John Smith, Jr. came and Sam Sr. left.", "John Smith, Junior came and Sam Senior left."),
+        (
+            "Cats vs. dogs, i.e. pets, approx. twice, esp. now, cf. cows",
+            "Cats versus dogs, that is pets, approximately twice, especially now, compare cows",
+        ),
+        ("No. I won't. Gen Z is here.", "No. I won't. Gen Z is here."),
+    ],
+)
+def test_abbreviations_espeak_misreads_are_spelled_out(text: str, spoken: str) -> None:
+    assert spell_out_abbreviations(text) == spoken
+
+
+def test_sentences_are_joined_into_one_utterance() -> None:
+    doctor, smith = list("dˈɑːktɚ."), list("smˈɪθ.")
+    assert one_utterance([doctor, smith]) == [*"dˈɑːktɚ smˈɪθ."]
+    assert one_utterance([list("jˈɛs,"), [], list("nˈoʊ")]) == [*"jˈɛs, nˈoʊ"]
+    assert one_utterance([doctor, smith], None) == [*"dˈɑːktɚ.smˈɪθ."]  # a voice without a space phoneme
+    assert one_utterance([]) == []
 
 
 def test_a_missing_piper_voice_is_unavailable(tmp_path: Path) -> None:
@@ -186,6 +313,18 @@ async def test_openai_speech_in_the_wire_format(
     request = fake_openai.speech_requests[-1]
     assert request == {"model": "tts-1-hd", "voice": "nova", "input": text, "response_format": requested}
     assert fake_openai.auth_headers[-1] == "Bearer sk-speech"
+
+
+async def test_openai_speech_gets_each_unit_whole_in_one_request(fake_openai: FakeOpenAI) -> None:
+    engine = openai_tts(fake_openai)
+    before = len(fake_openai.speech_requests)
+    units = [unit for _, reply_units, _ in ABBREVIATED for unit in reply_units]
+    try:
+        counts = [len(await collect(engine, unit)) for unit in units]
+    finally:
+        await engine.aclose()
+    assert counts == [1] * len(units)
+    assert [r["input"] for r in fake_openai.speech_requests[before:]] == units
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,8 @@ import pytest
 from core.audio import decode_audio
 from tests.conftest import Client, Served
 from tests.fakes.openai_server import FakeOpenAI
-from tests.speech import SENTENCES, noise, resample, silence, speak, wer
+from tests.speech import SENTENCE_WER, SENTENCES, noise, resample, silence, speak, wav, wer
+from tests.test_tts import as_heard, longest_quiet
 
 pytestmark = pytest.mark.slow
 
@@ -24,6 +25,8 @@ CHUNK = 640  # 20 ms of 16 kHz PCM16
 THREE_SENTENCES = (
     "The weather today is sunny and warm. Please remember to drink some water. We can talk again tomorrow morning."
 )
+# Piper's phonemizer ends a sentence at every abbreviation and initial; the reply is still four units.
+ABBREVIATED = "Okay. Dr. Smith will see you at noon. J. R. R. Tolkien wrote it. Please use gate No. 5 today."
 MARKDOWN = (
     "# Heading here\n**Bold words** and _slanted_ text with `inline_code`.\n"
     "```python\nprint('never say this')\n```\n"
@@ -104,8 +107,39 @@ async def test_reply_is_spoken_sentence_by_sentence_while_written(
         heard = await whisper_stt.transcribe(clip, language="en")
         assert wer(a["text"], heard.text) <= 0.25, (a["text"], heard.text)
     reply = next(e for e in events if e["type"] == "reply")
-    for key in ("llm_first_token_ms", "llm_total_ms", "tts_first_audio_ms", "first_audio_ms", "total_ms"):
+    for key in ("llm_first_token_ms", "llm_total_ms", "total_ms"):
         assert reply["timings"][key] >= 0, key
+    done = (await frames(client, {"audio_done"}))[-1]
+    assert done["message_id"] == reply["message_id"] and done["frames"] == 3
+    for key in ("tts_first_audio_ms", "first_audio_ms"):
+        assert done["timings"][key] >= 0, key
+
+
+async def test_each_sentence_is_one_frame_however_abbreviated(
+    serve, voice_settings, connect, fake_openai: FakeOpenAI, whisper_stt, monkeypatch
+) -> None:
+    """The reply of case 05: one binary frame per sentence, "Dr." and "J. R. R." never a clip of their own."""
+    monkeypatch.setitem(fake_openai.scripted, "abbreviations please", ABBREVIATED)
+    served = serve(voice_settings())
+    client = await connect(served, "abbrev-demo")
+    await client.send("abbreviations please")
+    events = await frames(client, {"audio_done"})
+    kinds = [e["type"] for e in events]
+    audio = [e for e in events if e["type"] == "audio"]
+    units = ["Okay.", "Dr. Smith will see you at noon.", "J. R. R. Tolkien wrote it.", "Please use gate No. 5 today."]
+    assert [a["text"] for a in audio] == units
+    binaries = [e for e in events if e["type"] == "<binary>"]
+    assert len(binaries) == len(units) and events[-1]["frames"] == len(units)
+    for a in audio:
+        assert kinds[events.index(a) + 1] == "<binary>"
+    clips = [decode_audio(binary["data"], max_duration_s=30) for binary in binaries]
+    for unit, clip in zip(units, clips, strict=True):
+        assert longest_quiet(clip.pcm, clip.sample_rate) < 0.15, unit
+    assert all(clip.duration_s > 1.2 for clip in clips[1:])  # "Doctor." alone was 0.64 s
+    # Piper's random variation makes tiny.en mishear "Tolkien" now and then; test_tts scores every unit steadily.
+    for unit, clip in zip(units[:2], clips[:2], strict=True):
+        heard = (await whisper_stt.transcribe(clip, language="en")).text
+        assert wer(as_heard(unit), as_heard(heard)) <= SENTENCE_WER, (unit, heard)
 
 
 async def test_markdown_is_never_spoken(serve, voice_settings, connect, fake_openai: FakeOpenAI, monkeypatch) -> None:
@@ -124,6 +158,27 @@ async def test_markdown_is_never_spoken(serve, voice_settings, connect, fake_ope
     assert "Bold words" in spoken and "the docs" in spoken
     assert not re.search(r"[*`#\[\]()🎉]|_slanted|https?:|never say this|print", spoken), spoken
     assert next(e for e in events if e["type"] == "reply")["text"] == MARKDOWN
+
+
+async def test_by_default_typing_is_answered_in_text_and_speech_aloud(serve, voice_settings, connect) -> None:
+    """``voice.replies`` = auto: a typed turn costs no speech at all; an upload by the same client is spoken."""
+    served = serve(voice_settings(voice={"replies": "auto"}))
+    client = await connect(served, "auto-voice")
+    assert client.welcome["settings"]["voice_replies"] == "auto"
+    await client.send("typed question")
+    events = await frames(client, {"reply"})
+    await asyncio.sleep(1.0)  # nothing spoken arrives later either
+    await client.send({"type": "ping"})
+    events += await frames(client, {"pong"})
+    assert not any(e["type"] in ("audio", "<binary>", "audio_done") for e in events), events
+    pcm, rate = speak(SENTENCES[4])
+    async with httpx.AsyncClient(base_url=served.url, timeout=120) as http:
+        response = await http.post(
+            "/upload_audio", files={"file": ("q.wav", wav(pcm, rate), "audio/wav")}, data={"client_id": "auto-voice"}
+        )
+    assert response.status_code == 200
+    events = await frames(client, {"audio_done"})
+    assert any(e["type"] == "<binary>" for e in events) and events[-1]["frames"] >= 1
 
 
 async def test_voice_replies_can_be_switched_per_client(serve, voice_settings, connect) -> None:
@@ -347,8 +402,9 @@ async def test_voice_turn_timings_and_metrics(serve, voice_settings, connect) ->
     client = await connect(served, "timed")
     await client.send({"type": "audio_start", "format": "pcm16", "sample_rate": 16000})
     await stream_pcm(client, speech16k(SENTENCES[4]) + silence(1.0))
-    events = await frames(client, {"reply"})
-    timings = events[-1]["timings"]
+    events = await frames(client, {"audio_done"})
+    reply = next(e for e in events if e["type"] == "reply")
+    timings = {**reply["timings"], **events[-1]["timings"]}  # the speech's own timings come with audio_done
     for key in ("stt_ms", "llm_total_ms", "tts_first_audio_ms", "first_audio_ms", "total_ms"):
         assert timings[key] > 0, key
     # A reply started during the silence window has its first token before its turn begins.
