@@ -39,17 +39,10 @@ import wave
 import av
 import numpy as np
 
-from core.audio.headers import (
-    MP4_BOXES,
-    Layout,
-    adts_frame,
-    check_structure,
-    first_frame,
-    frames_at,
-    mpeg_frame,
-    skip_id3,
-    truncated,
-)
+from core.audio.frames import adts_frame, first_frame, frames_at, mpeg_frame, skip_id3
+from core.audio.layout import Layout, truncated
+from core.audio.mp4 import MP4_BOXES
+from core.audio.structure import check_structure
 from core.errors import AudioError
 from core.models import AudioClip
 
