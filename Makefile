@@ -7,6 +7,10 @@ PORT ?= 8000
 export HF_HUB_OFFLINE := 1
 # llama-cpp-python compiles llama.cpp on install; use every core (pip keeps the wheel in its cache afterwards).
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
+# Built for this CPU (-march=native), llama.cpp uses AMX tile instructions wherever the CPU reports them, and a VM
+# that reports AMX without enabling it kills the server with SIGILL at the first token. Build for AVX2, which every
+# x86-64 server of the last decade has, so the wheel runs wherever it is copied (the Docker image too).
+export CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
 # requirements.in and requirements-dev.in are edited by hand; `make lock` resolves them into requirements.txt and
 # requirements-dev.txt, exact versions with their hashes, for CPython 3.11 on Linux x86-64 (this machine, CI and the
@@ -28,7 +32,7 @@ define compile
 	rm $(2).new
 endef
 
-.PHONY: install install-dev lock system-deps run migrate test bench lint clean
+.PHONY: install install-dev lock system-deps run migrate test bench lint clean rebuild-llama
 
 # The venv's own pip installs the lock, which pins pip itself too (the llm package depends on pip).
 $(BIN)/python:
@@ -36,7 +40,15 @@ $(BIN)/python:
 
 $(VENV)/.runtime: requirements.txt | $(BIN)/python
 	$(BIN)/pip install --require-hashes -r requirements.txt
+	$(BIN)/python scripts/check_llama.py || $(MAKE) rebuild-llama
 	touch $@
+
+# A llama-cpp-python wheel that cannot run here (built elsewhere, or for another CPU, and kept in pip's cache) is
+# built again from its hashed sdist with the flags above.
+rebuild-llama:
+	awk '/^llama-cpp-python==/{p=1; print; next} p && /^ /{print; next} {p=0}' requirements.txt > $(VENV)/llama.txt
+	$(BIN)/pip install --no-cache-dir --force-reinstall --no-deps --require-hashes -r $(VENV)/llama.txt
+	$(BIN)/python scripts/check_llama.py
 
 $(VENV)/.dev: requirements-dev.txt $(VENV)/.runtime
 	$(BIN)/pip install --require-hashes -r requirements-dev.txt
