@@ -183,7 +183,7 @@ def bench_decoding() -> None:
 
 
 async def main() -> None:
-    print(f"# speech-to-text{QUICK_MARK}: default Whisper engine (bundled tiny.en, int8, CPU) and audio decoding",
+    print(f"# speech-to-text{QUICK_MARK}: default Whisper engine (bundled base, int8, CPU) and audio decoding",
           flush=True)
     load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
     print(f"# {available_cpus()} CPUs, load average {load} (other work on the machine slows every figure)", flush=True)

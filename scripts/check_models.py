@@ -17,7 +17,7 @@ NATIVE = ("av", "ctranslate2", "faster_whisper", "llama_cpp", "onnxruntime", "pi
 
 def main() -> int:
     from core.llm.local_llama import bundled_gguf
-    from core.stt.whisper import bundled_model
+    from core.stt.whisper import base_sources
     from core.tts.piper import resolve_voice
     from core.vad import bundled_model_path
 
@@ -25,7 +25,7 @@ def main() -> int:
         importlib.import_module(name)
     models = {
         "llm": bundled_gguf(),
-        "stt": bundled_model(),
+        "stt": base_sources()[0][0].parent,  # every file of the base model; joined on the server's first start
         "tts": resolve_voice("")[0],
         "vad": bundled_model_path(),
     }

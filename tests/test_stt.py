@@ -5,25 +5,29 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_asyncio
 
 from core.audio import clip_from_pcm16, decode_audio
-from core.config import STTSettings
+from core.config import ROOT, STTSettings
 from core.errors import ConfigError, STTError
 from core.models import AudioClip
 from core.stt import build_stt
 from core.stt.google import GoogleSTT
 from core.stt.openai_stt import OpenAISTT
 from core.stt.sphinx import SphinxSTT
-from core.stt.whisper import WhisperSTT
+from core.stt.whisper import WhisperSTT, model_files
 from tests import speech
 from tests.fakes.openai_server import FakeOpenAI
 
@@ -71,7 +75,7 @@ class RecordingWhisperSTT(WhisperSTT, Recorder):
         super().__init__(**options)
         self.calls = []
 
-    def _recognise(self, audio: AudioClip, language: str) -> tuple[str, str | None]:
+    def _recognise(self, audio: AudioClip, language: str | None) -> tuple[str, str | None, float | None]:
         started = time.monotonic()
         try:
             return super()._recognise(audio, language)
@@ -125,7 +129,15 @@ async def no_speech(engine: Any, clip: AudioClip) -> str:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def whisper() -> AsyncIterator[RecordingWhisperSTT]:
-    engine = RecordingWhisperSTT()  # the defaults build_stt uses: bundled tiny.en, English, one at a time
+    engine = RecordingWhisperSTT()  # the defaults build_stt uses: bundled base, detecting en or ru, one at a time
+    await engine.start()
+    yield engine
+    await engine.aclose()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def tiny_en() -> AsyncIterator[WhisperSTT]:
+    engine = WhisperSTT(model="tiny.en")
     await engine.start()
     yield engine
     await engine.aclose()
@@ -137,19 +149,74 @@ async def test_whisper_transcribes_generated_sentences(whisper: WhisperSTT, sent
     clip = clip_of(sentence)
     transcript = await whisper.transcribe(clip)
     assert speech.wer(sentence, transcript.text) <= speech.SENTENCE_WER, transcript.text
-    assert transcript.language == "en" and transcript.duration_s == clip.duration_s
+    assert transcript.duration_s == clip.duration_s
+    assert transcript.language == "en" and (transcript.language_probability or 0) > 0.9, transcript
 
 
 @pytest.mark.slow
-async def test_whisper_word_error_rate_over_the_sentences(whisper: WhisperSTT) -> None:
-    heard = [(await whisper.transcribe(clip_of(sentence))).text for sentence in speech.SENTENCES]
+@pytest.mark.parametrize("model", ["base", "tiny.en"])
+async def test_whisper_word_error_rate_over_the_sentences(
+    whisper: WhisperSTT, tiny_en: WhisperSTT, model: str
+) -> None:
+    engine = whisper if model == "base" else tiny_en
+    heard = [(await engine.transcribe(clip_of(sentence))).text for sentence in speech.SENTENCES]
     assert speech.wer(" ".join(speech.SENTENCES), " ".join(heard)) <= 0.05, heard
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("sentence", speech.RUSSIAN_SENTENCES, ids=lambda s: speech.RUSSIAN_SENTENCES.index(s))
+async def test_whisper_detects_russian(whisper: WhisperSTT, sentence: str) -> None:
+    transcript = await whisper.transcribe(clip_from_pcm16(*speech.speak_russian(sentence)))
+    assert transcript.language == "ru" and (transcript.language_probability or 0) > 0.9, transcript
+
+
+@pytest.mark.slow
+async def test_whisper_word_error_rate_in_russian(whisper: WhisperSTT) -> None:
+    """Festival's Russian voice is rougher than Piper's English one, so the bound is looser than English's."""
+    clips = [clip_from_pcm16(*speech.speak_russian(sentence)) for sentence in speech.RUSSIAN_SENTENCES]
+    heard = [(await whisper.transcribe(clip)).text for clip in clips]
+    assert speech.wer_russian(" ".join(speech.RUSSIAN_SENTENCES), " ".join(heard)) <= 0.2, heard
+
+
+@pytest.mark.slow
+async def test_whisper_detects_only_the_languages_it_is_allowed() -> None:
+    """The French recording, with French not allowed, is never called French; with it allowed, it is."""
+    french = recording("french.aiff")
+    engines = [WhisperSTT(languages=allowed) for allowed in (["en", "ru"], ["en", "fr"])]
+    try:
+        for engine in engines:
+            await engine.start()
+        barred, allowed = [await engine.transcribe(french) for engine in engines]
+    finally:
+        for engine in engines:
+            await engine.aclose()
+    assert barred.language in ("en", "ru"), barred
+    assert allowed.language == "fr" and (allowed.language_probability or 0) > 0.5, allowed
+    assert "dictée" in allowed.text.lower(), allowed
+
+
+@pytest.mark.slow
+async def test_a_language_given_is_used_as_is(whisper: WhisperSTT) -> None:
+    french = await whisper.transcribe(recording("french.aiff"), language="fr")
+    assert french.language == "fr" and french.language_probability is None, french
+    assert "dict" in french.text.lower(), french
+    english = await whisper.transcribe(clip_of(speech.SENTENCES[0]), language="en-GB")
+    assert english.language == "en" and english.language_probability is None
+    assert speech.wer(speech.SENTENCES[0], english.text) <= speech.SENTENCE_WER, english.text
+
+
+@pytest.mark.slow
+async def test_a_language_the_model_does_not_know_is_detected_instead(whisper: WhisperSTT) -> None:
+    transcript = await whisper.transcribe(clip_of(speech.SENTENCES[1]), language="xx")
+    assert transcript.language == "en" and transcript.language_probability is not None
+    assert speech.wer(speech.SENTENCES[1], transcript.text) <= speech.SENTENCE_WER, transcript.text
+
+
+@pytest.mark.slow
 async def test_whisper_with_the_full_window_hears_what_the_short_one_misses() -> None:
+    """tiny.en hears "Paris" as "pairs" in the short window only (base hears "pairs" in both)."""
     sentence = "What is the weather like in Paris today?"
-    full = WhisperSTT(window_floor_s=30)
+    full = WhisperSTT(model="tiny.en", window_floor_s=30)
     await full.start()
     try:
         assert speech.normalise((await full.transcribe(clip_of(sentence))).text) == speech.normalise(sentence)
@@ -159,13 +226,14 @@ async def test_whisper_with_the_full_window_hears_what_the_short_one_misses() ->
 
 @pytest.mark.slow
 async def test_whisper_redoes_a_looping_short_window_with_the_full_one(caplog: pytest.LogCaptureFixture) -> None:
-    """In a window barely longer than the speech, tiny.en repeats these sentences."""
+    """In a window barely longer than the speech, base repeats these sentences."""
     caplog.set_level(logging.INFO, logger="core.stt.whisper")
     tight = WhisperSTT(window_floor_s=1, window_margin_s=1)
     await tight.start()
     try:
-        for sentence in (speech.SENTENCES[0], speech.SENTENCES[4]):
-            assert speech.wer(sentence, (await tight.transcribe(clip_of(sentence))).text) <= 0.1
+        for sentence in (speech.SENTENCES[1], speech.SENTENCES[3]):
+            transcript = await tight.transcribe(clip_of(sentence))
+            assert speech.wer(sentence, transcript.text) <= 0.1 and transcript.language == "en"
     finally:
         await tight.aclose()
     assert sum("looked degenerate" in r.getMessage() for r in caplog.records) == 2
@@ -175,7 +243,8 @@ async def test_whisper_redoes_a_looping_short_window_with_the_full_one(caplog: p
 async def test_whisper_transcribes_a_clip_longer_than_one_short_window(
     whisper: WhisperSTT, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Over 20 s of speech goes through faster-whisper's 30 s windows instead.
+    """Over 20 s of speech goes through faster-whisper's 30 s windows instead, in the language detected on the first
+    short window.
 
     The sentences are all different: the same five said three times compress like a loop (ratio 3.5 > 2.4), so
     faster-whisper redid every window at temperatures 0.2 to 1.0, sampling at random, ten times as slowly (35 s on two
@@ -186,8 +255,20 @@ async def test_whisper_transcribes_a_clip_longer_than_one_short_window(
     assert joined.duration_s > 30
     transcript = await whisper.transcribe(joined)
     assert speech.wer(" ".join(LONG_TALK), transcript.text) <= 0.1, transcript.text
+    assert transcript.language == "en" and (transcript.language_probability or 0) > 0.9
     redone = [r.getMessage() for r in caplog.records if "threshold is not met" in r.getMessage()]
     assert not redone, f"a window was redone by random sampling, so this test's outcome is chance: {redone}"
+    assert not any("Detected language" in r.getMessage() for r in caplog.records), "faster-whisper detected it again"
+
+
+@pytest.mark.slow
+async def test_whisper_detects_the_language_of_a_long_russian_clip(whisper: WhisperSTT) -> None:
+    clips = [clip_from_pcm16(*speech.speak_russian(sentence)) for sentence in speech.RUSSIAN_SENTENCES]
+    joined = AudioClip(b"".join(c.pcm for c in clips), 16000)
+    assert joined.duration_s > 25
+    transcript = await whisper.transcribe(joined)
+    assert transcript.language == "ru" and (transcript.language_probability or 0) > 0.9
+    assert speech.wer_russian(" ".join(speech.RUSSIAN_SENTENCES), transcript.text) <= 0.25, transcript.text
 
 
 @pytest.mark.slow
@@ -213,6 +294,7 @@ async def test_whisper_transcribes_every_wav_layout(whisper: WhisperSTT, bits: i
 async def test_whisper_hears_a_real_voice(whisper: WhisperSTT, name: str) -> None:
     transcript = await whisper.transcribe(recording(name))
     assert speech.wer("one two three", transcript.text) <= 0.1, transcript.text
+    assert transcript.language == "en"
 
 
 @pytest.mark.slow
@@ -233,10 +315,11 @@ async def test_whisper_hears_no_speech_in_silence_or_noise(whisper: WhisperSTT, 
 
 
 @pytest.mark.slow
-async def test_english_only_model_answers_in_english_whatever_is_asked(whisper: WhisperSTT) -> None:
-    transcript = await whisper.transcribe(recording("one-two-three.wav"), language="fr")
-    assert transcript.language == "en"
-    assert speech.wer("one two three", transcript.text) <= 0.1
+async def test_english_only_model_answers_in_english_whatever_is_asked(tiny_en: WhisperSTT) -> None:
+    for language in ("fr", None):
+        transcript = await tiny_en.transcribe(recording("one-two-three.wav"), language=language)
+        assert transcript.language == "en" and transcript.language_probability is None
+        assert speech.wer("one two three", transcript.text) <= 0.1
 
 
 @pytest.mark.slow
@@ -251,18 +334,28 @@ async def test_whisper_transcribes_one_clip_at_a_time(whisper: RecordingWhisperS
 
 
 @pytest.mark.slow
-def test_whisper_reports_its_model(whisper: WhisperSTT) -> None:
+def test_whisper_reports_its_model(whisper: WhisperSTT, tiny_en: WhisperSTT) -> None:
     info = whisper.info().to_dict()
-    assert info["engine"] == "whisper" and info["model"] == "tiny.en" and info["ready"] is True
+    assert info["engine"] == "whisper" and info["model"] == "base" and info["ready"] is True
     assert info["compute_type"] == "int8" and info["beam_size"] == 1 and info["vad"] is True
+    assert info["language"] == "detect" and info["languages"] == ["en", "ru"]
+    assert tiny_en.info().model == "tiny.en"
 
 
 @pytest.mark.slow
 async def test_build_stt_loads_whisper_by_default() -> None:
     engine = await build_stt(STTSettings())
-    assert isinstance(engine, WhisperSTT) and engine.info().ready
+    assert isinstance(engine, WhisperSTT) and engine.info().ready and engine.info().model == "base"
     await engine.aclose()
     assert not engine.info().ready
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("settings", "unknown"), [({"languages": ["en", "zz"]}, "zz"), ({"language": "qq"}, "qq")])
+async def test_whisper_refuses_languages_it_does_not_know(settings: dict[str, Any], unknown: str) -> None:
+    with pytest.raises(STTError) as err:
+        await build_stt(STTSettings(**settings))
+    assert err.value.code == "stt-unavailable" and f"knows no language {unknown}" in err.value.message
 
 
 @pytest.mark.parametrize(
@@ -287,6 +380,81 @@ async def test_a_directory_without_a_model_is_unavailable(tmp_path: Any) -> None
     with pytest.raises(STTError) as err:
         await build_stt(STTSettings(model=str(tmp_path)))
     assert err.value.code == "stt-unavailable" and "model.bin" in err.value.message
+
+
+# --- Whisper base: joined from its two packages ---------------------------------------------------------------------
+
+
+def test_the_base_model_is_kept_under_the_project_data_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert model_files.base_cache() == ROOT / "data" / "models" / "whisper-base"
+
+
+def test_joining_the_base_model_writes_it_once(tmp_path: Path) -> None:
+    parts, extras = model_files.base_sources()
+    folder = model_files.joined_base(tmp_path / "base")
+    joined = folder / "model.bin"
+    assert joined.stat().st_size == sum(p.stat().st_size for p in parts) == 145_217_532
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["model.bin", *(e.name for e in extras)])
+    with joined.open("rb") as data, parts[0].open("rb") as first, parts[1].open("rb") as second:
+        assert data.read(1 << 16) == first.read(1 << 16)
+        data.seek(parts[0].stat().st_size)
+        assert data.read(1 << 16) == second.read(1 << 16)
+    written = joined.stat().st_mtime_ns, joined.stat().st_ino
+    assert model_files.joined_base(folder) == folder
+    assert (joined.stat().st_mtime_ns, joined.stat().st_ino) == written, "a whole copy is reused, not rewritten"
+
+
+def test_a_short_or_half_written_base_model_is_joined_again(tmp_path: Path) -> None:
+    folder = tmp_path / "base"
+    folder.mkdir()
+    (folder / "model.bin").write_bytes(b"half a model")
+    stale, fresh = folder / ".model.bin.dead.tmp", folder / ".model.bin.busy.tmp"
+    stale.write_bytes(b"left by a process that died")
+    fresh.write_bytes(b"another process is writing this")
+    old = time.time() - model_files.STALE_S - 60
+    os.utime(stale, (old, old))
+    model_files.joined_base(folder)
+    assert (folder / "model.bin").stat().st_size == 145_217_532
+    assert not stale.exists() and fresh.exists()
+
+
+def test_two_processes_joining_at_once_both_get_the_whole_model(tmp_path: Path) -> None:
+    folder = tmp_path / "base"
+    code = "import sys, pathlib, core.stt.whisper as w; w.joined_base(pathlib.Path(sys.argv[1]))"
+    runs = [
+        subprocess.Popen([sys.executable, "-c", code, str(folder)], cwd=ROOT, stderr=subprocess.PIPE) for _ in range(2)
+    ]
+    for run in runs:
+        _, err = run.communicate(timeout=120)
+        assert run.returncode == 0, err.decode()
+    parts, _ = model_files.base_sources()
+    assert (folder / "model.bin").stat().st_size == sum(p.stat().st_size for p in parts)
+    assert not list(folder.glob(".*.tmp"))
+
+
+@pytest.mark.slow
+async def test_starting_joins_the_base_model_off_the_event_loop(tmp_path: Path) -> None:
+    """The first start writes 145 MB and loads them; the event loop keeps ticking all the while."""
+    engine = WhisperSTT(cache_dir=tmp_path / "base")
+    gaps: list[float] = []
+
+    async def tick() -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    ticker = asyncio.create_task(tick())
+    try:
+        await engine.start()
+    finally:
+        ticker.cancel()
+        await engine.aclose()
+    assert (tmp_path / "base" / "model.bin").stat().st_size == 145_217_532
+    assert len(gaps) > 10 and max(gaps) < 0.5, max(gaps)
 
 
 async def test_build_stt_picks_engines_by_name(fake_openai: FakeOpenAI) -> None:

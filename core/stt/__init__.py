@@ -39,6 +39,7 @@ async def _whisper(settings: STTSettings) -> STTEngine:
     engine = WhisperSTT(
         model=settings.model,
         language=settings.language,
+        languages=settings.languages,
         max_concurrent=settings.max_concurrent,
         window_floor_s=settings.window_s,
     )
@@ -49,7 +50,9 @@ async def _whisper(settings: STTSettings) -> STTEngine:
 async def _sphinx(settings: STTSettings) -> STTEngine:
     from core.stt.sphinx import SphinxSTT
 
-    engine = SphinxSTT(model=settings.model, language=settings.language, max_concurrent=settings.max_concurrent)
+    # PocketSphinx cannot detect a language; its bundled model is English.
+    language = settings.language or "en"
+    engine = SphinxSTT(model=settings.model, language=language, max_concurrent=settings.max_concurrent)
     await _started(engine)
     return engine
 
@@ -58,7 +61,7 @@ async def _google(settings: STTSettings) -> STTEngine:
     from core.stt.google import GoogleSTT
 
     return GoogleSTT(
-        language=settings.language,
+        language=settings.language or "en-US",  # Google's own default: it does not detect the language
         key=settings.api_key.get_secret_value() if settings.api_key else None,
         # The legacy endpoint answers a short clip in a second or two; a dead network must not hold a turn for
         # the 30 s an LLM-class timeout allows.

