@@ -22,10 +22,11 @@ RUN make install
 # Runtime: the virtualenv and the code, no compilers.
 FROM python:3.11-slim-bookworm
 # libgomp1: OpenMP for llama.cpp. PyAV (FFmpeg), faster-whisper, onnxruntime and Piper (espeak-ng) ship their own
-# libraries in their wheels; scripts/check_models.py below loads every one of them.
+# libraries in their wheels; scripts/check_models.py below loads every one of them. festival and festvox-ru: the
+# Russian voice (tts.voices), run as `festival --pipe` processes; the voice adds ~240 MB to the image.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libgomp1 \
+    && apt-get install -y --no-install-recommends libgomp1 festival festvox-ru \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --create-home --uid 10001 --user-group web-bot
 WORKDIR /app

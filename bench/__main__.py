@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["bench.bench_chat", "bench.bench_stt", "bench.bench_voice"]
+BENCHMARKS = ["bench.bench_chat", "bench.bench_stt", "bench.bench_voice", "bench.bench_llm"]
 
 
 def main() -> int:

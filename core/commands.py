@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from core.errors import CommandError
 from core.events import Cleared, CommandResult
+from core.i18n import plural, translate
 from core.unicode import valid_text
 
 if TYPE_CHECKING:
@@ -28,18 +29,25 @@ class Command:
 
 
 async def _help(bot: Bot, client_id: str, args: str) -> CommandResult:
-    lines = [f"/{c.name} — {c.summary}" for c in bot.commands.all()]
-    data = {"commands": [{"name": c.name, "summary": c.summary} for c in bot.commands.all()]}
-    return CommandResult("help", "Commands:\n" + "\n".join(lines), data)
+    locale = bot.pipeline.locale(client_id)
+    commands = bot.commands.described(locale)
+    lines = [f"/{c['name']} — {c['summary']}" for c in commands]
+    return CommandResult("help", translate(locale, "help.title") + "\n" + "\n".join(lines), {"commands": commands})
 
 
 async def _status(bot: Bot, client_id: str, args: str) -> CommandResult:
     status = await bot.status()
-    text = (
-        f"Status: {status['status']} · version {status['version']} · up {status['uptime_s']:.0f} s · "
-        f"{status['active_connections']} connection(s) · LLM {status['llm']['engine']} "
-        f"({'available' if status['llm_available'] else 'unavailable'}) · "
-        f"database {'connected' if status['db_connected'] else 'unreachable'}"
+    locale = bot.pipeline.locale(client_id)
+    text = translate(
+        locale,
+        "status.text",
+        status=translate(locale, f"status.{status['status']}"),
+        version=status["version"],
+        uptime=f"{status['uptime_s']:.0f}",
+        connections=status["active_connections"],
+        llm=status["llm"]["engine"],
+        llm_state=translate(locale, "status.available" if status["llm_available"] else "status.unavailable"),
+        db_state=translate(locale, "status.connected" if status["db_connected"] else "status.unreachable"),
     )
     return CommandResult("status", text, status)
 
@@ -52,8 +60,8 @@ async def _clear(bot: Bot, client_id: str, args: str) -> CommandResult:
     removed = await bot.transcriber.forget(list(deletion.audio_paths))
     logger.info("cleared %d message(s) and %d recording(s) of %s", deleted, removed, client_id)
     await bot.hub.publish(client_id, Cleared(deleted).to_dict())
-    noun = "message" if deleted == 1 else "messages"
-    return CommandResult("clear", f"Cleared {deleted} {noun}. The conversation starts afresh.", {"deleted": deleted})
+    text = plural(bot.pipeline.locale(client_id), "clear", deleted)
+    return CommandResult("clear", text, {"deleted": deleted})
 
 
 async def _info(bot: Bot, client_id: str, args: str) -> CommandResult:
@@ -67,26 +75,34 @@ async def _info(bot: Bot, client_id: str, args: str) -> CommandResult:
         "open_tabs": bot.hub.tabs(client_id),
         "engines": engines,
     }
-    text = (
-        f"Client {client_id} · {summary.message_count} message(s) · "
-        f"first {data['first_activity'] or '—'} · last {data['last_activity'] or '—'} · "
-        f"{data['open_tabs']} open tab(s) · LLM {engines['llm']['engine']} ({engines['llm']['model']}), "
-        f"STT {engines['stt']['engine']}, TTS {engines['tts']['engine']}"
+    text = translate(
+        bot.pipeline.locale(client_id),
+        "info.text",
+        client=client_id,
+        count=summary.message_count,
+        first=data["first_activity"] or "—",
+        last=data["last_activity"] or "—",
+        tabs=data["open_tabs"],
+        llm=engines["llm"]["engine"],
+        model=engines["llm"]["model"],
+        stt=engines["stt"]["engine"],
+        tts=engines["tts"]["engine"],
     )
     return CommandResult("info", text, data)
 
 
 async def _voice(bot: Bot, client_id: str, args: str) -> CommandResult:
+    locale = bot.pipeline.locale(client_id)
     choice = args.lower()
     if choice not in ("on", "off", ""):
-        raise CommandError("use /voice on or /voice off", code="bad-command")
+        raise CommandError(translate(locale, "voice.usage"), code="bad-command")
     if bot.tts is None and choice == "on":
-        raise CommandError("spoken replies are not available: tts.engine is none", code="bad-command")
+        raise CommandError(translate(locale, "voice.unavailable"), code="bad-command")
     if choice:
         bot.pipeline.set_voice_replies(client_id, choice == "on")
     mode = bot.pipeline.voice_replies(client_id)
-    state = "on for speech, off for typing" if mode == "auto" else "on" if mode else "off"
-    return CommandResult("voice", f"Spoken replies are {state}.", bot.client_settings(client_id))
+    state = "auto" if mode == "auto" else "on" if mode else "off"
+    return CommandResult("voice", translate(locale, f"voice.{state}"), bot.client_settings(client_id))
 
 
 class Commands:
@@ -95,11 +111,9 @@ class Commands:
     def __init__(self, bot: Bot) -> None:
         self._bot = bot
         self._commands: dict[str, Command] = {}
-        self.register("help", "list the commands", _help)
-        self.register("status", "server health, engines and connections", _status)
-        self.register("clear", "delete this conversation's stored history", _clear)
-        self.register("info", "this conversation: messages, activity, tabs, engines", _info)
-        self.register("voice", "turn spoken replies on or off (/voice on, /voice off)", _voice)
+        for name, handler in (("help", _help), ("status", _status), ("clear", _clear), ("info", _info)):
+            self.register(name, translate("en", f"command.{name}"), handler)
+        self.register("voice", translate("en", "command.voice"), _voice)
 
     def register(self, name: str, summary: str, handler: Handler) -> None:
         self._commands[name] = Command(name, summary, handler)
@@ -107,13 +121,25 @@ class Commands:
     def all(self) -> list[Command]:
         return list(self._commands.values())
 
+    def described(self, locale: str | None) -> list[dict[str, str]]:
+        """Every command's name and summary, in ``locale`` where the catalogue has it."""
+        out = []
+        for c in self._commands.values():
+            try:
+                summary = translate(locale, f"command.{c.name}")
+            except KeyError:
+                summary = c.summary
+            out.append({"name": c.name, "summary": summary})
+        return out
+
     async def run(self, client_id: str, line: str) -> CommandResult:
         """Run a line starting with ``/``; raise CommandError for an unknown command."""
         name, _, args = line[1:].strip().partition(" ")
         command = self._commands.get(name.lower())
         if command is None:
             known = " ".join(f"/{c}" for c in self._commands)
-            raise CommandError(f"unknown command /{name}; try /help (commands: {known})", code="unknown-command")
+            locale = self._bot.pipeline.locale(client_id)
+            raise CommandError(translate(locale, "command.unknown", name=name, known=known), code="unknown-command")
         logger.info("command /%s from %s", command.name, client_id)
         result = await command.handler(self._bot, client_id, args.strip())
         # A command's words can quote stored text and engine names: as untrusted as any engine's output.

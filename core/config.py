@@ -57,16 +57,26 @@ class ServerSettings(Section):
 
 
 class LLMSettings(Section):
-    """Which language model answers, and how."""
+    """Which language model answers, and how.
+
+    The ``local`` engine runs ``model``, a preset of ``core.llm.presets`` (which GGUF, how to prompt it, how to
+    sample for speech), or the GGUF file ``model_path`` prompted as ``prompt_format`` says (``auto``: the preset's
+    format, or for a file of one's own its chat template if it has one, else few-shot). ``temperature``,
+    ``max_tokens`` and ``repeat_penalty`` left empty are the engine's own: the preset's for ``local``, 0.7 and 256
+    for ``openai``.
+    """
 
     engine: Literal["auto", "openai", "local"] = "auto"
     api_key: SecretStr | None = None
     base_url: str = ""
     model_name: str = "gpt-4o-mini"
+    model: str = "qwen2.5-coder-0.5b"
     model_path: ProjectPath = ""
+    prompt_format: Literal["auto", "chat", "few-shot"] = "auto"
     system_prompt: str = "You are a helpful, concise assistant. Answer in a few sentences."
-    temperature: float = Field(0.7, ge=0, le=2)
-    max_tokens: int = Field(256, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1)
+    repeat_penalty: float | None = Field(None, ge=1, le=2)
     history_messages: int = Field(10, ge=0)
     timeout_s: float = Field(30.0, gt=0)
     max_retries: int = Field(2, ge=0, le=10)
@@ -101,12 +111,38 @@ class LoggingSettings(Section):
     backup_count: int = Field(3, ge=0)
 
 
+def language_list(value: object) -> object:
+    """``stt.languages`` from the environment is text: ``en,ru`` or ``en ru`` (empty: no list)."""
+    if isinstance(value, str):
+        return value.replace(",", " ").split()
+    return value
+
+
+def language_code(value: str) -> str:
+    """A Whisper language code, as ``stt.languages`` holds them."""
+    if not (2 <= len(value) <= 3 and value.isascii() and value.isalpha() and value.islower()):
+        raise ValueError(f"{value!r} is not a language code of 2-3 lowercase letters, like en or ru")
+    return value
+
+
+LanguageCode = Annotated[str, AfterValidator(language_code)]
+
+
 class STTSettings(Section):
-    """Speech-to-text."""
+    """Speech-to-text.
+
+    ``model`` empty is the engine's own default: for Whisper, ``base`` (multilingual Whisper base from pip
+    packages); ``tiny.en`` is the bundled English-only tiny; or a CTranslate2 model directory. ``language`` empty,
+    Whisper detects each clip's language, but only among ``languages`` (empty: any of its 99): a short clip can
+    sound like several languages to Whisper, and the list keeps, say, an English clip from being scored as Latin.
+    A language given (``stt.language``, or a client's own) is used as is; an English-only model always hears
+    English.
+    """
 
     engine: Literal["whisper", "sphinx", "google", "openai", "none"] = "whisper"
     model: str = ""
-    language: str = "en"
+    language: str = ""
+    languages: Annotated[list[LanguageCode], BeforeValidator(language_list)] = ["en", "ru"]
     max_concurrent: int = Field(1, ge=1)
     base_url: str = ""
     api_key: SecretStr | None = None
@@ -116,10 +152,46 @@ class STTSettings(Section):
     window_s: float = Field(10.0, ge=1, le=30)
 
 
+def voice_map(value: object) -> object:
+    """``tts.voices`` from the environment is text: a JSON object, or ``en=piper ru=festival`` (spaces or commas)."""
+    if not isinstance(value, str):
+        return value
+    if value.strip().startswith("{"):
+        return json.loads(value)  # a JSONDecodeError is a ValueError: reported against the key
+    voices: dict[str, str] = {}
+    for item in value.replace(",", " ").split():
+        language, equals, spec = item.partition("=")
+        if not equals:
+            raise ValueError(f"{item!r} is not language=voice, like ru=festival")
+        voices[language] = spec
+    return voices
+
+
+def voice_spec(value: str) -> str:
+    """``engine`` or ``engine:voice`` (``piper:/voices/de.onnx``, ``festival:voice_msu_ru_nsh_clunits``)."""
+    engine = value.partition(":")[0]
+    if not (engine and engine.isascii() and engine.replace("_", "").replace("-", "").isalnum()):
+        raise ValueError(f"{value!r} is not engine or engine:voice, like piper or festival:voice_msu_ru_nsh_clunits")
+    return value
+
+
+VoiceSpec = Annotated[str, AfterValidator(voice_spec)]
+
+
 class TTSSettings(Section):
-    """Text-to-speech."""
+    """Text-to-speech.
+
+    ``engine`` ``piper`` speaks with the offline voices of ``voices``, a language to ``engine`` or
+    ``engine:voice``; the first language's voice speaks a text whose language is not known. ``openai`` is one
+    OpenAI-compatible speech service for every language (its voices are multilingual), with ``voice`` and
+    ``model``. ``voice`` is also the Piper voice a plain ``piper`` means (empty: the bundled English joe).
+    """
 
     engine: Literal["piper", "openai", "none"] = "piper"
+    voices: Annotated[dict[LanguageCode, VoiceSpec], BeforeValidator(voice_map), Field(min_length=1)] = {
+        "en": "piper",
+        "ru": "festival",
+    }
     voice: str = ""
     model: str = ""
     base_url: str = ""

@@ -7,7 +7,7 @@ BotError                      bot-error | internal-error
 ├── CommandError              unknown-command | bad-command
 ├── LLMError                  llm-timeout | llm-rate-limited | llm-auth | llm-unavailable | llm-failed
 ├── STTError                  no-speech | stt-unavailable | stt-auth | stt-rate-limited | stt-failed
-├── TTSError                  tts-failed | tts-unavailable
+├── TTSError                  tts-failed | tts-unavailable | tts-no-voice
 ├── AudioError                audio-too-large | audio-too-long | unsupported-audio | corrupt-audio | empty-audio
 └── HistoryError              history-unavailable | history-failed
 
@@ -55,6 +55,7 @@ class ErrorCode(enum.StrEnum):
     # TTSError (the text reply still arrives)
     TTS_UNAVAILABLE = "tts-unavailable"  # the voice is not installed or loaded, or the speech service is unreachable
     TTS_FAILED = "tts-failed"  # synthesis failed for any other reason
+    TTS_NO_VOICE = "tts-no-voice"  # the reply's language has no voice (none configured, or it failed to start)
     # AudioError (empty-audio is also a ProtocolError, for an empty binary frame)
     AUDIO_TOO_LARGE = "audio-too-large"  # an upload or binary frame larger than audio.max_upload_mb
     AUDIO_TOO_LONG = "audio-too-long"  # audio longer than audio.max_duration_s

@@ -69,6 +69,8 @@ class TranscriptionEvent(Event):
     text: str
     timings: dict[str, float]
     source: str = "voice"
+    language: str | None = None  # ISO 639-1, detected or fixed by the client
+    language_probability: float | None = None  # how sure detection was (0-1); None when it was fixed
 
 
 @dataclass(frozen=True, slots=True)

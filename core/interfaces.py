@@ -40,11 +40,12 @@ class STTEngine(Protocol):
 
 
 class TTSEngine(Protocol):
-    """Turns a sentence into speech."""
+    """Turns a sentence into speech; ``language`` (a code like ``en``; None: not known) picks the voice where an
+    engine has one per language, and an engine with one voice ignores it."""
 
     def info(self) -> EngineInfo: ...
 
-    def synthesize(self, text: str) -> AsyncIterator[AudioChunk]: ...
+    def synthesize(self, text: str, *, language: str | None = None) -> AsyncIterator[AudioChunk]: ...
 
     async def aclose(self) -> None: ...
 

@@ -86,7 +86,8 @@ class LiveListener:
         audio = self._vad.utterance_so_far()
         if audio is None:
             return
-        task = asyncio.ensure_future(transcriber.transcribe(AudioClip(audio, VAD_RATE)))
+        fixed = self._pipeline.language(self._client_id)
+        task = asyncio.ensure_future(transcriber.transcribe(AudioClip(audio, VAD_RATE), fixed))
         task.add_done_callback(_consume)
         task.add_done_callback(self._start_reply)
         self._early = (voiced_until, task)
@@ -95,7 +96,8 @@ class LiveListener:
         """The early transcription is in: start its reply, if it is still the current one."""
         if self._early is None or self._early[1] is not task or task.cancelled() or task.exception() is not None:
             return
-        self._prefetch = asyncio.ensure_future(self._pipeline.prefetch(self._client_id, task.result().text))
+        heard = task.result()
+        self._prefetch = asyncio.ensure_future(self._pipeline.prefetch(self._client_id, heard.text, heard.language))
         self._prefetch.add_done_callback(_consume)
 
     def _drop_early(self) -> None:

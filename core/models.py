@@ -31,6 +31,8 @@ class StoredMessage:
     status: Status
     created_at: datetime
     audio_path: str | None = None
+    language: str | None = None
+    language_probability: float | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -40,6 +42,7 @@ class StoredMessage:
             "source": self.source,
             "status": self.status,
             "created_at": self.created_at.isoformat(),
+            "language": self.language,
         }
 
 
@@ -53,6 +56,8 @@ class NewMessage:
     source: Source = "text"
     status: Status = "ok"
     audio_path: str | None = None
+    language: str | None = None
+    language_probability: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +96,7 @@ class Transcript:
     text: str
     language: str | None = None
     duration_s: float = 0.0
+    language_probability: float | None = None  # how sure detection was (0-1); None when the language was given
 
 
 @dataclass(frozen=True, slots=True)

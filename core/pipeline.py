@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -21,6 +22,7 @@ from core.events import AudioDone, ErrorEvent, Interrupted, Reply, ReplyDelta, T
 from core.hub import Hub
 from core.interfaces import HistoryStore, LLMEngine, TTSEngine
 from core.lanes import Lanes
+from core.language import TextLanguage, language_name
 from core.metrics import Metrics
 from core.models import AudioClip, ChatMessage, NewMessage, Source, Status, StoredMessage, Transcript
 from core.prefetch import ReplyPrefetch
@@ -31,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 CONTEXT_STATUSES = ("ok", "interrupted")
+# Appended to the system prompt when the turn's language is known, so the model answers in the user's language.
+ANSWER_IN = "Always answer in {language}."
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +48,8 @@ class TurnRequest:
     timings: dict[str, float] = field(default_factory=dict)
     origin: float = field(default_factory=time.perf_counter)
     prefetch: ReplyPrefetch | None = None  # a reply started before the end of speech was certain
+    language: str | None = None  # what speech-to-text heard (or the client fixed); None: judged from the text
+    language_probability: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +87,7 @@ class ChatPipeline:
         barge_in: bool = True,
         preemptive: bool = True,
         metrics: Metrics | None = None,
+        text_language: TextLanguage | None = None,
     ) -> None:
         self._llm = llm
         self._history = history
@@ -92,9 +99,12 @@ class ChatPipeline:
         self._tts = tts
         self._voice_default = voice_replies
         self._voice: dict[str, bool] = {}
+        self._languages: dict[str, str] = {}  # a client's fixed language (its speech is not detected)
+        self._locales: dict[str, str] = {}  # the language a client's page is shown in
         self.barge_in_enabled = barge_in
         self._preemptive = preemptive
         self._metrics = metrics
+        self._text_language = text_language
         self._lanes = Lanes()
         self.llm_healthy = True
 
@@ -121,6 +131,27 @@ class ChatPipeline:
 
     def set_voice_replies(self, client_id: str, on: bool) -> None:
         self._voice[client_id] = on
+
+    def language(self, client_id: str) -> str | None:
+        """The language this client fixed, if any (otherwise each utterance's language is detected)."""
+        return self._languages.get(client_id)
+
+    def locale(self, client_id: str) -> str | None:
+        """The language this client's page is shown in (the server answers commands in it), else its fixed
+        speech language, else None (English)."""
+        return self._locales.get(client_id) or self.language(client_id)
+
+    def set_locale(self, client_id: str, locale: str | None) -> None:
+        if locale:
+            self._locales[client_id] = locale
+        else:
+            self._locales.pop(client_id, None)
+
+    def set_language(self, client_id: str, language: str | None) -> None:
+        if language:
+            self._languages[client_id] = language
+        else:
+            self._languages.pop(client_id, None)
 
     # -- entry points -----------------------------------------------------------------------------------------
 
@@ -154,16 +185,17 @@ class ChatPipeline:
             lambda: self._hear_and_answer(client_id, "voice", origin, clip=clip, early=early, prefetch=prefetch),
         )
 
-    async def prefetch(self, client_id: str, text: str) -> ReplyPrefetch | None:
-        """Start the reply to ``text`` ahead of its turn, if the client has nothing else under way (its context
-        could change first); the turn takes it only if its context is still the same."""
+    async def prefetch(self, client_id: str, text: str, language: str | None = None) -> ReplyPrefetch | None:
+        """Start the reply to ``text`` (heard in ``language``) ahead of its turn, if the client has nothing else
+        under way (its context could change first); the turn takes it only if its context is still the same."""
         text = text.strip()
         if not self._preemptive or not text or client_id in self._lanes:
             return None
         recent = await self._history.recent(client_id, self._history_messages, statuses=CONTEXT_STATUSES)
+        language = self._turn_language(client_id, text, language)
         logger.debug("reply to %s started before the end of speech", client_id)
-        speaker = self._speaker(client_id, "voice", time.perf_counter(), held=True)
-        return ReplyPrefetch(self._llm, self._context(recent, text), speaker)
+        speaker = self._speaker(client_id, "voice", time.perf_counter(), language, held=True)
+        return ReplyPrefetch(self._llm, self._context(recent, text, language), speaker)
 
     def barge_in(self, client_id: str) -> bool:
         """Interrupt the reply this client's lane is writing or speaking, if barge-in is on."""
@@ -194,20 +226,26 @@ class ChatPipeline:
         try:
             if self.transcriber is None:
                 raise STTError("speech-to-text is turned off on this server", code="stt-unavailable")
+            fixed = self.language(client_id)
             if data is not None:
-                heard: Heard = await self.transcriber.hear(data)
+                heard: Heard = await self.transcriber.hear(data, fixed)
             else:
-                heard = await self.transcriber.hear_clip(clip, early)
+                heard = await self.transcriber.hear_clip(clip, early, fixed)
         except BaseException as err:
             if ahead is not None:
                 ahead.discard()
             if isinstance(err, BotError):
                 self._count_error(err.code)
             raise
-        text = heard.transcript.text.strip()
-        await self._hub.publish(client_id, TranscriptionEvent(text, heard.timings, source).to_dict())
-        logger.info("heard client=%s source=%s timings=%s", client_id, source, heard.timings)
-        request = TurnRequest(client_id, text, source, heard.audio_path, heard.timings, origin, ahead)
+        transcript = heard.transcript
+        text = transcript.text.strip()
+        language, probability = transcript.language, transcript.language_probability
+        event = TranscriptionEvent(text, heard.timings, source, language, probability)
+        await self._hub.publish(client_id, event.to_dict())
+        logger.info("heard client=%s source=%s language=%s timings=%s", client_id, source, language, heard.timings)
+        request = TurnRequest(
+            client_id, text, source, heard.audio_path, heard.timings, origin, ahead, language, probability
+        )
         return await self._run_turn(request)
 
     async def _run_turn(self, request: TurnRequest) -> TurnResult:
@@ -228,6 +266,9 @@ class ChatPipeline:
         return TurnResult(0, request.text, "", None, "error", dict(request.timings), failure)
 
     async def _turn(self, request: TurnRequest) -> TurnResult:
+        language = self._turn_language(request.client_id, request.text, request.language)
+        if language != request.language:
+            request = dataclasses.replace(request, language=language)
         start = time.perf_counter()
         timings = dict(request.timings)
         client_id = request.client_id
@@ -236,7 +277,7 @@ class ChatPipeline:
             client_id,
             UserMessage(request.text, stored_user.id, request.source, stored_user.created_at.isoformat()).to_dict(),
         )
-        context = self._context([m for m in recent if m.id != stored_user.id], request.text)
+        context = self._context([m for m in recent if m.id != stored_user.id], request.text, request.language)
         self._lanes.set_replying(client_id, True)
         sent: list[str] = []
         llm_start = time.perf_counter()
@@ -249,7 +290,7 @@ class ChatPipeline:
             if speaker is not None:
                 speaker.release(request.origin)
         else:
-            speaker = self._speaker(client_id, request.source, request.origin) if spoken else None
+            speaker = self._speaker(client_id, request.source, request.origin, request.language) if spoken else None
             stream, feed = self._llm.stream_reply(context), speaker
         # The reply's write, once started: a barge-in while it is under way must update it, never add a second.
         writing: asyncio.Future[StoredMessage] | None = None
@@ -261,7 +302,9 @@ class ChatPipeline:
             if speaker is not None:
                 speaker.finish()
             writing = asyncio.ensure_future(
-                self._history.append(NewMessage(client_id, "assistant", reply, request.source, "ok"))
+                self._history.append(
+                    NewMessage(client_id, "assistant", reply, request.source, "ok", language=request.language)
+                )
             )
             stored = await asyncio.shield(writing)
             timings["total_ms"] = elapsed_ms(start)
@@ -296,12 +339,24 @@ class ChatPipeline:
         logger.debug("turn client=%s user=%r reply=%r", client_id, request.text, reply)
         return TurnResult(stored_user.id, request.text, reply, stored.id, "ok", timings)
 
+    def _turn_language(self, client_id: str, text: str, heard: str | None) -> str | None:
+        """The turn's language: what speech-to-text heard, else the client's fixed language, else the text's."""
+        if heard is not None:
+            return heard
+        language = self.language(client_id)
+        if language is None and self._text_language is not None:
+            language = self._text_language.detect(text)
+        return language
+
     async def _store_user_message(self, request: TurnRequest) -> tuple[StoredMessage, list[StoredMessage]]:
         """Store the user's message and read its context, together; if the message cannot be stored, its
         recording is deleted (nothing will ever refer to it)."""
         stored, recent = await asyncio.gather(
             self._history.append(
-                NewMessage(request.client_id, "user", request.text, request.source, "ok", request.audio_path)
+                NewMessage(
+                    request.client_id, "user", request.text, request.source, "ok", request.audio_path,
+                    request.language, request.language_probability,
+                )
             ),
             self._history.recent(request.client_id, self._history_messages + 1, statuses=CONTEXT_STATUSES),
             return_exceptions=True,
@@ -314,17 +369,25 @@ class ChatPipeline:
             raise recent
         return stored, recent
 
-    def _speaker(self, client_id: str, source: Source, origin: float, *, held: bool = False) -> Speaker | None:
-        """Who reads this client's reply aloud, if the reply to ``source`` is spoken."""
+    def _speaker(
+        self, client_id: str, source: Source, origin: float, language: str | None, *, held: bool = False
+    ) -> Speaker | None:
+        """Who reads this client's reply aloud (in ``language``'s voice unless a sentence is plainly in another),
+        if the reply to ``source`` is spoken."""
         if self._tts is None or not self.speaks(client_id, source):
             return None
-        return Speaker(self._tts, self._hub, client_id, origin=origin, held=held)
+        return Speaker(
+            self._tts, self._hub, client_id, origin=origin, held=held, language=language, detect=self._text_language
+        )
 
-    def _context(self, earlier: list[StoredMessage], text: str) -> list[ChatMessage]:
-        """What the LLM is sent: the system prompt, the client's last messages, and the new one."""
+    def _context(self, earlier: list[StoredMessage], text: str, language: str | None = None) -> list[ChatMessage]:
+        """What the LLM is sent: the system prompt (told which language to answer in, when the turn's is known),
+        the client's last messages, and the new one."""
         kept = earlier[-self._history_messages :] if self._history_messages else []
+        name = language_name(language)
+        prompt = f"{self._system_prompt} {ANSWER_IN.format(language=name)}" if name else self._system_prompt
         return [
-            ChatMessage("system", self._system_prompt),
+            ChatMessage("system", prompt),
             *(ChatMessage(m.role, m.content) for m in kept),
             ChatMessage("user", text),
         ]

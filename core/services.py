@@ -17,6 +17,7 @@ from core.errors import BotError
 from core.history import SQLHistoryStore
 from core.hub import Hub
 from core.interfaces import HistoryStore, LLMEngine, STTEngine, TTSEngine
+from core.language import TextLanguage
 from core.llm import build_llm
 from core.metrics import Metrics
 from core.models import EngineInfo
@@ -58,13 +59,14 @@ class Bot:
         """What a client's tabs need to know about its voice options."""
         return {
             "voice_replies": self.pipeline.voice_replies(client_id),
+            "language": self.pipeline.language(client_id),  # fixed by the client; None: detected per utterance
             "voice_available": self.tts is not None,
             "speech_input": self.stt is not None,
             "barge_in": self.pipeline.barge_in_enabled,
             "max_upload_mb": self.settings.audio.max_upload_mb,
             "max_message_chars": self.settings.server.max_message_chars,
             "welcome_history": WELCOME_HISTORY,
-            "commands": [{"name": c.name, "summary": c.summary} for c in self.commands.all()],
+            "commands": self.commands.described(self.pipeline.locale(client_id)),
         }
 
     def new_vad(self) -> VoiceActivityDetector:
@@ -150,6 +152,15 @@ class Bot:
         await self.history.aclose()
 
 
+def _text_language(settings: Settings) -> TextLanguage:
+    """Detection among the languages the server works in (``stt.languages``, else those it has voices for),
+    warmed so that no user's turn pays for loading its models."""
+    languages = list(settings.stt.languages) or [*settings.tts.voices, "en"]
+    detector = TextLanguage(languages)
+    detector.warm()
+    return detector
+
+
 def _info(engine: STTEngine | TTSEngine | None, name: str) -> dict[str, object]:
     if engine is None:
         return EngineInfo(name, "", False).to_dict()
@@ -172,6 +183,7 @@ async def build_bot(settings: Settings) -> Bot:
         if tts is not None:
             started.append(tts)
         vad_model = await asyncio.to_thread(SileroModel) if stt is not None else None
+        text_language = await asyncio.to_thread(_text_language, settings)
     except BaseException:
         for engine in reversed(started):
             await engine.aclose()
@@ -197,6 +209,7 @@ async def build_bot(settings: Settings) -> Bot:
         barge_in=settings.voice.barge_in,
         preemptive=settings.voice.preemptive,
         metrics=metrics,
+        text_language=text_language,
     )
     bot = Bot(
         settings=settings, history=history, llm=llm, stt=stt, tts=tts, hub=hub, pipeline=pipeline,

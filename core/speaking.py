@@ -11,6 +11,7 @@ from core.errors import TTSError
 from core.events import AudioEvent, ErrorEvent
 from core.hub import Hub
 from core.interfaces import TTSEngine
+from core.language import TextLanguage
 from core.speech_text import SentenceSplitter, clean_for_speech
 
 logger = logging.getLogger(__name__)
@@ -21,15 +22,28 @@ FIRST_PIECE_MAX_CHARS = 40
 
 
 class Speaker:
-    """Cuts streamed reply text into sentences and sends each one's audio as soon as it is synthesised.
+    """Cuts streamed reply text into sentences and sends each one's audio as soon as it is synthesised, each in
+    the voice of its language (the turn's, unless the sentence is plainly in another).
 
     Text is fed from the LLM loop without waiting; synthesis runs in its own task, so the first sentence is
     heard while the model is still writing the rest. A ``held`` speaker synthesises but sends nothing until it is
     released: the speech of a reply started before the end of speech was certain (see ``core.prefetch``).
     """
 
-    def __init__(self, tts: TTSEngine, hub: Hub, client_id: str, *, origin: float, held: bool = False) -> None:
+    def __init__(
+        self,
+        tts: TTSEngine,
+        hub: Hub,
+        client_id: str,
+        *,
+        origin: float,
+        held: bool = False,
+        language: str | None = None,
+        detect: TextLanguage | None = None,
+    ) -> None:
         self._tts = tts
+        self._language = language  # the turn's; a sentence plainly in another language gets that one's voice
+        self._detect = detect
         self._hub = hub
         self._client_id = client_id
         self._origin = origin  # perf_counter of the end of the user's speech (or of their message)
@@ -43,6 +57,7 @@ class Speaker:
         self.first_sent = asyncio.Event()
         self.spoken: list[str] = []
         self.failed: TTSError | None = None
+        self._told: set[str] = set()  # error codes this reply's tabs were already sent
         self.timings: dict[str, float] = {}
         self._seq = 0
 
@@ -85,13 +100,19 @@ class Speaker:
             if self.failed is not None or not sentence:
                 continue
             started = time.perf_counter()
+            language = (self._detect.detect(sentence) if self._detect is not None else None) or self._language
             try:
-                chunks = [chunk async for chunk in self._tts.synthesize(sentence)]
+                chunks = [chunk async for chunk in self._tts.synthesize(sentence, language=language)]
             except TTSError as err:
-                self.failed = err
+                # No voice for this sentence's language: it is shown, not spoken (the tab is told once), and the
+                # sentences that have a voice are still read. Any other failure ends the reply's speech.
+                if err.code != "tts-no-voice":
+                    self.failed = err
                 logger.warning("speech for %s failed: %s (%s)", self._client_id, err.code, err.__cause__ or err)
                 await self._released.wait()
-                await self._hub.publish(self._client_id, ErrorEvent(err.code, err.message).to_dict())
+                if err.code not in self._told:
+                    self._told.add(err.code)
+                    await self._hub.publish(self._client_id, ErrorEvent(err.code, err.message).to_dict())
                 continue
             synthesised = time.perf_counter()
             await self._released.wait()

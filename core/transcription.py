@@ -58,8 +58,8 @@ class Transcriber:
     def available(self) -> bool:
         return self._stt is not None
 
-    async def hear(self, data: bytes) -> Heard:
-        """Decode ``data``, keep it under the audio directory, and transcribe it."""
+    async def hear(self, data: bytes, language: str | None = None) -> Heard:
+        """Decode ``data``, keep it under the audio directory, and transcribe it (in ``language`` if given)."""
         if self._stt is None:
             raise STTError("speech-to-text is turned off on this server", code="stt-unavailable")
         start = time.perf_counter()
@@ -68,7 +68,7 @@ class Transcriber:
         decoded = time.perf_counter()
         extension = EXTENSIONS.get(sniff_container(data) or "", "bin")
         save = lambda: self.recordings.save(data, extension)  # noqa: E731
-        transcript, audio_path = await self._keeping(save, self.transcribe(clip))
+        transcript, audio_path = await self._keeping(save, self.transcribe(clip, language))
         done = time.perf_counter()
         timings = {
             "decode_ms": round((decoded - start) * 1000, 1),
@@ -77,22 +77,29 @@ class Transcriber:
         }
         return Heard(transcript, audio_path, timings)
 
-    async def hear_clip(self, clip: AudioClip | None, early: asyncio.Future[Transcript] | None = None) -> Heard:
+    async def hear_clip(
+        self,
+        clip: AudioClip | None,
+        early: asyncio.Future[Transcript] | None = None,
+        language: str | None = None,
+    ) -> Heard:
         """Keep and transcribe audio already decoded (an utterance cut from a live stream); ``early`` is its
         transcription if one was started before the end of speech."""
         if self._stt is None or clip is None:
             raise STTError("speech-to-text is turned off on this server", code="stt-unavailable")
         start = time.perf_counter()
         save = lambda: self.recordings.save(pcm_to_wav(clip.pcm, clip.sample_rate), "wav")  # noqa: E731
-        transcript, audio_path = await self._keeping(save, early if early is not None else self.transcribe(clip))
+        transcription = early if early is not None else self.transcribe(clip, language)
+        transcript, audio_path = await self._keeping(save, transcription)
         timings = {"stt_ms": round((time.perf_counter() - start) * 1000, 1), "audio_s": round(clip.duration_s, 2)}
         return Heard(transcript, audio_path, timings)
 
-    async def transcribe(self, clip: AudioClip) -> Transcript:
-        """Transcribe decoded audio into valid text; no words at all is ``no-speech``."""
+    async def transcribe(self, clip: AudioClip, language: str | None = None) -> Transcript:
+        """Transcribe decoded audio into valid text, in ``language`` (a client's fixed language), else
+        ``stt.language``, else the language the engine detects; no words at all is ``no-speech``."""
         if self._stt is None:
             raise STTError("speech-to-text is turned off on this server", code="stt-unavailable")
-        transcript = await self._stt.transcribe(clip, language=self._language)
+        transcript = await self._stt.transcribe(clip, language=language or self._language)
         text = valid_text(transcript.text).strip()
         if not text:
             raise STTError("no speech was heard in the audio", code="no-speech")

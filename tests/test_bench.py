@@ -18,6 +18,8 @@ KEY_LINES = [
     "offline defaults (SmolLM2): end of speech → first audio p50",  # bench_voice
     "instant fake LLM: end of speech → first audio p50",
     "voice turns/s, 4 clients uploading speech at once",
+    ": time to first token p50",  # bench_llm: "llm <configured model>: …", beside the baseline
+    ": peak RSS",
 ]
 
 
@@ -34,4 +36,6 @@ def test_make_bench_quick() -> None:
     for key in KEY_LINES:
         assert any(key in line and "ratio" in line for line in lines), f"no {key!r} line with a ratio:\n{output}"
     assert any(line.startswith("whisper wer: ") for line in lines), output
-    assert sum("(quick)" in line for line in lines) == 3, output
+    assert any(line.startswith("llm ") and ": English correct: " in line for line in lines), output
+    assert any(line.startswith("llm ") and ": Russian correct: " in line for line in lines), output
+    assert sum("(quick)" in line for line in lines) == 4, output

@@ -1,11 +1,13 @@
 """The chat page in headless Chromium against a real server: text, commands, uploads, the microphone (Chromium's
-fake device fed from generated speech), hands-free with barge-in, reconnection, offline typing, screenshots."""
+fake device fed from generated speech), hands-free with barge-in, reconnection, offline typing, the page in another
+language, screenshots."""
 
 from __future__ import annotations
 
 import base64
 import json
 import re
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +27,7 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
 STATIC = ROOT / "web_bot" / "static"
+I18N = STATIC / "i18n"
 ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -97,6 +100,7 @@ def new_tab(browser: Any) -> Iterator[Callable[..., Tab]]:
 
     def open_tab(**options: Any) -> Tab:
         options.setdefault("viewport", {"width": 1280, "height": 800})
+        options.setdefault("locale", "en-US")  # the page speaks the browser's language: English unless a test says
         context = browser.new_context(**options)
         contexts.append(context)
         tab = Tab(context.new_page())
@@ -192,7 +196,7 @@ def test_text_chat_streams_and_commands_work(new_tab, serve, make_settings) -> N
 
     # Every control has a name a screen reader can say.
     unnamed = page.evaluate(
-        """() => [...document.querySelectorAll('button, textarea, input:not([type=file])')]
+        """() => [...document.querySelectorAll('button, textarea, select, input:not([type=file])')]
              .filter(el => !el.closest('[hidden]'))
              .filter(el => !(el.getAttribute('aria-label') || el.labels?.length || el.textContent.trim()))
              .map(el => el.id)"""
@@ -326,9 +330,11 @@ def test_upload_wav_shows_progress_transcription_and_reply(new_tab, serve, make_
     expect(upload).to_have_attribute("data-message-id", re.compile(r"^\d+$"), timeout=20000)
     said = upload.locator(".text").text_content() or ""
     assert wer(sentence, said) <= 0.2, said
+    expect(upload.locator(".text")).to_have_attribute("lang", "en")  # as the server heard it
     assert float(upload.get_attribute("data-progress-max") or 0) == 1.0
     expect(upload.locator(".upload-progress")).to_be_hidden()
     expect(replies(page)).to_have_text([f"You said: {said}. (context 2 messages)"], timeout=10000)
+    expect(replies(page)).to_have_attribute("lang", "en")  # the reply to speech is in its language
     expect(page.locator(".msg.bot .timing")).to_contain_text("STT")
 
     # Problems come back as plain sentences in the file's own bubble.
@@ -550,6 +556,103 @@ def test_messages_typed_offline_are_queued_and_delivered(new_tab, restartable) -
     assert page.evaluate("localStorage.getItem('web-bot-outbox:' + webBot.clientId)") is None
 
 
+# ---- languages -----------------------------------------------------------------------------------------------
+
+
+def catalogue(code: str) -> dict[str, str]:
+    words: dict[str, str] = json.loads((I18N / f"{code}.json").read_text(encoding="utf-8"))
+    return words
+
+
+def test_the_page_speaks_the_browsers_language_and_switches_at_once(new_tab, serve, make_settings) -> None:
+    ru, en = catalogue("ru"), catalogue("en")
+    served: Served = serve(make_settings())
+    page = open_chat(new_tab(locale="ru-RU"), served.url)
+    expect(page.locator("html")).to_have_attribute("lang", "ru")
+    expect(page.locator("#input")).to_have_attribute("placeholder", ru["composer.placeholder"])
+    expect(page.locator("#send")).to_have_attribute("aria-label", ru["composer.send"])
+    expect(page.locator("#new-chat")).to_have_attribute("title", ru["new-chat.title"])
+    expect(page.locator("#empty h2")).to_have_text(ru["empty.title"])
+    expect(page.locator("#empty li").first).to_have_text("Напишите сообщение или введите /, чтобы увидеть команды")
+    expect(page.locator("#empty li strong").first).to_have_text("Напишите")  # markup made as elements, not parsed
+    expect(page.locator("#keys kbd")).to_have_count(5)
+    expect(page.locator("#conn-text")).to_have_text(ru["conn.online"])
+    expect(page.locator("#mic")).to_have_attribute("title", ru["stt.off"])
+    # The menu names each language in itself, and says which language that name is in.
+    options = page.locator("#language option")
+    expect(options).to_have_text(["English", "Русский"])
+    expect(options.nth(1)).to_have_attribute("lang", "ru")
+    expect(page.locator("#language")).to_have_value("ru")
+    expect(page.locator("#language")).to_have_attribute("aria-label", ru["language.label"])
+
+    # Plurals follow each language's rules: 1 час, 2 часа, 5 часов, 21 час (and every plural group in every
+    # catalogue has exactly the forms the browser's Intl.PluralRules asks of that language).
+    hours = page.evaluate("[1, 2, 5, 11, 21, 22, 25].map((count) => webBot.i18n.t('duration.hours', { count }))")
+    assert hours == ["1 час", "2 часа", "5 часов", "11 часов", "21 час", "22 часа", "25 часов"]
+    retry = page.evaluate("[1, 3, 5, 21].map((count) => webBot.i18n.t('conn.retry-in', { count }))")
+    assert retry == [f"повтор через {n}" for n in ("1 секунду", "3 секунды", "5 секунд", "21 секунду")]
+    for code in json.loads((I18N / "languages.json").read_text(encoding="utf-8")):
+        needed = set(page.evaluate("(code) => new Intl.PluralRules(code).resolvedOptions().pluralCategories", code))
+        groups: dict[str, set[str]] = {}
+        for key in catalogue(code):
+            base, _, form = key.rpartition(".")
+            if form in {"zero", "one", "two", "few", "many", "other"}:
+                groups.setdefault(base, set()).add(form)
+        assert groups, f"{code}.json has no plural forms"
+        for base, forms in groups.items():
+            assert forms == needed, f"{code}.json: {base} has {sorted(forms)}; {code} needs {sorted(needed)}"
+
+    # What the page writes later is in Russian too: a notice, a failed upload's reason, a command card.
+    send(page, "Привет")
+    expect(replies(page)).to_have_count(1, timeout=10000)
+    assert page.locator(".msg.user .text").get_attribute("lang") is None  # typed: its language is not known
+    page.set_input_files("#file", files=[{"name": "note.wav", "mimeType": "audio/wav", "buffer": b"RIFF" * 50}])
+    reason = page.locator('.msg.user[data-state="failed"] .reason')
+    expect(reason).to_have_text(ru["error.stt-unavailable"])
+    expect(page.locator('.msg.user[data-state="failed"] .state')).to_have_text(ru["state.failed"])
+    send(page, "/status")
+    facts = page.locator('.card[data-command="status"] dt')
+    expect(facts.first).to_have_text(ru["card.status"])
+    uptime = page.locator('.card[data-command="status"] dd').nth(2)
+    expect(uptime).to_have_text(re.compile(r"^\d+ секунд[аы]?$"))
+    page.click("#mic", force=True)  # switched off (aria-disabled): a press explains why
+    expect(page.locator("#notice-text")).to_have_text(ru["stt.off"])
+    expect(page.locator(".day span").first).to_have_text(ru["day.today"])
+
+    # Picked in the page: everything changes at once, and the choice outlives a reload.
+    page.select_option("#language", "en")
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    expect(page.locator("#input")).to_have_attribute("placeholder", en["composer.placeholder"])
+    expect(page.locator("#send")).to_have_attribute("aria-label", en["composer.send"])
+    expect(page.locator("#empty h2")).to_have_text(en["empty.title"])
+    expect(page.locator("#conn-text")).to_have_text(en["conn.online"])
+    expect(page.locator("#mic")).to_have_attribute("title", en["stt.off"])
+    expect(page.locator("#notice-text")).to_have_text(en["stt.off"])
+    expect(reason).to_have_text(en["error.stt-unavailable"])
+    expect(page.locator('.msg.user[data-state="failed"] .state')).to_have_text(en["state.failed"])
+    expect(facts.first).to_have_text(en["card.status"])
+    expect(uptime).to_have_text(re.compile(r"^\d+ seconds?$"))
+    expect(page.locator(".day span").first).to_have_text(en["day.today"])
+    assert page.evaluate("localStorage.getItem('web-bot-language')") == "en"
+    page.reload()
+    expect(page.locator("#conn")).to_have_attribute("data-state", "open", timeout=15000)
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    expect(page.locator("#input")).to_have_attribute("placeholder", en["composer.placeholder"])
+    expect(page.locator("#language")).to_have_value("en")
+
+    # Messages whose language the server knows carry it, for screen readers; back in Russian, on a phone.
+    with sqlite3.connect(served.settings.database.db_path) as db:
+        db.execute("UPDATE messages SET language = 'ru' WHERE client_id = ?", (page.evaluate("webBot.clientId"),))
+    page.select_option("#language", "ru")
+    page.set_viewport_size({"width": 360, "height": 740})
+    page.reload()
+    expect(page.locator("#conn")).to_have_attribute("data-state", "open", timeout=15000)
+    expect(page.locator('.msg .text[lang="ru"]')).to_have_count(2)
+    expect(page.locator("#send")).to_have_attribute("aria-label", ru["composer.send"])
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"in Russian, the phone page scrolls sideways by {overflow} px"
+
+
 # ---- how it looks ------------------------------------------------------------------------------------------
 
 
@@ -568,7 +671,8 @@ def test_screenshots_desktop_and_phone_light_and_dark(new_tab, serve, make_setti
         "I can't look up live weather, but Paris in spring is usually mild, around 15 °C, with the odd shower. "
         "Take a light jacket!"
     )
-    served: Served = serve(make_settings({**WHISPER, "tts": {"engine": "piper"}}))
+    # Typed replies spoken too (voice.replies = always), so the shot shows a spoken reply's controls.
+    served: Served = serve(make_settings({**WHISPER, "tts": {"engine": "piper"}, "voice": {"replies": "always"}}))
     pcm, rate = speak(SENTENCES[2])  # "What is the weather like in Paris today?"
     clip = tmp_path / "paris.wav"
     clip.write_bytes(wav(pcm, rate))

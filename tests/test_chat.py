@@ -104,7 +104,7 @@ async def test_history_survives_restart(serve, make_settings, connect) -> None:
         body = (await http.get("/api/history/durable")).json()
     assert body["client_id"] == "durable"
     assert [m["id"] for m in body["messages"]] == [m["id"] for m in history]
-    assert set(body["messages"][0]) == {"id", "role", "content", "source", "status", "created_at"}
+    assert set(body["messages"][0]) == {"id", "role", "content", "source", "status", "created_at", "language"}
 
 
 async def test_history_api_pages_with_limit_and_before(server: Served, connect) -> None:

@@ -141,3 +141,55 @@ async def test_page_is_served(server: Served) -> None:
     assert script.status_code == 200
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write"):
         assert sink not in script.text
+
+
+def test_every_catalogue_has_englishs_keys_and_placeholders() -> None:
+    import re
+
+    from core.i18n import catalogue, locales
+
+    english = catalogue("en")
+    placeholders = re.compile(r"{(\w+)}")
+    assert set(locales()) >= {"en", "ru"}
+    for locale in locales():
+        words = catalogue(locale)
+        # Plural keys may differ by language (CLDR categories): compare their stems.
+        stems = {re.sub(r"\.(one|few|many|other)$", "", k) for k in words}
+        assert stems == {re.sub(r"\.(one|few|many|other)$", "", k) for k in english}, locale
+        for key, text in words.items():
+            stem = re.sub(r"\.(one|few|many|other)$", "", key)
+            model = english.get(key) or english[f"{stem}.other"]
+            assert set(placeholders.findall(text)) == set(placeholders.findall(model)), (locale, key)
+
+
+@pytest.mark.parametrize(
+    ("count", "english", "russian"),
+    [(1, "1 message", "1 сообщение"), (2, "2 messages", "2 сообщения"), (5, "5 messages", "5 сообщений"),
+     (11, "11 messages", "11 сообщений"), (21, "21 messages", "21 сообщение"), (22, "22 messages", "22 сообщения")],
+)
+def test_plural_forms(count: int, english: str, russian: str) -> None:
+    from core.i18n import plural
+
+    assert english in plural("en", "clear", count)
+    assert russian in plural("ru", "clear", count)
+
+
+async def test_commands_answer_in_the_pages_language(server: Served, connect) -> None:
+    client = await connect(server, "russian-page")
+    await client.send({"type": "config", "locale": "ru"})
+    assert (await client.recv())["type"] == "config"
+    await client.send("/help")
+    event = await client.recv()
+    assert event["text"].startswith("Команды:") and "список команд" in event["text"]
+    assert {"name": "help", "summary": "список команд"} in event["data"]["commands"]
+    await client.send("/status")
+    assert (await client.recv())["text"].startswith("Состояние: в порядке")
+    await client.send("/voice maybe")
+    error = await client.recv()
+    assert error["type"] == "error" and error["code"] == "bad-command" and "/voice on" in error["message"]
+    await client.send("/nope")
+    assert "неизвестная команда /nope" in (await client.recv())["message"]
+    await client.send({"type": "config", "locale": ""})
+    await client.recv()
+    await client.send("/help")
+    assert (await client.recv())["text"].startswith("Commands:")

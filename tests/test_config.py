@@ -122,3 +122,26 @@ def test_bad_config_stops_start_up_with_the_key_named(tmp_path: Path) -> None:
     )
     assert run.returncode == 2
     assert "database.colour: unknown key" in run.stderr
+
+
+def test_speech_is_detected_among_english_and_russian_by_default(tmp_path: Path) -> None:
+    for settings in (load_settings(write(tmp_path, {}), environ={}), load_settings(environ={})):
+        assert settings.stt.model == "" and settings.stt.language == "" and settings.stt.languages == ["en", "ru"]
+
+
+@pytest.mark.parametrize(
+    ("in_file", "in_env", "languages"),
+    [(["en", "fr"], None, ["en", "fr"]), ([], None, []), (None, "de, fr", ["de", "fr"]), (None, "", [])],
+)
+def test_stt_languages_from_the_file_or_the_environment(
+    tmp_path: Path, in_file: list[str] | None, in_env: str | None, languages: list[str]
+) -> None:
+    path = write(tmp_path, {} if in_file is None else {"stt": {"languages": in_file}})
+    environ = {} if in_env is None else {"WEB_BOT_STT__LANGUAGES": in_env}
+    assert load_settings(path, environ=environ).stt.languages == languages
+
+
+@pytest.mark.parametrize("code", ["EN", "english", "e", "en-US", "", 7])
+def test_stt_languages_are_language_codes(tmp_path: Path, code: object) -> None:
+    with pytest.raises(ConfigError, match=r"stt\.languages\.1"):
+        load_settings(write(tmp_path, {"stt": {"languages": ["en", code]}}), environ={})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import itertools
+import json
 import re
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from core.errors import ErrorCode
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_SOURCES = sorted([*(ROOT / "core").rglob("*.py"), *(ROOT / "web_bot").rglob("*.py")])
 STATIC = ROOT / "web_bot" / "static"
+I18N = STATIC / "i18n"
 CODES = {code.value for code in ErrorCode}
 KEBAB = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)+")
 
@@ -148,21 +150,6 @@ def scan_server() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     return sent, checked
 
 
-def js_object(source: str, name: str) -> dict[str, str]:
-    """``const NAME = { "code": "sentence", … };``, one entry a line."""
-    match = re.search(rf"^const {name} = \{{$(.*?)^\}};$", source, re.S | re.M)
-    assert match, f"errors.js has no `const {name} = {{ … }};`"
-    entries: dict[str, str] = {}
-    for line in match.group(1).splitlines():
-        if not line.strip() or line.strip().startswith("//"):
-            continue
-        entry = re.fullmatch(r'\s*"([a-z0-9-]+)": "(.+)",', line)
-        assert entry, f'{name} in errors.js: {line.strip()!r} is not `"code": "sentence",`'
-        assert entry.group(1) not in entries, f"{name} in errors.js lists {entry.group(1)} twice"
-        entries[entry.group(1)] = entry.group(2)
-    return entries
-
-
 def js_set(source: str, name: str) -> set[str]:
     """``const NAME = new Set([ "code", … ]);`` (optionally exported)."""
     match = re.search(rf"^(?:export )?const {name} = new Set\(\[(.*?)\]\);$", source, re.S | re.M)
@@ -175,6 +162,18 @@ def js_set(source: str, name: str) -> set[str]:
 
 def errors_js() -> str:
     return (STATIC / "errors.js").read_text(encoding="utf-8")
+
+
+def translations() -> dict[str, dict[str, str]]:
+    """Every language the page speaks (static/i18n/languages.json) -> its catalogue."""
+    names = json.loads((I18N / "languages.json").read_text(encoding="utf-8"))
+    assert "en" in names, "the page has no English"
+    return {code: json.loads((I18N / f"{code}.json").read_text(encoding="utf-8")) for code in names}
+
+
+def page_sentences(catalogue: dict[str, str]) -> dict[str, str]:
+    """The catalogue's sentences for error codes: ``"error.<code>": "…"``."""
+    return {key.removeprefix("error."): text for key, text in catalogue.items() if key.startswith("error.")}
 
 
 def test_every_code_the_server_sends_is_an_error_code() -> None:
@@ -205,22 +204,34 @@ def test_the_tree_in_the_errors_module_lists_every_code() -> None:
 
 def test_the_page_has_words_for_every_server_code() -> None:
     source = errors_js()
-    friendly = js_object(source, "FRIENDLY")
-    page_only = js_object(source, "PAGE_CODES")
+    friendly = js_set(source, "FRIENDLY")
+    page_only = js_set(source, "PAGE_CODES")
     server_words = js_set(source, "SERVER_WORDS")
-    assert not page_only.keys() & CODES, "a page-only code is one the server sends: move it to FRIENDLY"
-    assert not friendly.keys() & page_only.keys()
-    assert friendly.keys() | server_words == CODES, (
-        f"missing on the page: {sorted(CODES - friendly.keys() - server_words)}; "
-        f"unknown to the server: {sorted((friendly.keys() | server_words) - CODES)}"
+    assert not page_only & CODES, "a page-only code is one the server sends: move it to FRIENDLY"
+    assert not friendly & page_only
+    assert not friendly & server_words, "a code is either the page's sentence or the server's words, not both"
+    assert friendly | server_words == CODES, (
+        f"missing on the page: {sorted(CODES - friendly - server_words)}; "
+        f"unknown to the server: {sorted((friendly | server_words) - CODES)}"
     )
 
 
-def test_the_page_sentences_are_sentences() -> None:
+def test_every_translation_has_a_sentence_for_every_code_the_page_explains() -> None:
     source = errors_js()
-    for code, text in {**js_object(source, "FRIENDLY"), **js_object(source, "PAGE_CODES")}.items():
-        assert text[0].isupper() and text.endswith("."), f"{code}: {text!r}"
-        assert code not in text, f"{code}: the sentence is for people, not a code"
+    explained = js_set(source, "FRIENDLY") | js_set(source, "PAGE_CODES")
+    for language, catalogue in translations().items():
+        sentences = page_sentences(catalogue)
+        assert sentences.keys() == explained, (
+            f"i18n/{language}.json: no sentence for {sorted(explained - sentences.keys())}; "
+            f"sentences for codes errors.js does not explain: {sorted(sentences.keys() - explained)}"
+        )
+
+
+def test_the_page_sentences_are_sentences() -> None:
+    for language, catalogue in translations().items():
+        for code, text in page_sentences(catalogue).items():
+            assert text[0].isupper() and text.endswith("."), f"{language}: {code}: {text!r}"
+            assert code not in text, f"{language}: {code}: the sentence is for people, not a code"
 
 
 def test_audio_codes_are_server_codes() -> None:
@@ -230,7 +241,7 @@ def test_audio_codes_are_server_codes() -> None:
 
 
 def test_the_page_script_names_only_known_codes() -> None:
-    known = CODES | js_object(errors_js(), "PAGE_CODES").keys()
+    known = CODES | js_set(errors_js(), "PAGE_CODES")
     named = set()
     for name in ("app.js", "uploads.js"):
         script = (STATIC / name).read_text(encoding="utf-8")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, insert, text
+from sqlalchemy import Connection, Index, MetaData, Table, insert, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from core.errors import HistoryError
@@ -283,13 +283,26 @@ async def test_migrations_build_exactly_the_declared_schema(store: SQLHistorySto
             assert kind == "bigint"
 
 
+def baseline_metadata() -> MetaData:
+    """The messages table as the store created it before migrations existed (revision 0001)."""
+    baseline = MetaData()
+    Table(
+        "messages",
+        baseline,
+        *(column._copy() for column in messages.columns if column.name not in ("language", "language_probability")),
+        Index("ix_messages_client_id_id", "client_id", "id"),
+    )
+    return baseline
+
+
 async def test_a_database_made_before_migrations_is_adopted(history_url: str) -> None:
     engine = create_async_engine(history_url)
-    async with engine.begin() as conn:  # what the store did before migrations: create_all
-        await conn.run_sync(metadata.create_all)
-        await conn.execute(
-            insert(messages).values(client_id="old", role="user", content="kept", created_at=datetime.now(UTC))
-        )
+    async with engine.begin() as conn:  # what the store did before migrations: create_all of revision 0001's table
+        await conn.run_sync(baseline_metadata().create_all)
+        await conn.execute(text(
+            "INSERT INTO messages (client_id, role, content, source, status, created_at) "
+            "VALUES ('old', 'user', 'kept', 'text', 'ok', CURRENT_TIMESTAMP)"
+        ))
     await engine.dispose()
     store = SQLHistoryStore(history_url)
     await store.start()

@@ -72,7 +72,10 @@ COMPARED = (4, 9, 11)  # turns after the slide compared with a cold cache, the r
 
 
 def engine() -> LlamaCppLLM:
-    return LlamaCppLLM(model_path=bundled_gguf(), temperature=0, max_tokens=32, n_ctx=2048, n_threads=0)
+    # No stop sequences and no reply guard: full 32-token replies, so the window holds a long context to slide.
+    return LlamaCppLLM(
+        model_path=bundled_gguf(), temperature=0, max_tokens=32, n_ctx=2048, n_threads=0, stop=[], guard=False
+    )
 
 
 async def answer(llm: LlamaCppLLM, context: list[ChatMessage]) -> str:

@@ -1,4 +1,5 @@
-"""The speech engines: the wire encoder, Piper with the bundled voice, and OpenAI-compatible speech on the fake.
+"""The speech engines: the wire encoder, Piper with the bundled voice, Festival's Russian voice, OpenAI-compatible
+speech on the fake, and the router that gives each language its voice.
 
 Each text handed to an engine must come back as one continuous utterance: Piper's own sentence splitting used to
 cut "Dr. Smith will see you at noon." into "Doctor." and the rest, with a quarter second of quiet between."""
@@ -8,6 +9,10 @@ from __future__ import annotations
 import asyncio
 import io
 import itertools
+import logging
+import os
+import shutil
+import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -17,18 +22,25 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
+import core.tts
+import core.tts.festival
 from core.audio import decode_audio
-from core.config import TTSSettings
+from core.config import STTSettings, TTSSettings, load_settings
 from core.errors import ConfigError, TTSError
-from core.interfaces import TTSEngine
+from core.interfaces import STTEngine, TTSEngine
 from core.models import AudioChunk
 from core.speech_text import SentenceSplitter
+from core.stt import build_stt
 from core.stt.whisper import WhisperSTT
 from core.tts import build_tts
 from core.tts.encode import FORMATS, AudioEncoder, media_type
+from core.tts.festival import FestivalTTS
 from core.tts.openai_tts import OpenAITTS
 from core.tts.piper import PiperTTS, one_utterance, spell_out_abbreviations
+from core.tts.russian_text import for_festival, plain_words, scheme_string
+from core.tts.voices import VoiceRouter
 from tests import speech
+from tests.fakes.engines import GatedTTS
 from tests.fakes.openai_server import FakeOpenAI
 
 
@@ -45,8 +57,8 @@ def sweep(seconds: float, rate: int) -> bytes:
     return (8000 * np.sin(2 * np.pi * (200 + 300 * t) * t)).astype("<i2").tobytes()
 
 
-async def collect(engine: TTSEngine, text: str) -> list[AudioChunk]:
-    return [chunk async for chunk in engine.synthesize(text)]
+async def collect(engine: TTSEngine, text: str, *, language: str | None = None) -> list[AudioChunk]:
+    return [chunk async for chunk in engine.synthesize(text, language=language)]
 
 
 def longest_quiet(pcm: bytes, rate: int, *, frame_s: float = 0.01, level: float = 0.003) -> float:
@@ -141,7 +153,7 @@ async def test_piper_speaks_each_text_as_one_chunk(piper: PiperTTS) -> None:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def whisper() -> AsyncIterator[WhisperSTT]:
-    engine = WhisperSTT()  # the defaults build_stt uses: bundled tiny.en, English
+    engine = WhisperSTT(model="tiny.en", language="en")  # these tests hear English only: the fast English model
     await engine.start()
     yield engine
     await engine.aclose()
@@ -395,7 +407,7 @@ async def test_build_tts_picks_the_engine(fake_openai: FakeOpenAI) -> None:
         TTSSettings(engine="openai", base_url=f"{fake_openai.url}/v1", voice="echo"),  # type: ignore[attr-defined]
         fmt="wav",
     )
-    assert isinstance(engine, OpenAITTS)
+    assert isinstance(engine, VoiceRouter)
     try:
         info = engine.info()
         assert (info.engine, info.model, info.extra["voice"], info.extra["format"]) == (
@@ -405,6 +417,10 @@ async def test_build_tts_picks_the_engine(fake_openai: FakeOpenAI) -> None:
             "wav",
         )
         assert [c.format for c in await collect(engine, "Hi.")] == ["wav"]
+        # One multilingual service speaks every language, in the same voice.
+        assert engine.speaks("de") and engine.speaks(None)
+        assert [c.format for c in await collect(engine, "Guten Tag.", language="de")] == ["wav"]
+        assert fake_openai.speech_requests[-1]["voice"] == "echo"
     finally:
         await engine.aclose()
 
@@ -422,3 +438,414 @@ async def test_build_tts_speaks_the_configured_format(fake_openai: FakeOpenAI) -
 async def test_build_tts_rejects_an_unknown_format() -> None:
     with pytest.raises(ConfigError):
         await build_tts(TTSSettings(engine="openai"), fmt="aiff")
+
+
+# --- Russian text for Festival ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "cleaned"),
+    [
+        # dashes of every kind between words are a pause; a hyphen inside a word stays
+        ("Москва — столица России.", "Москва, столица России."),
+        ("Москва – столица.", "Москва, столица."),
+        ("Москва - столица.", "Москва, столица."),
+        ("Москва -- столица.", "Москва, столица."),
+        ("Москва ― столица.", "Москва, столица."),
+        ("- Привет, - сказал он.", "Привет, сказал он."),
+        ("Кто-то сказал: «нет»!", "Кто-то сказал: нет!"),
+        ("Не‑разрывный дефис и ‐другой‐", "Не-разрывный дефис и другой"),
+        ("5-10 минут", "5-10 минут"),
+        # quotes, brackets, ellipsis, runs of punctuation
+        ("«Привет», — сказал он… Да!", "Привет, сказал он. Да!"),
+        ('Он сказал "да" и „нет“.', "Он сказал да и нет."),
+        ("'цитата'", "цитата"),
+        ("Rock'n'roll и д’Артаньян", "Rock'n'roll и д'Артаньян"),
+        ("(в скобках) и [так]", "в скобках, и, так,"),
+        ("Итак...", "Итак."),
+        ("Да?!", "Да?"),
+        ("Что? Да! Нет…", "Что? Да! Нет."),
+        # symbols as words, numbers as festvox-ru reads them
+        ("Скидка 20%.", "Скидка 20 процентов."),
+        ("Дом № 5.", "Дом номер 5."),
+        ("Том & Джерри", "Том и Джерри"),
+        ("2+2=4", "2 плюс 2 равно 4"),
+        ("$100 или 100 € или 50 ₽", "100 долларов или 100 евро или 50 рублей"),
+        ("Температура −5 °C.", "Температура минус 5 градусов Цельсия."),
+        ("Было -3 и (-7) градусов.", "Было минус 3 и, минус 7, градусов."),
+        ("Цена 1 500 рублей.", "Цена 1500 рублей."),
+        ("Цена 1\u00a0500\u00a0000 ₽.", "Цена 1500000 рублей."),
+        ("Было 3,5 градуса, 2.71 и 3.14.", "Было 3 запятая 5 градуса, 2 запятая 71 и 3 запятая 14."),
+        ("Встреча в 14:30.", "Встреча в 14: 30."),
+        # Latin words stay; letters festvox-ru lacks become the nearest it has, or go
+        ("Это Python и Linux.", "Это Python и Linux."),
+        ("Café, naïve, Straße", "Cafe, naive, Strasse"),
+        ("Привіт, світе", "Привит, свите"),
+        ("за\u0301мок и замо\u0301к", "замок и замок"),
+        ("Привет 😀 мир.", "Привет мир."),
+        ("Привет\\ мир", "Привет мир"),
+        ("Привет, мир!\nКак дела?", "Привет, мир! Как дела?"),
+        ("#хештег ♥ 50/50", "хештег 50 50"),
+        # nothing speakable: no audio, not an error
+        ("—", ""),
+        ("…", ""),
+        ("😀", ""),
+        ("«»", ""),
+        ("", ""),
+        ("   ", ""),
+        ("? ! .", ""),
+    ],
+)
+def test_russian_text_is_cleaned_for_festival(text: str, cleaned: str) -> None:
+    assert for_festival(text) == cleaned
+
+
+def test_the_last_resort_keeps_only_letters_and_digits() -> None:
+    assert plain_words("Кто-то: «да», 5%!") == "Кто то да 5"
+    assert plain_words("— … 😀") == ""
+    assert scheme_string('a "b" \\c') == '"a \\"b\\" \\\\c"'
+
+
+# --- Festival ------------------------------------------------------------------------------------------------------
+
+FESTIVAL_MISSING = shutil.which("festival") is None or not speech.RUSSIAN_VOICE_DIR.is_dir()
+needs_festival = pytest.mark.skipif(
+    FESTIVAL_MISSING, reason="Festival's Russian voice is not installed: apt-get install festival festvox-ru"
+)
+# Subprocess pipes belong to the event loop that opened them: the shared engine and its tests use one loop.
+in_session_loop = pytest.mark.asyncio(loop_scope="session")
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def festival() -> AsyncIterator[FestivalTTS]:
+    if FESTIVAL_MISSING:
+        pytest.skip("Festival's Russian voice is not installed: apt-get install festival festvox-ru")
+    engine = FestivalTTS()
+    await engine.start()
+    yield engine
+    await engine.aclose()
+
+
+@needs_festival
+@in_session_loop
+async def test_festival_speaks_each_russian_sentence_as_one_chunk(festival: FestivalTTS) -> None:
+    info = festival.info()
+    assert (info.engine, info.model, info.ready, info.extra["format"]) == (
+        "festival",
+        "voice_msu_ru_nsh_clunits",
+        True,
+        "mp3",
+    )
+    started = time.perf_counter()
+    first = await collect(festival, "Да, конечно.")
+    print(f"\nFestival, warm: first audio of a short sentence in {(time.perf_counter() - started) * 1000:.0f} ms")
+    assert len(first) == 1
+    for sentence in speech.RUSSIAN_SENTENCES[:6]:
+        chunks = await collect(festival, sentence, language="ru")
+        assert len(chunks) == 1, sentence
+        assert (chunks[0].format, chunks[0].sample_rate) == ("mp3", 16000)
+        name, rate, duration = decode(chunks[0].data)
+        assert (name, rate) == ("mp3", 16000)
+        assert 0.04 * len(sentence) < duration < 0.15 * len(sentence), sentence  # ~0.07 s a character
+    assert festival.info().extra["busy"] == 0
+
+
+@needs_festival
+@in_session_loop
+async def test_festival_says_what_it_cannot_read_without_failing(festival: FestivalTTS) -> None:
+    for text in ["—", "…", "😀", "", "«»"]:
+        assert await collect(festival, text) == [], text
+    # Each of these alone silenced the whole sentence before it was cleaned.
+    for text in ["Цена 1 500 рублей, скидка 20% — «выгодно»…", "Температура −5 °C, 3,5 балла.", "Привет 😀 мир."]:
+        chunks = await collect(festival, text)
+        assert len(chunks) == 1 and decode(chunks[0].data)[2] > 0.5, text
+
+
+@needs_festival
+@in_session_loop
+async def test_text_the_voice_refuses_is_retried_as_plain_words(
+    festival: FestivalTTS, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(core.tts.festival, "for_festival", lambda text: text)  # as if the cleaning missed something
+    chunks = await collect(festival, "Привет — мир")  # "—" silences the sentence; "Привет мир" is said
+    assert len(chunks) == 1 and decode(chunks[0].data)[2] > 0.5
+    with caplog.at_level(logging.WARNING, logger="core.tts.festival"):
+        assert await collect(festival, "— «»") == []  # nothing left to try: no audio, a warning, no error
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == ["the Festival voice said nothing for '— «»'"]
+    assert len(await collect(festival, "Всё хорошо.")) == 1
+
+
+@needs_festival
+@in_session_loop
+async def test_an_abandoned_festival_sentence_does_not_answer_the_next(festival: FestivalTTS) -> None:
+    task = asyncio.create_task(collect(festival, "Очень длинное предложение, которое никто не услышит. " * 6))
+    await asyncio.sleep(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    chunks = await collect(festival, "Спасибо.")
+    assert len(chunks) == 1
+    assert decode(chunks[0].data)[2] < 1.5  # "Спасибо" (~0.8 s), not the long one
+
+
+@needs_festival
+@in_session_loop
+async def test_a_killed_festival_worker_costs_one_sentence(festival: FestivalTTS) -> None:
+    pids = festival.info().extra["pids"]
+    assert isinstance(pids, list) and len(pids) == 1
+    task = asyncio.create_task(collect(festival, "Очень длинное предложение, которое прервётся. " * 10))
+    await asyncio.sleep(0.05)
+    os.kill(pids[0], signal.SIGKILL)
+    with pytest.raises(TTSError) as caught:
+        await task
+    assert caught.value.code == "tts-failed"
+    assert len(await collect(festival, "Всё снова работает.")) == 1  # it waits for the worker to start again
+    assert festival.info().extra["pids"] != pids
+
+    # Killed while idle: the next sentence starts it again (at most one sentence is lost on the way).
+    os.kill(festival.info().extra["pids"][0], signal.SIGKILL)  # type: ignore[index]
+    await asyncio.sleep(0.2)
+    errors = 0
+    for _ in range(2):
+        try:
+            chunks = await collect(festival, "Спасибо.")
+            break
+        except TTSError:
+            errors += 1
+    assert errors <= 1 and len(chunks) == 1
+
+
+@needs_festival
+@in_session_loop
+async def test_festival_runs_one_process_per_concurrent_sentence() -> None:
+    engine = FestivalTTS(max_concurrent=2, fmt="wav")
+    await engine.start()
+    try:
+        assert len(set(engine.info().extra["pids"])) == 2  # type: ignore[arg-type]
+        results = await asyncio.gather(*(collect(engine, text) for text in ["Раз, два, три.", "Четыре, пять."]))
+        assert [(len(chunks), chunks[0].format, chunks[0].sample_rate) for chunks in results] == [(1, "wav", 16000)] * 2
+        folder = engine._folder
+        assert folder is not None and folder.is_dir()
+        assert oct(folder.stat().st_mode & 0o777) == "0o700"  # nobody else reads what the bot says
+    finally:
+        await engine.aclose()
+    assert engine.info().extra["pids"] == [] and not folder.exists()
+
+
+@needs_festival
+async def test_a_missing_festival_voice_is_unavailable() -> None:
+    engine = FestivalTTS(voice="voice_nobody_here")
+    with pytest.raises(TTSError) as caught:
+        await engine.start()
+    assert caught.value.code == "tts-unavailable"
+    assert "voice_nobody_here" in caught.value.message and "festvox-ru" in caught.value.message
+    assert not engine.info().ready
+    await engine.aclose()
+
+
+async def test_festival_not_installed_is_unavailable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    engine = FestivalTTS()
+    with pytest.raises(TTSError) as caught:
+        await engine.start()
+    assert caught.value.code == "tts-unavailable"
+    assert "apt-get install festival festvox-ru" in caught.value.message
+    with pytest.raises(TTSError) as refused:
+        await collect(engine, "Привет.")
+    assert refused.value.code == "tts-unavailable"
+    await engine.aclose()
+
+
+def test_a_festival_voice_name_cannot_carry_scheme() -> None:
+    with pytest.raises(ConfigError, match=r"tts\.voices"):
+        FestivalTTS(voice='x) (system "id")')
+    assert FestivalTTS(voice="msu_ru_nsh_clunits").info().model == "voice_msu_ru_nsh_clunits"
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def russian_stt() -> AsyncIterator[STTEngine]:
+    """The project's default speech-to-text engine, told the speech is Russian."""
+    engine = await build_stt(STTSettings(language="ru"))
+    assert engine is not None
+    yield engine
+    await engine.aclose()
+
+
+@pytest.mark.slow
+@needs_festival
+@in_session_loop
+async def test_festival_is_understood_by_whisper(festival: FestivalTTS, russian_stt: STTEngine) -> None:
+    """Whisper base hears the sentences Festival says with at most one word in four wrong (measured: ~1 in 10)."""
+    references, heard = [], []
+    for sentence in speech.RUSSIAN_SENTENCES:
+        chunks = await collect(festival, sentence, language="ru")
+        clip = decode_audio(chunks[0].data, max_duration_s=30)
+        transcript = await russian_stt.transcribe(clip, language="ru")
+        references.append(sentence)
+        heard.append(transcript.text)
+    error_rate = speech.wer_russian(" ".join(references), " ".join(heard))
+    print(f"\nWhisper on Festival's Russian: WER {error_rate:.1%}")
+    for reference, text in zip(references, heard, strict=True):
+        print(f"  {reference} -> {text}")
+    assert error_rate <= 0.25
+
+
+# --- voices per language ----------------------------------------------------------------------------------------
+
+
+async def test_each_language_is_spoken_in_its_own_voice() -> None:
+    english, russian = GatedTTS(), GatedTTS()
+    router = VoiceRouter({"en": english, "ru": russian, "de": None})
+    assert router.languages == ("en", "ru") and router.default_language == "en"
+    assert [router.speaks(language) for language in ("en", "ru", "en-US", "RU", None, "de", "fr")] == [
+        *[True, True, True, True, True],
+        *[False, False],
+    ]
+    await collect(router, "Hello.", language="en")
+    await collect(router, "Привет.", language="ru")
+    await collect(router, "Hi.", language="en_GB")
+    await collect(router, "Unknown.")  # no language known: the first configured one's voice
+    assert (english.sentences, english.languages) == (["Hello.", "Hi.", "Unknown."], ["en", "en", "en"])
+    assert (russian.sentences, russian.languages) == (["Привет."], ["ru"])
+
+    for language, name in [("de", "German"), ("fr", "French"), ("xx", "the language 'xx'")]:
+        with pytest.raises(TTSError) as caught:
+            await collect(router, "Guten Tag.", language=language)
+        assert caught.value.code == "tts-no-voice"
+        assert caught.value.message == f"there is no voice for {name}; the reply is shown as text"
+    assert await collect(router, "   ", language="de") == []  # nothing to say is never an error
+
+    info = router.info().to_dict()
+    assert info["engine"] == "voices" and info["ready"] is True and info["languages"] == ["en", "ru"]
+    assert info["voices"] == {"en": english.info().to_dict(), "ru": russian.info().to_dict(), "de": None}
+
+
+async def test_a_multilingual_engine_speaks_the_languages_without_a_voice() -> None:
+    russian, everyone = GatedTTS(), GatedTTS()
+    router = VoiceRouter({"ru": russian}, multilingual=everyone)
+    await collect(router, "Guten Tag.", language="de")
+    await collect(router, "Привет.", language="ru")
+    assert (everyone.sentences, everyone.languages, russian.sentences) == (["Guten Tag."], ["de"], ["Привет."])
+    assert router.speaks("ja")
+
+
+async def test_the_router_closes_each_engine_once() -> None:
+    shared, other = GatedTTS(), GatedTTS()
+    router = VoiceRouter({"en": shared, "en-GB": shared, "ru": other, "de": None})
+    await router.aclose()
+    assert (shared.closed, other.closed) == (1, 1)
+
+
+@pytest.fixture
+def fake_voices(monkeypatch: pytest.MonkeyPatch) -> list[GatedTTS]:
+    """A ``fake`` voice engine for build_tts: ``fake:missing`` is not installed, ``fake:crash`` fails unexpectedly,
+    ``fake:misconfigured`` is a configuration mistake, ``fake:slow`` takes 0.3 s to start; the others start."""
+    started: list[GatedTTS] = []
+
+    async def factory(settings: TTSSettings, voice: str, fmt: str) -> TTSEngine:
+        if voice == "missing":
+            raise TTSError("the fake voice is not installed", code="tts-unavailable")
+        if voice == "crash":
+            raise RuntimeError("the fake voice crashed")
+        if voice == "misconfigured":
+            raise ConfigError("tts.voices: the fake voice is misconfigured")
+        if voice == "slow":
+            await asyncio.sleep(0.3)
+        engine = GatedTTS()
+        started.append(engine)
+        return engine
+
+    monkeypatch.setitem(core.tts.VOICES, "fake", factory)
+    return started
+
+
+async def test_a_voice_that_fails_to_start_leaves_only_its_language_silent(
+    fake_voices: list[GatedTTS], caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = TTSSettings(voices={"en": "fake", "ru": "fake:missing", "uk": "fake:crash", "be": "fake:missing"})
+    with caplog.at_level(logging.WARNING, logger="core.tts"):
+        router = await build_tts(settings)
+    assert router is not None
+    try:
+        assert router.languages == ("en",) and router.speaks("en") and not router.speaks("ru")
+        assert len(await collect(router, "Hello.", language="en")) == 1
+        for language in ("ru", "uk", "be"):
+            with pytest.raises(TTSError) as caught:
+                await collect(router, "Привет.", language=language)
+            assert caught.value.code == "tts-no-voice"
+    finally:
+        await router.aclose()
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert warnings == [  # once per voice that failed, naming every language it was to speak
+        "no voice for Russian (ru), Belarusian (be): the fake voice is not installed; replies in it are shown as text",
+        "no voice for Ukrainian (uk): it failed to start",
+    ]
+    assert fake_voices[0].closed == 1
+
+
+async def test_a_voice_configuration_mistake_stops_start_up(fake_voices: list[GatedTTS]) -> None:
+    with pytest.raises(ConfigError, match="misconfigured"):
+        await build_tts(TTSSettings(voices={"en": "fake:slow", "ru": "fake:misconfigured"}))
+    assert [engine.closed for engine in fake_voices] == [1]  # what had started is closed
+    with pytest.raises(ConfigError, match=r"tts\.voices\.ru: unknown engine 'espeak'"):
+        await build_tts(TTSSettings(voices={"en": "fake", "ru": "espeak"}))
+
+
+async def test_languages_sharing_a_voice_share_its_engine(fake_voices: list[GatedTTS]) -> None:
+    router = await build_tts(TTSSettings(voices={"en": "fake:a", "es": "fake:b", "pt": "fake:a"}))
+    assert router is not None
+    await router.aclose()
+    assert [engine.closed for engine in fake_voices] == [1, 1]
+
+
+@pytest.mark.parametrize(
+    ("environ", "voices"),
+    [
+        ({}, {"en": "piper", "ru": "festival"}),
+        ({"WEB_BOT_TTS__VOICES": "en=piper, ru=festival:voice_msu_ru_nsh_clunits"}, None),
+        ({"WEB_BOT_TTS__VOICES": '{"de": "piper:/voices/de DE.onnx"}'}, {"de": "piper:/voices/de DE.onnx"}),
+    ],
+)
+def test_voices_are_configured_per_language(environ: dict[str, str], voices: dict[str, str] | None) -> None:
+    expected = voices or {"en": "piper", "ru": "festival:voice_msu_ru_nsh_clunits"}
+    assert load_settings(environ=environ).tts.voices == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("en", "is not language=voice"),
+        ("EN=piper", "is not a language code"),
+        ("en=", "is not engine or engine:voice"),
+        ("{}", "at least 1 item"),
+        ("{bad", "tts.voices"),
+    ],
+)
+def test_bad_voices_name_the_key(value: str, problem: str) -> None:
+    with pytest.raises(ConfigError, match=r"tts\.voices") as caught:
+        load_settings(environ={"WEB_BOT_TTS__VOICES": value})
+    assert problem in caught.value.message
+
+
+@pytest.mark.slow
+@needs_festival
+async def test_the_default_voices_speak_english_and_russian() -> None:
+    router = await build_tts(TTSSettings(), fmt="wav")
+    assert router is not None
+    try:
+        english = await collect(router, "The quick brown fox jumps over the lazy dog.", language="en")
+        russian = await collect(router, "Съешь же ещё этих мягких французских булок.", language="ru")
+        unknown = await collect(router, "Hello there.")
+        assert [(c.format, c.sample_rate) for c in english + russian + unknown] == [
+            ("wav", 22050),  # Piper's joe
+            ("wav", 16000),  # Festival's msu_ru_nsh
+            ("wav", 22050),  # no language known: the first voice, English
+        ]
+        with pytest.raises(TTSError) as caught:
+            await collect(router, "Guten Tag.", language="de")
+        assert caught.value.code == "tts-no-voice"
+        info = router.info()
+        assert (info.engine, info.ready, info.extra["languages"]) == ("piper", True, ["en", "ru"])
+        assert info.model == "en:en_US-joe-medium ru:voice_msu_ru_nsh_clunits"
+    finally:
+        await router.aclose()

@@ -223,3 +223,69 @@ async def test_recordings_go_with_their_messages_and_orphans_are_swept(store, tm
     outside = tmp_path / "outside.wav"
     outside.write_bytes(b"x")
     assert heard.recordings.delete([str(outside)]) == 0 and outside.exists()
+
+
+# --- the turn's language ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def en_ru() -> object:
+    from core.language import TextLanguage
+
+    detector = TextLanguage(["en", "ru"])
+    detector.warm()
+    return detector
+
+
+async def test_a_typed_russian_turn_is_answered_and_spoken_in_russian(store, en_ru) -> None:
+    llm = ScriptedLLM(["Столица Франции — Париж. ", "It is also called Paris in English."])
+    tts = GatedTTS()
+    bot = pipeline(store, llm=llm, tts=tts, replies="always", text_language=en_ru)
+    sink = tab(bot, "ru")
+    assert (await bot.submit(TurnRequest("ru", "Какая столица у Франции?", "text"))).status == "ok"
+    system = llm.contexts[0][0]
+    assert system.role == "system" and system.content.endswith("Always answer in Russian.")
+    stored = await store.recent("ru", 5)
+    assert [m.language for m in stored] == ["ru", "ru"] and stored[0].language_probability is None
+    # Each sentence is read by the voice of its own language: a small model may switch mid-reply.
+    assert tts.languages == ["ru", "en"]
+    assert "audio_done" in sink.types()
+
+
+async def test_a_heard_language_wins_and_a_fixed_one_wins_over_detection(store, en_ru) -> None:
+    llm = ScriptedLLM(["Ok."])
+    bot = pipeline(store, llm=llm, text_language=en_ru)
+    await bot.submit(TurnRequest("c", "This text looks English enough", "voice", language="ru",
+                                 language_probability=0.97))
+    assert llm.contexts[-1][0].content.endswith("Always answer in Russian.")
+    stored = (await store.recent("c", 2))[0]
+    assert (stored.language, stored.language_probability) == ("ru", 0.97)
+    bot.set_language("c", "en")
+    await bot.submit(TurnRequest("c", "Это явно написано по-русски", "text"))
+    assert llm.contexts[-1][0].content.endswith("Always answer in English.")
+    bot.set_language("c", None)
+    await bot.submit(TurnRequest("c", "ok", "text"))  # too short to judge: no instruction at all
+    assert llm.contexts[-1][0].content == "You are a test."
+
+
+async def test_a_sentence_without_a_voice_is_shown_not_spoken_and_the_rest_is_read(store) -> None:
+    from core.errors import TTSError
+    from core.language import TextLanguage
+
+    class NoGerman(GatedTTS):
+        async def synthesize(self, text: str, *, language: str | None = None):  # type: ignore[no-untyped-def]
+            if language == "de":
+                raise TTSError("there is no voice for German; the reply is shown as text", code="tts-no-voice")
+            async for chunk in super().synthesize(text, language=language):
+                yield chunk
+
+    detector = TextLanguage(["en", "de"])
+    llm = ScriptedLLM(["Das ist ein deutscher Satz hier. ", "Und noch ein deutscher Satz. ", "This one is English."])
+    tts = NoGerman()
+    bot = pipeline(store, llm=llm, tts=tts, replies="always", text_language=detector)
+    sink = tab(bot, "de")
+    assert (await bot.submit(TurnRequest("de", "Sag etwas auf Deutsch bitte", "text"))).status == "ok"
+    errors = [e for e in sink.events if e["type"] == "error"]
+    assert [e["code"] for e in errors] == ["tts-no-voice"]  # told once, not per sentence
+    assert tts.sentences == ["This one is English."] and sink.binaries == [b"This one is English."]
+    assert sink.types()[-1] == "audio_done"

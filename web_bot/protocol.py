@@ -34,6 +34,10 @@ class PingIn(_In):
 class ConfigIn(_In):
     type: Literal["config"]
     voice_replies: bool | None = None
+    # The language the client speaks (ISO 639-1/3); "" goes back to detecting it per utterance.
+    language: Annotated[str, Field(pattern=r"^([a-z]{2,3})?$")] | None = None
+    # The language the page is shown in; commands answer in it.
+    locale: Annotated[str, Field(pattern=r"^([a-z]{2,3})?$")] | None = None
 
 
 class AudioStartIn(_In):

@@ -85,6 +85,10 @@ class SocketSession:
     async def _configure(self, message: ConfigIn) -> None:
         if message.voice_replies is not None:
             self._bot.pipeline.set_voice_replies(self._client_id, message.voice_replies)
+        if message.language is not None:
+            self._bot.pipeline.set_language(self._client_id, message.language or None)
+        if message.locale is not None:
+            self._bot.pipeline.set_locale(self._client_id, message.locale or None)
         await self._sink.send({"type": "config", **self._bot.client_settings(self._client_id)})
 
     def _start_live(self, message: AudioStartIn) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, MetaData, String, Table, Text
+from sqlalchemy import BigInteger, Column, DateTime, Float, Index, Integer, MetaData, String, Table, Text
 
 metadata = MetaData()
 
@@ -17,6 +17,9 @@ messages = Table(
     Column("status", String(16), nullable=False, server_default="ok"),
     Column("audio_path", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # The language speech-to-text detected (or the client fixed), ISO 639-1, and its probability (0-1).
+    Column("language", String(16), nullable=True),
+    Column("language_probability", Float, nullable=True),
     Index("ix_messages_client_id_id", "client_id", "id"),
     # SQLite would otherwise reuse the ids of a cleared conversation's last messages.
     sqlite_autoincrement=True,

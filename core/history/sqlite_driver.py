@@ -20,9 +20,11 @@ from core.history.schema import messages
 from core.history.writes import Append, Clear, Write, aware, deletion, runs
 from core.models import StoredMessage
 
-_COLUMNS = ("client_id", "role", "content", "source", "status", "audio_path", "created_at")
+_COLUMNS = (
+    "client_id", "role", "content", "source", "status", "audio_path", "created_at", "language", "language_probability"
+)
 _SELECTED = ("id", *_COLUMNS)
-# Far below SQLite's limit on bound parameters (32766) at 7 per row.
+# Far below SQLite's limit on bound parameters (32766) at 9 per row.
 _ROWS_PER_INSERT = 500
 
 
@@ -87,7 +89,10 @@ class SQLiteDriver:
         params: list[object] = []
         for a in run:
             m = a.message
-            params += (m.client_id, m.role, m.content, m.source, m.status, m.audio_path, self._to_db(a.created_at))
+            params += (
+                m.client_id, m.role, m.content, m.source, m.status, m.audio_path, self._to_db(a.created_at),
+                m.language, m.language_probability,
+            )
         rows = await conn.execute_fetchall(
             f"INSERT INTO messages ({', '.join(_COLUMNS)}) VALUES {placeholders} RETURNING id", params
         )
@@ -108,4 +113,6 @@ class SQLiteDriver:
             status=row[5],
             audio_path=row[6],
             created_at=created,
+            language=row[8],
+            language_probability=row[9],
         )

@@ -32,6 +32,8 @@ class Append:
             status=m.status,
             created_at=self.created_at,
             audio_path=m.audio_path,
+            language=m.language,
+            language_probability=m.language_probability,
         )
 
 
@@ -95,6 +97,8 @@ async def _insert(conn: AsyncConnection, run: list[Append]) -> list[StoredMessag
             "status": a.message.status,
             "audio_path": a.message.audio_path,
             "created_at": a.created_at,
+            "language": a.message.language,
+            "language_probability": a.message.language_probability,
         }
         for a in run
     ]
@@ -127,4 +131,6 @@ def to_stored(row: Any) -> StoredMessage:
         status=row.status,
         created_at=created,
         audio_path=row.audio_path,
+        language=row.language,
+        language_probability=row.language_probability,
     )

@@ -7,6 +7,11 @@ from core.interfaces import LLMEngine
 from core.llm.checked import CheckedLLM
 from core.llm.local_llama import LlamaCppLLM
 from core.llm.openai_chat import OpenAIChatLLM
+from core.llm.presets import preset
+
+# The OpenAI engine's sampling when llm.temperature / llm.max_tokens are left empty.
+OPENAI_TEMPERATURE = 0.7
+OPENAI_MAX_TOKENS = 256
 
 
 def resolve_engine(settings: LLMSettings) -> str:
@@ -21,6 +26,27 @@ async def build_llm(settings: LLMSettings) -> CheckedLLM:
     return CheckedLLM(await _build_engine(settings), max_concurrent=settings.max_concurrent)
 
 
+def local_engine(settings: LLMSettings, *, guard: bool = True) -> LlamaCppLLM:
+    """The local engine ``settings`` describe, not yet started: the preset ``llm.model``, as overridden."""
+    chosen = preset(settings.model)
+    custom = bool(settings.model_path)
+    prompt_format = settings.prompt_format
+    if prompt_format == "auto" and not custom:
+        prompt_format = chosen.prompt
+    return LlamaCppLLM(
+        model_path=settings.model_path or chosen.locate(),
+        name="" if custom else chosen.name,
+        prompt=prompt_format,
+        temperature=chosen.temperature if settings.temperature is None else settings.temperature,
+        max_tokens=settings.max_tokens or chosen.max_tokens,
+        repeat_penalty=settings.repeat_penalty or chosen.repeat_penalty,
+        stop=None if custom else chosen.stop,
+        n_ctx=settings.n_ctx,
+        n_threads=settings.n_threads,
+        guard=guard,
+    )
+
+
 async def _build_engine(settings: LLMSettings) -> LLMEngine:
     name = resolve_engine(settings)
     if name == "openai":
@@ -28,17 +54,11 @@ async def _build_engine(settings: LLMSettings) -> LLMEngine:
             model=settings.model_name,
             api_key=settings.api_key.get_secret_value() if settings.api_key else None,
             base_url=settings.base_url or None,
-            temperature=settings.temperature,
-            max_tokens=settings.max_tokens,
+            temperature=OPENAI_TEMPERATURE if settings.temperature is None else settings.temperature,
+            max_tokens=settings.max_tokens or OPENAI_MAX_TOKENS,
             timeout_s=settings.timeout_s,
             max_retries=settings.max_retries,
         )
-    local = LlamaCppLLM(
-        model_path=settings.model_path,
-        temperature=settings.temperature,
-        max_tokens=settings.max_tokens,
-        n_ctx=settings.n_ctx,
-        n_threads=settings.n_threads,
-    )
+    local = local_engine(settings)
     await local.start()
     return local

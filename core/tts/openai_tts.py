@@ -58,7 +58,7 @@ class OpenAITTS:
         }
         return EngineInfo("openai", self._model, True, extra)
 
-    async def synthesize(self, text: str) -> AsyncIterator[AudioChunk]:
+    async def synthesize(self, text: str, *, language: str | None = None) -> AsyncIterator[AudioChunk]:
         """One chunk for the whole of ``text``."""
         if not text.strip():
             return

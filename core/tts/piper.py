@@ -163,7 +163,7 @@ class PiperTTS:
             raise TTSError(f"cannot load the Piper voice {self._model_path}: {err}", code="tts-unavailable") from err
         return voice
 
-    async def synthesize(self, text: str) -> AsyncIterator[AudioChunk]:
+    async def synthesize(self, text: str, *, language: str | None = None) -> AsyncIterator[AudioChunk]:
         """One encoded chunk for the whole of ``text``, however many sentences espeak-ng finds in it."""
         voice = self._voice
         if voice is None:

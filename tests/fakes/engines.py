@@ -59,18 +59,21 @@ class GatedTTS:
     def __init__(self, gate: asyncio.Event | None = None) -> None:
         self.gate = gate
         self.sentences: list[str] = []
+        self.languages: list[str | None] = []  # the language each sentence was asked in
+        self.closed = 0
 
     def info(self) -> EngineInfo:
         return EngineInfo("gated", "fake", True)
 
-    async def synthesize(self, text: str) -> AsyncIterator[AudioChunk]:
+    async def synthesize(self, text: str, *, language: str | None = None) -> AsyncIterator[AudioChunk]:
         self.sentences.append(text)
+        self.languages.append(language)
         if self.gate is not None:
             await self.gate.wait()
         yield AudioChunk(text.encode(), "pcm", 16000)
 
     async def aclose(self) -> None:
-        pass
+        self.closed += 1
 
 
 class RecordingSink:

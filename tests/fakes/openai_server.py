@@ -57,6 +57,9 @@ class FakeOpenAI:
         # Replies streamed as exactly these chunks (e.g. an emoji's surrogate halves in two chunks, as a proxy that
         # slices by UTF-16 code units sends them); JSON escapes each lone half as \udXXX.
         self.scripted_chunks: dict[str, list[str]] = {}
+        # Replies chosen by the system prompt (e.g. "Always answer in Russian." -> a Russian reply), as a model that
+        # follows its instructions would answer.
+        self.by_system: dict[str, str] = {}
 
     def app(self) -> Starlette:
         return Starlette(
@@ -125,7 +128,9 @@ class FakeOpenAI:
             return JSONResponse({"error": {"message": f"injected {code}", "type": "fake", "code": code}}, code)
         if "hang" in directives:
             await asyncio.sleep(3600)
+        system = next((m["content"] for m in messages if m["role"] == "system"), "")
         scripted = next((text for key, text in self.scripted.items() if key in last), None)
+        scripted = scripted or next((text for key, text in self.by_system.items() if key in system), None)
         reply = directives.get("reply") or scripted or default_reply(messages)
         delay = float(directives.get("slow") or 0)
         words = reply.split(" ")

@@ -6,6 +6,9 @@ import { Player, audioContext, unlockOnGesture } from "./audio.js";
 import { Connection } from "./connection.js";
 import { Conversation } from "./conversation.js";
 import { AUDIO_CODES, friendlyError } from "./errors.js";
+import {
+  formatNumber, language, languages, msg, onLanguageChange, setLanguage, startLanguage, t,
+} from "./i18n.js";
 import { Notice } from "./notice.js";
 import { Suggest } from "./suggest.js";
 import { clearlyNotAudio, dropZone, uploadAudio } from "./uploads.js";
@@ -20,6 +23,8 @@ const HISTORY_PAGE = 50; // what the server's welcome carries, and what "load ea
 // Errors that mean the message still marked "sending" was refused before it was stored.
 const REFUSED = /^(message-too-long|empty-message|bad-message|bad-json|history-.*|internal-error)$/;
 
+await startLanguage(); // before anything is written on the page
+
 const ui = {
   log: $("log"), empty: $("empty"), jump: $("jump"), earlier: $("earlier"),
   form: $("composer"), input: $("input"), suggest: $("suggest"),
@@ -28,6 +33,7 @@ const ui = {
   conn: $("conn"), connText: $("conn-text"), connDetail: $("conn-detail"), retry: $("retry"),
   panel: $("voice-panel"), panelText: $("voice-text"), panelHint: $("voice-hint"), panelTime: $("voice-time"),
   panelStop: $("voice-stop"),
+  language: $("language"), languageName: $("language-name"), languagePicker: $("language-picker"),
 };
 
 const storage = {
@@ -69,6 +75,8 @@ const state = {
   outbox: [], // typed (or recorded) while offline: {kind: "text"|"command"|"audio", text?, blob?, message}
   unconfirmed: [], // text messages sent, waiting for the server's user_message
   audioSlots: [], // voice messages and uploads sent, waiting for their transcription, oldest first
+  turnLanguage: null, // what the server heard the current turn's speech in (its reply is in it too); typed: null
+  connection: ["connecting", {}], // the socket's last state, to say again in another language
 };
 
 // ---- the pieces ----------------------------------------------------------------------------------------------
@@ -88,14 +96,14 @@ const player = new Player({
     voice.refresh();
     refreshControls();
   },
-  onBlocked: () => notice.show("Sound is paused by the browser until you interact with the page.", {
-    action: "Play sound", onAction: () => audioContext().resume(), key: "sound",
+  onBlocked: () => notice.show(msg("sound.paused"), {
+    action: msg("sound.play"), onAction: () => audioContext().resume(), key: "sound",
   }),
 });
 const connection = new Connection(socketUrl, { onEvent, onBinary: (data) => player.frame(data), onState });
 const voice = new Voice({
   ui, player, connection, notice,
-  unavailable: () => (state.settings.speech_input ? null : friendlyError("stt-unavailable")),
+  unavailable: () => (state.settings.speech_input ? null : () => friendlyError("stt-unavailable")),
   onRecording: (blob) => sendVoice(blob),
   onChange: () => refreshControls(),
 });
@@ -120,10 +128,10 @@ function onEvent(event) {
       transcription(event);
       break;
     case "reply_delta":
-      view.delta(event.text);
+      view.delta(event.text, state.turnLanguage);
       break;
     case "reply":
-      view.reply(event);
+      view.reply({ ...event, language: event.language ?? state.turnLanguage });
       voice.setThinking(false);
       break;
     case "interrupted":
@@ -182,11 +190,18 @@ function welcome(event) {
   for (const slot of state.audioSlots) view.add(slot.message, { quiet: true });
   flushOutbox();
   syncVoicePreference();
+  syncLocale();
   voice.openStream();
+}
+
+/** The server answers commands (/help, /status…) in the page's language. */
+function syncLocale() {
+  if (state.welcomed) connection.send({ type: "config", locale: language });
 }
 
 function userMessage(event) {
   if (event.source === "text") {
+    state.turnLanguage = null; // typed: its language is not known
     const index = state.unconfirmed.findIndex((m) => m.text === event.text);
     if (index >= 0) state.unconfirmed.splice(index, 1)[0].confirm(event);
     else view.user(event.text, { source: "text", created: event.created_at, id: event.message_id });
@@ -215,17 +230,19 @@ function transcription(event) {
   slot.message.article.classList.remove("placeholder");
   slot.message.hideProgress();
   slot.message.setText(event.text);
+  slot.message.setLanguage(event.language);
   slot.message.setState(null);
+  state.turnLanguage = event.language || null;
   voice.setThinking(true);
 }
 
 function serverError(event) {
-  const text = friendlyError(event.code, event.message, { maxUploadMb: state.settings.max_upload_mb });
+  const text = () => friendlyError(event.code, event.message, { maxUploadMb: state.settings.max_upload_mb });
   if (AUDIO_CODES.has(event.code)) {
     const slot = state.audioSlots.find((s) => !s.filled && s.kind === "voice");
     if (slot) {
       state.audioSlots.splice(state.audioSlots.indexOf(slot), 1);
-      slot.message.setText("Voice message");
+      slot.message.setText(t("message.voice"));
       slot.message.fail(text, event.code);
       return;
     }
@@ -272,18 +289,16 @@ function refreshControls() {
   const voiceOn = voiceRepliesOn();
   ui.voiceReplies.setAttribute("aria-pressed", String(voiceOn));
   ui.voiceReplies.setAttribute("aria-disabled", String(!s.voice_available));
-  ui.voiceReplies.title = !s.voice_available ? "Spoken replies are not available on this server"
-    : voiceOn ? "Spoken replies are on (click to mute)" : "Spoken replies are off (click to hear replies)";
-  const noSpeech = s.speech_input ? null : "Speech recognition is turned off on this server";
+  ui.voiceReplies.title = t(!s.voice_available ? "voice-replies.unavailable"
+    : voiceOn ? "voice-replies.on" : "voice-replies.off");
+  const noSpeech = s.speech_input ? null : t("stt.off");
   ui.handsFree.setAttribute("aria-pressed", String(voice.live));
   ui.handsFree.setAttribute("aria-disabled", String(Boolean(noSpeech)));
-  ui.handsFree.title = noSpeech || (voice.live ? "Hands-free is on (click to stop listening)"
-    : "Hands-free conversation: talk, and the bot answers when you pause");
+  ui.handsFree.title = noSpeech || t(voice.live ? "hands-free.on" : "hands-free.off");
   ui.mic.setAttribute("aria-disabled", String(Boolean(noSpeech) || voice.live));
-  ui.mic.title = noSpeech || (voice.live ? "Hands-free is on: just talk"
-    : "Hold to talk, or tap to start and tap again to send (or hold Space)");
+  ui.mic.title = noSpeech || t(voice.live ? "mic.hands-free" : "mic.title");
   ui.attach.setAttribute("aria-disabled", String(Boolean(noSpeech)));
-  ui.attach.title = noSpeech || "Send an audio file (WAV, MP3, FLAC, AIFF, M4A, OGG, WebM)";
+  ui.attach.title = noSpeech || t("attach.title");
 }
 
 /** The server forgets a client's voice choice when it restarts; this browser remembers it. */
@@ -296,20 +311,25 @@ function syncVoicePreference() {
 }
 
 function onState(kind, info) {
-  ui.conn.dataset.state = kind;
-  document.body.dataset.connection = kind;
-  if (kind === "open") ui.connText.textContent = "Online";
-  else if (kind === "connecting") ui.connText.textContent = info.attempt ? "Reconnecting…" : "Connecting…";
-  else ui.connText.textContent = "Offline";
-  ui.connDetail.textContent = kind === "offline"
-    ? " · retry in " + Math.max(1, Math.ceil(info.retryInMs / 1000)) + " s" : "";
-  ui.conn.title = kind === "offline" ? "The connection to the server is lost; messages you send are kept until it is back" : "";
-  ui.retry.hidden = kind !== "offline";
+  state.connection = [kind, info];
+  showConnection();
   if (kind !== "open") {
     state.welcomed = false;
     view.setTyping(false);
     voice.socketClosed();
   }
+}
+
+function showConnection() {
+  const [kind, info] = state.connection;
+  ui.conn.dataset.state = kind;
+  document.body.dataset.connection = kind;
+  ui.connText.textContent = t(kind === "open" ? "conn.online"
+    : kind === "connecting" ? (info.attempt ? "conn.reconnecting" : "conn.connecting") : "conn.offline");
+  ui.connDetail.textContent = kind === "offline"
+    ? " · " + t("conn.retry-in", { count: Math.max(1, Math.ceil(info.retryInMs / 1000)) }) : "";
+  ui.conn.title = kind === "offline" ? t("conn.lost") : "";
+  ui.retry.hidden = kind !== "offline";
 }
 
 // ---- sending -------------------------------------------------------------------------------------------------
@@ -334,11 +354,11 @@ function submit() {
 
 /** One recording goes as one binary frame; the server answers with a transcription, then the turn. */
 function sendVoice(blob, message = null) {
-  message = message || view.user("Voice message", { source: "voice" });
+  message = message || view.user(t("message.voice"), { source: "voice" });
   message.article.classList.add("placeholder");
   const limit = state.settings.max_upload_mb * 1e6;
   if (blob.size > limit) {
-    message.fail(friendlyError("audio-too-large", null, { maxUploadMb: state.settings.max_upload_mb }));
+    message.fail(() => friendlyError("audio-too-large", null, { maxUploadMb: state.settings.max_upload_mb }));
     return;
   }
   if (connection.open && state.welcomed && voice.canSendFile) {
@@ -401,10 +421,10 @@ async function uploadFiles(files) {
 }
 
 async function uploadOne(file) {
-  const message = view.user(file.name || "audio file", { source: "upload", state: "uploading" });
+  const message = view.user(file.name || t("message.audio-file"), { source: "upload", state: "uploading" });
   message.article.classList.add("placeholder");
   const s = state.settings;
-  const refuse = (code) => message.fail(friendlyError(code, null, { maxUploadMb: s.max_upload_mb }), code);
+  const refuse = (code) => message.fail(() => friendlyError(code, null, { maxUploadMb: s.max_upload_mb }), code);
   if (!s.speech_input) return refuse("stt-unavailable");
   if (clearlyNotAudio(file)) return refuse("unsupported-audio");
   if (file.size === 0) return refuse("empty-audio");
@@ -415,7 +435,8 @@ async function uploadOne(file) {
   const result = await uploadAudio(file, state.clientId, {
     onProgress: (fraction) => {
       message.progress(fraction);
-      if (fraction < 1) message.setState("uploading", "Uploading… " + Math.round(fraction * 100) + "%");
+      const percent = formatNumber(fraction, { style: "percent" });
+      if (fraction < 1) message.setState("uploading", msg("state.uploading-percent", { percent }));
     },
     onSent: () => {
       // From here the server has it: its transcription is the next one this client gets.
@@ -448,7 +469,8 @@ async function uploadOne(file) {
     return;
   }
   const code = body.code || (result.status === 413 ? "audio-too-large" : result.status === 0 ? "network" : "");
-  message.fail(friendlyError(code || "http-" + result.status, body.detail, { maxUploadMb: s.max_upload_mb }), code);
+  const failed = code || "http-" + result.status;
+  message.fail(() => friendlyError(failed, body.detail, { maxUploadMb: s.max_upload_mb }), code);
 }
 
 function until(test, ms) {
@@ -488,13 +510,30 @@ async function loadEarlier() {
     view.prepend(messages);
     ui.earlier.hidden = messages.length < HISTORY_PAGE;
   } catch {
-    notice.show("Couldn't load earlier messages. Try again in a moment.", { timeout: 5000, key: "history" });
+    notice.show(msg("log.earlier-failed"), { timeout: 5000, key: "history" });
   } finally {
     ui.earlier.disabled = false;
   }
 }
 
 // ---- controls ------------------------------------------------------------------------------------------------
+
+/** The language menu: every language the page speaks, each named in itself (hidden when there is one). */
+function showLanguages() {
+  ui.language.replaceChildren(...Object.entries(languages).map(([code, name]) => {
+    const option = new Option(name, code);
+    option.lang = code;
+    return option;
+  }));
+  ui.languagePicker.hidden = ui.language.options.length < 2;
+  showLanguage();
+}
+
+function showLanguage() {
+  ui.language.value = language;
+  ui.languageName.textContent = languages[language] || language;
+  ui.languageName.lang = language;
+}
 
 function autosize() {
   ui.input.style.height = "auto";
@@ -533,13 +572,26 @@ dropZone(ui.drop, (files) => uploadFiles(files));
 ui.newChat.addEventListener("click", () => {
   const previous = state.clientId;
   switchConversation(newClientId());
-  notice.show("Started a new conversation.", {
-    action: "Go back", onAction: () => switchConversation(previous), timeout: 8000, key: "conversation",
+  notice.show(msg("new-chat.started"), {
+    action: msg("new-chat.back"), onAction: () => switchConversation(previous), timeout: 8000, key: "conversation",
   });
   ui.input.focus();
 });
 ui.earlier.addEventListener("click", loadEarlier);
 ui.retry.addEventListener("click", () => connection.retryNow());
+ui.language.addEventListener("change", () => {
+  setLanguage(ui.language.value).catch(() => {
+    showLanguage();
+    notice.show(msg("language.failed"), { timeout: 5000, key: "language" });
+  });
+});
+onLanguageChange(() => {
+  syncLocale();
+  showLanguage();
+  showConnection();
+  refreshControls();
+  voice.refresh();
+});
 unlockOnGesture((ctxState) => {
   if (ctxState === "running") notice.hide("sound");
 });
@@ -553,8 +605,16 @@ window.webBot = {
   player,
   voice,
   connection,
+  i18n: {
+    t,
+    setLanguage,
+    get language() {
+      return language;
+    },
+  },
 };
 
+showLanguages();
 restoreOutbox();
 view.updateEmpty();
 refreshControls();

@@ -2,6 +2,8 @@
 // MediaRecorder, the hands-free PCM stream (AudioWorklet) and a level meter.
 "use strict";
 
+import { msg } from "./i18n.js";
+
 const MIC_CONSTRAINTS = { audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true } };
 const RECORDER_TYPES = ["audio/webm;codecs=opus", "audio/ogg;codecs=opus", "audio/mp4", "audio/webm"];
 // The worklet is fetched with the same cache-busting query as this module.
@@ -30,37 +32,37 @@ export function unlockOnGesture(onChange) {
   }
 }
 
-/** Why the microphone cannot be used, in plain words, or null when it might work. */
+/** Why the microphone cannot be used, in plain words (a msg()), or null when it might work. */
 export function micUnavailableReason() {
-  if (!window.isSecureContext) {
-    return "Browsers only allow the microphone on secure pages. Open this site over HTTPS " +
-      "(or on http://localhost) to talk to the bot.";
-  }
-  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
-    return "This browser cannot use a microphone here.";
-  }
+  if (!window.isSecureContext) return msg("mic.insecure");
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) return msg("mic.unsupported");
   return null;
 }
 
-/** A getUserMedia failure explained for people. */
+/** A getUserMedia failure (or one of ours: NoMicrophone, NoRecorder, NoWorklet) explained for people, as a msg(). */
 export function micErrorText(err) {
   const name = err && err.name;
   if (name === "NotAllowedError" || name === "SecurityError" || name === "PermissionDeniedError") {
-    return "Microphone access is blocked. Allow it in the browser's site settings (the icon beside the " +
-      "address), then try again.";
+    return msg("mic.blocked");
   }
   if (name === "NotFoundError" || name === "DevicesNotFoundError" || name === "OverconstrainedError") {
-    return "No microphone was found. Plug one in (or pick one in the system settings) and try again.";
+    return msg("mic.not-found");
   }
-  if (name === "NotReadableError" || name === "TrackStartError" || name === "AbortError") {
-    return "The microphone could not be started; another app may be using it.";
-  }
-  return micUnavailableReason() || "The microphone could not be opened" + (err && err.message ? ": " + err.message : ".");
+  if (name === "NotReadableError" || name === "TrackStartError" || name === "AbortError") return msg("mic.busy");
+  if (name === "NoRecorder") return msg("mic.no-recorder");
+  if (name === "NoWorklet") return msg("mic.no-worklet");
+  // The browser's own words, which are all there is to say about an unexpected failure.
+  return micUnavailableReason() || (err && err.message ? msg("mic.failed-because", { reason: err.message })
+    : msg("mic.failed"));
+}
+
+/** An error micErrorText explains by its name alone. */
+function failure(name) {
+  return Object.assign(new Error(name), { name });
 }
 
 async function openMic() {
-  const reason = micUnavailableReason();
-  if (reason) throw Object.assign(new Error(reason), { name: "Unavailable" });
+  if (micUnavailableReason()) throw failure("NoMicrophone");
   return navigator.mediaDevices.getUserMedia(MIC_CONSTRAINTS);
 }
 
@@ -209,9 +211,7 @@ export class Recorder {
   }
 
   async start() {
-    if (!Recorder.supported()) {
-      throw Object.assign(new Error("This browser cannot record audio."), { name: "Unavailable" });
-    }
+    if (!Recorder.supported()) throw failure("NoRecorder");
     const stream = await openMic();
     const mimeType = Recorder.mimeType();
     const recorder = new MediaRecorder(stream, mimeType ? { mimeType } : undefined);
@@ -279,9 +279,7 @@ export class LiveMic {
   }
 
   async start(targetRate = 16000) {
-    if (!LiveMic.supported()) {
-      throw Object.assign(new Error("This browser cannot stream audio (no AudioWorklet)."), { name: "Unavailable" });
-    }
+    if (!LiveMic.supported()) throw failure("NoWorklet");
     const ctx = audioContext();
     if (ctx.state !== "running") await ctx.resume();
     if (!LiveMic.loaded) {

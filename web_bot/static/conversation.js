@@ -2,11 +2,13 @@
 // never parsed as HTML.
 "use strict";
 
+import { formatDate, formatNumber, live, msg, resolve, t } from "./i18n.js";
+
 const SVG = "http://www.w3.org/2000/svg";
 const NEAR_BOTTOM_PX = 96;
-const clock = new Intl.DateTimeFormat([], { hour: "numeric", minute: "2-digit" });
-const longDate = new Intl.DateTimeFormat([], { dateStyle: "full", timeStyle: "short" });
-const dayName = new Intl.DateTimeFormat([], { weekday: "long", day: "numeric", month: "long" });
+const CLOCK = { hour: "numeric", minute: "2-digit" };
+const LONG_DATE = { dateStyle: "full", timeStyle: "short" };
+const DAY_NAME = { weekday: "long", day: "numeric", month: "long" };
 
 /** An element with a class and text; the text is never interpreted as markup. */
 export function el(tag, className, text) {
@@ -40,30 +42,41 @@ function dayKey(date) {
 function dayLabel(date) {
   const today = new Date();
   const yesterday = new Date(today.getFullYear(), today.getMonth(), today.getDate() - 1);
-  if (dayKey(date) === dayKey(today)) return "Today";
-  if (dayKey(date) === dayKey(yesterday)) return "Yesterday";
-  return dayName.format(date);
+  if (dayKey(date) === dayKey(today)) return t("day.today");
+  if (dayKey(date) === dayKey(yesterday)) return t("day.yesterday");
+  return formatDate(date, DAY_NAME);
 }
 
 function seconds(ms) {
-  return ms >= 1000 ? (ms / 1000).toFixed(1) + " s" : Math.round(ms) + " ms";
+  if (ms < 1000) return t("unit.milliseconds", { value: formatNumber(Math.round(ms)) });
+  return t("unit.seconds", { value: formatNumber(ms / 1000, { minimumFractionDigits: 1, maximumFractionDigits: 1 }) });
 }
 
-const SOURCE_LABEL = { voice: "voice", upload: "audio file" };
+/** How long the server has been up: the largest unit, and the next one below it when there is one. */
+function uptime(total) {
+  const s = Math.max(0, Math.floor(total));
+  const [days, hours, minutes] = [Math.floor(s / 86400), Math.floor(s / 3600) % 24, Math.floor(s / 60) % 60];
+  const parts = days ? [["duration.days", days], ["duration.hours", hours]]
+    : hours ? [["duration.hours", hours], ["duration.minutes", minutes]]
+      : minutes ? [["duration.minutes", minutes]] : [["duration.seconds", s]];
+  return parts.filter(([, count], i) => i === 0 || count).map(([key, count]) => t(key, { count })).join(" ");
+}
+
+const SOURCE_LABEL = { voice: "source.voice", upload: "source.upload" };
 const STATE_LABEL = {
-  pending: "Waiting for the connection…",
-  sending: "Sending…",
-  recording: "Recording…",
-  uploading: "Uploading…",
-  transcribing: "Transcribing…",
-  failed: "Not sent",
-  interrupted: "Interrupted",
-  error: "Incomplete",
+  pending: "state.pending",
+  sending: "state.sending",
+  recording: "state.recording",
+  uploading: "state.uploading",
+  transcribing: "state.transcribing",
+  failed: "state.failed",
+  interrupted: "state.interrupted",
+  error: "state.error",
 };
 
-/** One message in the view. */
+/** One message in the view; `lang` is the language of its text, when the server knows it. */
 export class Message {
-  constructor(kind, text, { source = "text", created = null, id = null, state = null } = {}) {
+  constructor(kind, text, { source = "text", created = null, id = null, state = null, lang = null } = {}) {
     this.kind = kind;
     this.article = el("article", "msg " + kind);
     this.article.message = this; // so a later event (audio_done) can find this message by its id
@@ -82,6 +95,7 @@ export class Message {
     this.setSource(source);
     this.setTime(created);
     this.setState(state);
+    this.setLanguage(lang);
     if (id != null) this.article.dataset.messageId = String(id);
   }
 
@@ -93,30 +107,44 @@ export class Message {
     this.body.textContent = text;
   }
 
+  /** The language of the text (so a screen reader pronounces it right); unknown: the page's. */
+  setLanguage(lang) {
+    if (lang) this.body.lang = lang;
+    else this.body.removeAttribute("lang");
+  }
+
   append(text) {
     this.body.append(text); // a string becomes a Text node
   }
 
   setSource(source) {
     this.article.dataset.source = source || "text";
-    this.sourceTag.replaceChildren();
     const label = SOURCE_LABEL[source];
-    if (label) this.sourceTag.append(icon(source === "voice" ? "mic" : "file", "icon-svg small"), label);
+    live(this.sourceTag, () => {
+      this.sourceTag.replaceChildren();
+      if (label) this.sourceTag.append(icon(source === "voice" ? "mic" : "file", "icon-svg small"), t(label));
+    });
   }
 
   setTime(created) {
     const date = parseTime(created);
     this.date = date;
     this.time.dateTime = date.toISOString();
-    this.time.textContent = clock.format(date);
-    this.time.title = longDate.format(date);
+    live(this.time, () => {
+      this.time.textContent = formatDate(date, CLOCK);
+      this.time.title = formatDate(date, LONG_DATE);
+    });
   }
 
-  /** pending, sending, uploading, transcribing, failed, interrupted, error — or null when settled. */
+  /** pending, sending, uploading, transcribing, failed, interrupted, error — or null when settled; `label`
+   * (a string or a msg()) says more than the state's own words. */
   setState(state, label) {
     if (state) this.article.dataset.state = state;
     else delete this.article.dataset.state;
-    this.stateTag.textContent = state ? label || STATE_LABEL[state] || "" : "";
+    live(this.stateTag, () => {
+      const words = label || (STATE_LABEL[state] ? msg(STATE_LABEL[state]) : "");
+      this.stateTag.textContent = state ? resolve(words) : "";
+    });
   }
 
   confirm({ message_id: id, created_at: created, source }) {
@@ -131,7 +159,7 @@ export class Message {
     if (!this.bar) {
       this.bar = el("progress", "upload-progress");
       this.bar.max = 1;
-      this.bar.setAttribute("aria-label", "Upload progress");
+      live(this.bar, () => this.bar.setAttribute("aria-label", t("upload.progress")));
       this.bubble.append(this.bar);
     }
     this.bar.value = fraction;
@@ -149,9 +177,9 @@ export class Message {
     if (!more) return;
     const timings = Object.assign(this.timings, more);
     const parts = [
-      ["stt", "STT", "speech-to-text", timings.stt_ms],
-      ["llm", "LLM", "language model", timings.llm_total_ms],
-      ["tts", "TTS", "speech synthesis (first sentence)", timings.tts_first_audio_ms],
+      ["stt", "timing.stt", "timing.stt-long", timings.stt_ms],
+      ["llm", "timing.llm", "timing.llm-long", timings.llm_total_ms],
+      ["tts", "timing.tts", "timing.tts-long", timings.tts_first_audio_ms],
     ].filter((part) => typeof part[3] === "number");
     if (!parts.length) return;
     const total = parts.reduce((sum, part) => sum + part[3], 0) || 1;
@@ -163,24 +191,30 @@ export class Message {
       segment.style.flexGrow = String(Math.max(ms / total, 0.04));
       bar.append(segment);
     }
-    const short = parts.map(([, name, , ms]) => name + " " + seconds(ms));
-    const long = parts.map(([, , name, ms]) => name + " " + seconds(ms));
+    const words = parts.map(([, short, long, ms]) => [short, long, ms]);
     if (typeof timings.first_audio_ms === "number") {
-      short.push("first sound " + seconds(timings.first_audio_ms));
-      long.push("first sound after " + seconds(timings.first_audio_ms));
+      words.push(["timing.first-sound", "timing.first-sound-long", timings.first_audio_ms]);
     }
-    box.append(bar, el("span", "timing-text", short.join(" · ")));
-    box.title = "Where this reply's time went: " + long.join(", ");
+    const text = el("span", "timing-text");
+    box.append(bar, text);
+    live(box, () => {
+      text.textContent = words.map(([short, , ms]) => t(short, { time: seconds(ms) })).join(" · ");
+      const long = words.map(([, name, ms]) => t(name, { time: seconds(ms) })).join(", ");
+      box.title = t("timing.title", { parts: long });
+    });
     this.article.querySelector(".timing")?.remove();
     this.article.append(box);
   }
 
-  /** Not delivered: say why, in the bubble itself. */
+  /** Not delivered: say why (a string or a msg()), in the bubble itself. */
   fail(text, code) {
     this.hideProgress();
-    this.setState("failed", "Not sent");
+    this.setState("failed");
     this.article.querySelector(".reason")?.remove();
-    const reason = el("p", "reason", text);
+    const reason = el("p", "reason");
+    live(reason, () => {
+      reason.textContent = resolve(text);
+    });
     reason.setAttribute("role", "alert");
     if (code) reason.dataset.code = code;
     this.bubble.append(reason);
@@ -276,14 +310,18 @@ export class Conversation {
   fromStored(m) {
     const kind = m.role === "user" ? "user" : "bot";
     const state = m.status === "interrupted" ? "interrupted" : m.status === "error" ? "error" : null;
-    return new Message(kind, m.content, { source: m.source, created: m.created_at, id: m.id, state });
+    return new Message(kind, m.content, { source: m.source, created: m.created_at, id: m.id, state, lang: m.language });
   }
 
   divider(date) {
     const node = el("div", "day");
     node.setAttribute("role", "separator");
     node.dataset.day = dayKey(date);
-    node.append(el("span", null, dayLabel(date)));
+    const label = el("span");
+    live(label, () => {
+      label.textContent = dayLabel(date);
+    });
+    node.append(label);
     return node;
   }
 
@@ -314,7 +352,7 @@ export class Conversation {
   setTyping(on) {
     if (on && !this.typing && !this.streaming) {
       const node = el("article", "msg bot typing");
-      node.setAttribute("aria-label", "The bot is writing");
+      live(node, () => node.setAttribute("aria-label", t("typing.name")));
       const bubble = el("div", "bubble");
       for (let i = 0; i < 3; i++) bubble.append(el("span", "dot"));
       node.append(bubble);
@@ -327,10 +365,11 @@ export class Conversation {
     }
   }
 
-  delta(text) {
+  /** Words of the reply being written; `lang` is the language it is written in, when known. */
+  delta(text, lang = null) {
     this.setTyping(false);
     if (!this.streaming) {
-      this.streaming = this.add(new Message("bot", ""));
+      this.streaming = this.add(new Message("bot", "", { lang }));
       this.streaming.article.classList.add("streaming");
       this.streaming.article.setAttribute("aria-busy", "true");
     }
@@ -347,6 +386,7 @@ export class Conversation {
     message.article.classList.remove("streaming");
     message.article.removeAttribute("aria-busy");
     message.setText(event.text);
+    if (event.language) message.setLanguage(event.language);
     message.setTime(null);
     message.confirm({ message_id: event.message_id });
     if (event.status === "error") message.setState("error");
@@ -374,11 +414,9 @@ export class Conversation {
     if (!article) return;
     article.classList.remove("streaming");
     article.removeAttribute("aria-busy");
-    article.dataset.state = "interrupted";
     const body = article.querySelector(".text");
     if (event.text) body.textContent = event.text;
-    const state = article.querySelector(".state");
-    if (state) state.textContent = STATE_LABEL.interrupted;
+    article.message.setState("interrupted");
     if (event.message_id != null) article.dataset.messageId = String(event.message_id);
   }
 
@@ -404,13 +442,13 @@ export class Conversation {
   command(event) {
     const card = el("section", "card command");
     card.dataset.command = event.name || "";
-    card.setAttribute("aria-label", "/" + (event.name || "command") + " result");
     const title = el("h2", "card-title");
     title.append(icon("terminal", "icon-svg small"), "/" + (event.name || ""));
-    card.append(title);
     const data = event.data || {};
-    const rich = this.commandBody(event.name, data);
-    card.append(rich || el("p", "text", event.text));
+    live(card, () => {
+      card.setAttribute("aria-label", t("card.result", { name: event.name || "" }));
+      card.replaceChildren(title, this.commandBody(event.name, data) || el("p", "text", event.text));
+    });
     this.add(card);
     return card;
   }
@@ -422,7 +460,7 @@ export class Conversation {
         const item = el("li");
         const pick = el("button", "cmd-name", "/" + c.name);
         pick.type = "button";
-        pick.title = "Put /" + c.name + " in the message box";
+        pick.title = t("card.pick", { name: c.name });
         pick.addEventListener("click", () => this.onPick("/" + c.name + " "));
         item.append(pick, el("span", "cmd-summary", c.summary));
         list.append(item);
@@ -430,39 +468,40 @@ export class Conversation {
       return list;
     }
     if (name === "status" && data.llm) {
+      const llm = engine(data.llm);
       return facts([
-        ["Status", data.status],
-        ["Version", data.version],
-        ["Up for", seconds((data.uptime_s || 0) * 1000)],
-        ["Connections", String(data.active_connections)],
-        ["Language model", engine(data.llm) + (data.llm_available ? "" : " (unavailable)")],
-        ["Speech-to-text", engine(data.stt)],
-        ["Spoken replies", engine(data.tts)],
-        ["Database", data.db_connected ? "connected" : "unreachable"],
+        ["card.status", data.status],
+        ["card.version", data.version],
+        ["card.uptime", uptime(data.uptime_s || 0)],
+        ["card.connections", formatNumber(data.active_connections)],
+        ["card.llm", data.llm_available ? llm : t("card.engine-unavailable", { engine: llm })],
+        ["card.stt", engine(data.stt)],
+        ["card.tts", engine(data.tts)],
+        ["card.database", t(data.db_connected ? "card.db-connected" : "card.db-unreachable")],
       ]);
     }
     if (name === "info" && data.engines) {
       return facts([
-        ["Conversation", data.client_id],
-        ["Messages", String(data.message_count)],
-        ["Started", data.first_activity ? longDate.format(new Date(data.first_activity)) : "—"],
-        ["Last activity", data.last_activity ? longDate.format(new Date(data.last_activity)) : "—"],
-        ["Open tabs", String(data.open_tabs)],
-        ["Language model", engine(data.engines.llm)],
-        ["Speech-to-text", engine(data.engines.stt)],
-        ["Spoken replies", engine(data.engines.tts)],
+        ["card.conversation", data.client_id],
+        ["card.messages", formatNumber(data.message_count)],
+        ["card.started", data.first_activity ? formatDate(new Date(data.first_activity), LONG_DATE) : null],
+        ["card.last-activity", data.last_activity ? formatDate(new Date(data.last_activity), LONG_DATE) : null],
+        ["card.open-tabs", formatNumber(data.open_tabs)],
+        ["card.llm", engine(data.engines.llm)],
+        ["card.stt", engine(data.engines.stt)],
+        ["card.tts", engine(data.engines.tts)],
       ]);
     }
     return null;
   }
 
-  /** A problem, in plain words (the code goes in small print for whoever reports it). */
+  /** A problem, in plain words (a string or a msg(); the code goes in small print for whoever reports it). */
   error(text, code) {
     const card = el("section", "card error");
     card.setAttribute("role", "alert");
     card.dataset.code = code || "";
     const line = el("p", "text");
-    line.append(icon("alert", "icon-svg small"), text);
+    live(line, () => line.replaceChildren(icon("alert", "icon-svg small"), resolve(text)));
     card.append(line);
     if (code) card.append(el("span", "code", code));
     this.add(card);
@@ -480,14 +519,16 @@ export class Conversation {
 }
 
 function engine(info) {
-  if (!info || !info.engine || info.engine === "none") return "off";
-  return info.engine + (info.model ? " · " + info.model : "") + (info.ready === false ? " (not ready)" : "");
+  if (!info || !info.engine || info.engine === "none") return t("card.engine-off");
+  const name = info.engine + (info.model ? " · " + info.model : "");
+  return info.ready === false ? t("card.engine-not-ready", { engine: name }) : name;
 }
 
+/** Rows of [label key, value]; a missing value shows as a dash. */
 function facts(rows) {
   const list = el("dl", "facts");
-  for (const [name, value] of rows) {
-    list.append(el("dt", null, name), el("dd", null, value == null ? "—" : String(value)));
+  for (const [key, value] of rows) {
+    list.append(el("dt", null, t(key)), el("dd", null, value == null ? "—" : String(value)));
   }
   return list;
 }

@@ -2,6 +2,8 @@
 // conversation started"), with an optional action and a close button.
 "use strict";
 
+import { live, resolve } from "./i18n.js";
+
 export class Notice {
   constructor({ box, text, action, close }) {
     this.box = box;
@@ -11,12 +13,15 @@ export class Notice {
     close.addEventListener("click", () => this.hide());
   }
 
-  /** `key` names what the notice is about, so its cause can take it down again (hide(key)) once resolved. */
+  /** `message` and `action` are strings or msg()s (which follow a language switch); `key` names what the notice
+   * is about, so its cause can take it down again (hide(key)) once resolved. */
   show(message, { action = null, onAction = null, timeout = 0, key = "mic" } = {}) {
-    this.text.textContent = message;
+    live(this.text, () => {
+      this.text.textContent = resolve(message);
+      this.action.textContent = resolve(action);
+    });
     this.box.dataset.key = key;
     this.action.hidden = !action;
-    this.action.textContent = action || "";
     this.action.onclick = onAction
       ? () => {
         this.hide();

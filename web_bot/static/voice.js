@@ -3,20 +3,22 @@
 "use strict";
 
 import { LiveMic, Recorder, micErrorText, micUnavailableReason } from "./audio.js";
+import { msg, resolve, t } from "./i18n.js";
 
 const HOLD_MS = 300; // a press shorter than this is a tap: it starts recording, and the next tap sends
 const MIN_RECORDING_MS = 400;
 const MAX_RECORDING_MS = 120000;
 const LIVE_RATE = 16000;
+// What the panel says in each hands-free state: [words, hint] (keys of static/i18n/*.json).
 const LIVE_TEXT = {
-  starting: ["Starting the microphone…", ""],
-  offline: ["Offline", "listening resumes when the connection returns"],
-  listening: ["Listening", "just talk"],
-  speaking: ["You're speaking", ""],
-  thinking: ["Thinking…", ""],
-  bot: ["Speaking", "talk to interrupt"],
+  starting: ["mic.starting", null],
+  offline: ["live.offline", "live.offline-hint"],
+  listening: ["live.listening", "live.listening-hint"],
+  speaking: ["live.speaking", null],
+  thinking: ["live.thinking", null],
+  bot: ["live.bot", "live.bot-hint"],
 };
-const RECORD_HINT = { hold: "Release to send", tap: "Tap again to send", key: "Release Space to send" };
+const RECORD_HINT = { hold: "voice.hold-hint", tap: "voice.tap-hint", key: "voice.key-hint" };
 
 export class Voice {
   /**
@@ -24,7 +26,7 @@ export class Voice {
    * @param player  the spoken-reply Player (stopped when the user starts talking)
    * @param connection  the chat socket
    * @param notice  where problems are explained
-   * @param unavailable  () => why speech input cannot be used right now, or null
+   * @param unavailable  () => why speech input cannot be used right now (a string or a msg()), or null
    * @param onRecording  (blob) => send one recorded utterance
    * @param onChange  () => the hands-free switch changed
    */
@@ -62,11 +64,11 @@ export class Voice {
   async startRecording(mode) {
     if (this.recording) return;
     if (this.live) {
-      this.notice.show("Hands-free is on: just talk. Turn it off to use the microphone button.", { timeout: 5000 });
+      this.notice.show(msg("voice.hands-free-busy"), { timeout: 5000 });
       return;
     }
     const problem = this.unavailable() || micUnavailableReason() ||
-      (Recorder.supported() ? null : "This browser cannot record audio.");
+      (Recorder.supported() ? null : msg("mic.no-recorder"));
     if (problem) {
       this.notice.show(problem);
       return;
@@ -119,10 +121,9 @@ export class Voice {
     this.refresh();
     const done = await stopped; // after the recorder's final dataavailable
     if (!done || !done.blob.size) {
-      this.notice.show("Nothing was recorded. Check that the right microphone is selected.", { timeout: 6000 });
+      this.notice.show(msg("voice.nothing-recorded"), { timeout: 6000 });
     } else if (done.ms < MIN_RECORDING_MS) {
-      this.notice.show("That was too short. Hold the button (or Space) while you speak, or tap once to start " +
-        "and again to send.", { timeout: 6000 });
+      this.notice.show(msg("voice.too-short"), { timeout: 6000 });
     } else {
       this.onRecording(done.blob);
     }
@@ -217,7 +218,7 @@ export class Voice {
   /** A hands-free utterance came to nothing (no words in it). */
   missed() {
     this.thinking = false;
-    this.flash("Sorry, I didn't catch that.");
+    this.flash(msg("voice.missed"));
   }
 
   liveState() {
@@ -242,18 +243,20 @@ export class Voice {
     let mode = null;
     if (recording) {
       mode = "recording";
-      ui.panelText.textContent = this.starting ? "Starting the microphone…" : "Recording";
-      ui.panelHint.textContent = RECORD_HINT[this.mode] || "";
-      ui.panelStop.textContent = "Cancel";
-      ui.panelStop.setAttribute("aria-label", "Cancel the recording");
+      ui.panelText.textContent = t(this.starting ? "mic.starting" : "voice.recording");
+      ui.panelHint.textContent = RECORD_HINT[this.mode] ? t(RECORD_HINT[this.mode]) : "";
+      ui.panelStop.textContent = t("voice.cancel");
+      ui.panelStop.setAttribute("aria-label", t("voice.cancel-name"));
     } else if (this.live) {
       const live = this.liveState();
       mode = "live-" + live;
       if (this.states[this.states.length - 1] !== live) this.states.push(live);
-      if (!this.flashing) [ui.panelText.textContent, ui.panelHint.textContent] = LIVE_TEXT[live];
+      const [words, hint] = this.flashing ? [this.flashText, null] : LIVE_TEXT[live].map((key) => key && msg(key));
+      ui.panelText.textContent = resolve(words);
+      ui.panelHint.textContent = resolve(hint);
       ui.panelTime.textContent = "";
-      ui.panelStop.textContent = "Stop";
-      ui.panelStop.setAttribute("aria-label", "Turn hands-free off");
+      ui.panelStop.textContent = t("voice.stop");
+      ui.panelStop.setAttribute("aria-label", t("voice.stop-name"));
     }
     ui.panel.hidden = mode === null;
     ui.panel.dataset.state = mode || "idle";
@@ -262,9 +265,11 @@ export class Voice {
     ui.handsFree.dataset.state = this.live ? this.liveState() : "off";
   }
 
+  /** Shows `text` (a string or a msg()) in place of the state's words for a moment. */
   flash(text) {
     clearTimeout(this.flashing);
-    this.ui.panelText.textContent = text;
+    this.flashText = text;
+    this.ui.panelText.textContent = resolve(text);
     this.ui.panelHint.textContent = "";
     this.flashing = setTimeout(() => {
       this.flashing = null;
@@ -284,7 +289,7 @@ export class Voice {
   /** True (and explained) when the button is switched off. */
   refused(button) {
     if (button.getAttribute("aria-disabled") !== "true") return false;
-    this.notice.show(button.title || "Not available.", { timeout: 5000 });
+    this.notice.show(() => button.title || t("control.unavailable"), { timeout: 5000 }); // the title follows a switch
     return true;
   }
 
