@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from core.config import ROOT
+from core.llm.presets import DEFAULT_PRESET
 
 KEY_LINES = [
     "turns/s through /ws",  # bench_chat
@@ -15,7 +16,8 @@ KEY_LINES = [
     "whisper real-time factor",  # bench_stt
     "whisper latency, 3 s clip (median)",
     "end of upload → transcription, 3 s clip (median)",
-    "offline defaults (SmolLM2): end of speech → first audio p50",  # bench_voice
+    f"offline defaults ({DEFAULT_PRESET}): end of speech → first audio p50",  # bench_voice: the default model
+    "offline defaults but (smollm2-135m): end of speech → first audio p50",
     "instant fake LLM: end of speech → first audio p50",
     "voice turns/s, 4 clients uploading speech at once",
     ": time to first token p50",  # bench_llm: "llm <configured model>: …", beside the baseline
