@@ -109,9 +109,10 @@ async def test_a_sliding_window_evaluates_only_the_new_message_and_answers_as_co
     # From then on each turn evaluates only its own message, though the context keeps sliding.
     for turn in range(FIRST_SLIDE + 1, len(QUESTIONS)):
         total, evaluated = sizes[turn]
-        assert total > 100, sizes
         if turn != RUSHED + 1:
-            assert evaluated <= 32, (turn, sizes)
+            # Its own message and the chat template's few tokens around it, not the window it slid over (how long
+            # that window is depends on how long the model's replies were).
+            assert evaluated <= 32 and evaluated * 2 < total, (turn, sizes)
 
     # And the replies are what the model says from the same messages with a cold cache.
     for turn in COMPARED:
