@@ -18,9 +18,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.resources import files
@@ -29,6 +26,7 @@ from typing import Literal
 
 from core.config import project_path
 from core.errors import LLMError
+from core.files import write_joined
 
 logger = logging.getLogger(__name__)
 
@@ -79,20 +77,7 @@ def joined_gguf(name: str, chunks: list[Path], folder: Path | None = None) -> st
             return str(target)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as out:
-                for chunk in chunks:
-                    with chunk.open("rb") as data:
-                        shutil.copyfileobj(data, out, 1 << 20)
-                out.flush()
-                os.fsync(out.fileno())
-            os.chmod(temporary, 0o644)
-            os.replace(temporary, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
-            raise
+        write_joined(target, chunks)
     except OSError as err:
         raise LLMError(f"cannot join {name} into {folder}: {err}", code="llm-unavailable") from err
     logger.info("local LLM: joined %s from %d chunks into %s", name, len(chunks), folder)

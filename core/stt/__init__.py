@@ -12,25 +12,11 @@ import os
 import warnings
 from collections.abc import Awaitable, Callable
 from types import ModuleType
-from typing import Protocol
 
 from core.config import STTSettings
 from core.errors import ConfigError
 from core.interfaces import STTEngine
-
-
-class _Startable(Protocol):
-    async def start(self) -> None: ...
-
-    async def aclose(self) -> None: ...
-
-
-async def _started(engine: _Startable) -> None:
-    try:
-        await engine.start()
-    except BaseException:
-        await engine.aclose()
-        raise
+from core.lifecycle import started
 
 
 async def _whisper(settings: STTSettings) -> STTEngine:
@@ -43,7 +29,7 @@ async def _whisper(settings: STTSettings) -> STTEngine:
         max_concurrent=settings.max_concurrent,
         window_floor_s=settings.window_s,
     )
-    await _started(engine)
+    await started(engine)
     return engine
 
 
@@ -53,7 +39,7 @@ async def _sphinx(settings: STTSettings) -> STTEngine:
     # PocketSphinx cannot detect a language; its bundled model is English.
     language = settings.language or "en"
     engine = SphinxSTT(model=settings.model, language=language, max_concurrent=settings.max_concurrent)
-    await _started(engine)
+    await started(engine)
     return engine
 
 

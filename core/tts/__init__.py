@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Protocol
+from typing import Any
 
 from core.config import TTSSettings
 from core.errors import ConfigError, TTSError
 from core.interfaces import TTSEngine
+from core.lifecycle import started
 from core.tts.encode import DEFAULT_FORMAT
 from core.tts.voices import VoiceRouter, language_name
 
@@ -25,25 +26,13 @@ VoiceFactory = Callable[[TTSSettings, str, str], Coroutine[Any, Any, TTSEngine]]
 EngineFactory = Callable[[TTSSettings, str], Awaitable[VoiceRouter]]
 
 
-class _Startable(Protocol):
-    async def start(self) -> None: ...
-
-    async def aclose(self) -> None: ...
-
-
-async def _started(engine: _Startable) -> None:
-    try:
-        await engine.start()
-    except BaseException:
-        await engine.aclose()
-        raise
 
 
 async def _piper(settings: TTSSettings, voice: str, fmt: str) -> TTSEngine:
     from core.tts.piper import PiperTTS
 
     engine = PiperTTS(voice=voice or settings.voice, max_concurrent=settings.max_concurrent, fmt=fmt)
-    await _started(engine)
+    await started(engine)
     return engine
 
 
@@ -53,7 +42,7 @@ async def _festival(settings: TTSSettings, voice: str, fmt: str) -> TTSEngine:
     engine = FestivalTTS(
         voice=voice or DEFAULT_VOICE, max_concurrent=settings.max_concurrent, fmt=fmt, timeout_s=settings.timeout_s
     )
-    await _started(engine)
+    await started(engine)
     return engine
 
 
@@ -72,11 +61,11 @@ async def _offline_voices(settings: TTSSettings, fmt: str) -> VoiceRouter:
         if engine not in VOICES:
             raise ConfigError(f"tts.voices.{language}: unknown engine {engine!r}; choose one of {sorted(VOICES)}")
     results = await _start_voices(settings, list(dict.fromkeys(specs.values())), fmt)  # a shared voice starts once
-    started = [result for result in results.values() if not isinstance(result, BaseException)]
+    running = [result for result in results.values() if not isinstance(result, BaseException)]
     for result in results.values():
         # A configuration mistake stops start-up; a voice that cannot start (not installed) does not.
         if isinstance(result, ConfigError) or (isinstance(result, BaseException) and not isinstance(result, Exception)):
-            await _close(started)
+            await _close(running)
             raise result
     engines: dict[tuple[str, str], TTSEngine | None] = {}
     for spec, result in results.items():

