@@ -17,6 +17,7 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
 COPY Makefile requirements.txt ./
+COPY scripts/check_llama.py scripts/fetch_smart_turn.py ./scripts/
 RUN make install
 
 # Runtime: the virtualenv and the code, no compilers.

@@ -41,6 +41,7 @@ $(BIN)/python:
 $(VENV)/.runtime: requirements.txt | $(BIN)/python
 	$(BIN)/pip install --require-hashes -r requirements.txt
 	$(BIN)/python scripts/check_llama.py || $(MAKE) rebuild-llama
+	$(BIN)/python scripts/fetch_smart_turn.py
 	touch $@
 
 # A llama-cpp-python wheel that cannot run here (built elsewhere, or for another CPU, and kept in pip's cache) is

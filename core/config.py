@@ -21,6 +21,7 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     ValidationError,
+    model_validator,
 )
 
 from core.errors import ConfigError
@@ -229,13 +230,30 @@ class VoiceSettings(Section):
 
 
 class VADSettings(Section):
-    """Server-side end-of-speech detection for streamed microphone audio."""
+    """Server-side voice activity detection and endpointing for streamed microphone audio.
+
+    ``end_of_turn`` = ``smart-turn``: after ``silence_ms`` of silence an audio end-of-turn model (Smart Turn v3.2,
+    ``core.voice.smart_turn``) judges whether the user has finished; if not, the turn goes on until they speak again
+    or ``max_silence_ms`` of silence ends it (``core.voice.endpointing``). ``silence``: ``silence_ms`` of
+    silence ends the turn (OpenAI's ``server_vad``; 500 ms suits it). Transcription and the reply start
+    ``early_transcription_ms`` into a silence, and are kept only if the turn ends with the same words.
+    """
 
     threshold: float = Field(0.5, gt=0, lt=1)
-    silence_ms: int = Field(500, ge=100, le=5000)
+    end_of_turn: Literal["smart-turn", "silence"] = "smart-turn"
+    silence_ms: int = Field(200, ge=100, le=5000)
+    max_silence_ms: int = Field(2000, ge=100, le=10000)
+    end_of_turn_threshold: float = Field(0.5, gt=0, lt=1)
+    early_transcription_ms: int = Field(120, ge=0, le=5000)
     prefix_padding_ms: int = Field(300, ge=0, le=2000)
     min_speech_ms: int = Field(250, ge=0, le=5000)
     max_utterance_s: float = Field(30.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _silences_in_order(self) -> VADSettings:
+        if self.max_silence_ms < self.silence_ms:
+            raise ValueError("vad.max_silence_ms must be at least vad.silence_ms")
+        return self
 
 
 class RedisSettings(Section):

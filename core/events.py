@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +100,28 @@ class SpeechStarted(Event):
     type: ClassVar[str] = "speech_started"
 
 
+# Why a turn's speech was judged over: the end-of-turn model (or, with ``vad.end_of_turn`` = ``silence``, the
+# silence) said so; ``vad.max_silence_ms`` of silence; ``vad.max_utterance_s`` of speech; the client ended it.
+EndReason = Literal["end_of_turn", "max_silence", "max_utterance", "push_to_talk"]
+
+
 @dataclass(frozen=True, slots=True)
 class SpeechStopped(Event):
+    """Once per turn, when the turn is judged ended (not when a silence begins); ``probability`` is the end-of-turn
+    model's, when it judged."""
+
     type: ClassVar[str] = "speech_stopped"
+    reason: EndReason = "end_of_turn"
+    probability: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechPaused(Event):
+    """The user fell silent for ``silence_ms``, and the end-of-turn model judged they had not finished."""
+
+    type: ClassVar[str] = "speech_paused"
+    silence_ms: int
+    probability: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """ReplyPrefetch: a reply started before the end of speech is certain, kept only if the turn asks the same.
 
-A live utterance is transcribed early, a little into the silence that will end it (see ``core.listening``). The
+A live utterance is transcribed early, a little into the silence that will end it (see ``core.voice.listener``). The
 reply can start then too: the LLM streams into a buffer while the rest of the silence window is waited for. When
 the turn comes, it takes the buffer only if its context (history and words) is exactly the one guessed, and the
 rest of the reply streams on live; otherwise, or if speech resumes, the early request is cancelled and nothing of it

@@ -12,7 +12,7 @@ from typing import Any
 from core import __version__
 from core.bus import build_bus
 from core.commands import Commands
-from core.config import Settings
+from core.config import Settings, VADSettings
 from core.errors import BotError
 from core.history import SQLHistoryStore
 from core.hub import Hub
@@ -26,7 +26,8 @@ from core.recordings import Recordings
 from core.stt import build_stt
 from core.transcription import Transcriber
 from core.tts import build_tts
-from core.vad import SileroModel, VoiceActivityDetector
+from core.voice.endpointing import Endpointer
+from core.voice.vad import SileroModel, VoiceActivityDetector
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class Bot:
     transcriber: Transcriber
     metrics: Metrics
     vad_model: SileroModel | None = None
+    endpointer: Endpointer | None = None
     commands: Commands = field(init=False)
     started_at: float = field(default_factory=time.monotonic)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -71,12 +73,12 @@ class Bot:
 
     def new_vad(self) -> VoiceActivityDetector:
         """A detector for one live audio stream, sharing the loaded Silero model."""
-        assert self.vad_model is not None
+        assert self.vad_model is not None and self.endpointer is not None
         vad = self.settings.vad
         return VoiceActivityDetector(
             self.vad_model,
             threshold=vad.threshold,
-            silence_ms=vad.silence_ms,
+            silence_ms=self.endpointer.max_silence_ms,  # shorter silences are the endpointer's to judge
             prefix_padding_ms=vad.prefix_padding_ms,
             min_speech_ms=vad.min_speech_ms,
             max_utterance_s=vad.max_utterance_s,
@@ -111,6 +113,7 @@ class Bot:
             "db_connected": db_connected,
             "config_loaded": self.settings.config_file is not None,
             **engines,
+            "turn_detection": self.endpointer.describe() if self.endpointer is not None else None,
         }
 
     def start_maintenance(self) -> None:
@@ -183,6 +186,7 @@ async def build_bot(settings: Settings) -> Bot:
         if tts is not None:
             started.append(tts)
         vad_model = await asyncio.to_thread(SileroModel) if stt is not None else None
+        endpointer = await _endpointer(settings.vad) if stt is not None else None
         text_language = await asyncio.to_thread(_text_language, settings)
     except BaseException:
         for engine in reversed(started):
@@ -214,8 +218,31 @@ async def build_bot(settings: Settings) -> Bot:
     bot = Bot(
         settings=settings, history=history, llm=llm, stt=stt, tts=tts, hub=hub, pipeline=pipeline,
         transcriber=transcriber, metrics=metrics, vad_model=vad_model,
+        endpointer=endpointer,
     )
     bot.start_maintenance()
     hub.start()
     logger.info("engines: %s", {stage: info["engine"] for stage, info in bot.engines().items()})
     return bot
+
+
+# Silence that ends a turn when the end-of-turn model cannot be loaded: OpenAI's server_vad default.
+FALLBACK_SILENCE_MS = 500
+
+
+async def _endpointer(vad: VADSettings) -> Endpointer:
+    """What ends a live turn: the end-of-turn model judging each pause, or (``vad.end_of_turn`` = ``silence``, or no
+    model file) a fixed silence."""
+    if vad.end_of_turn == "silence":
+        return Endpointer(None, silence_ms=vad.silence_ms, max_silence_ms=vad.max_silence_ms)
+    from core.voice.smart_turn import SmartTurnModel
+
+    try:
+        model = await asyncio.to_thread(SmartTurnModel)
+    except (RuntimeError, OSError) as err:
+        silence = max(vad.silence_ms, FALLBACK_SILENCE_MS)
+        logger.warning("the end-of-turn model is unavailable (%s): turns end after %d ms of silence", err, silence)
+        return Endpointer(None, silence_ms=silence, max_silence_ms=vad.max_silence_ms)
+    return Endpointer(
+        model, silence_ms=vad.silence_ms, max_silence_ms=vad.max_silence_ms, threshold=vad.end_of_turn_threshold
+    )

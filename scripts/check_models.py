@@ -19,7 +19,8 @@ def main() -> int:
     from core.llm.local_llama import bundled_gguf
     from core.stt.whisper import base_sources
     from core.tts.piper import resolve_voice
-    from core.vad import bundled_model_path
+    from core.voice.smart_turn import default_model_path
+    from core.voice.vad import bundled_model_path
 
     for name in NATIVE:
         importlib.import_module(name)
@@ -28,6 +29,7 @@ def main() -> int:
         "stt": base_sources()[0][0].parent,  # every file of the base model; joined on the server's first start
         "tts": resolve_voice("")[0],
         "vad": bundled_model_path(),
+        "turn": default_model_path(),  # put there by make install (scripts/fetch_smart_turn.py)
     }
     for stage, path in models.items():
         if not Path(path).exists():

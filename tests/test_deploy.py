@@ -166,7 +166,7 @@ def test_the_models_and_native_libraries_check_passes_here() -> None:
         timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert {line.split(":")[0] for line in result.stdout.splitlines()} == {"llm", "stt", "tts", "vad"}
+    assert {line.split(":")[0] for line in result.stdout.splitlines()} == {"llm", "stt", "tts", "vad", "turn"}
 
 
 def compose() -> dict[str, Any]:

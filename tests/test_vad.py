@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.vad import SileroModel, SpeechEnd, SpeechStart, VADEvent, VoiceActivityDetector
+from core.voice.vad import SileroModel, SpeechEnd, SpeechStart, VADEvent, VoiceActivityDetector
 from tests.speech import SENTENCES, noise, resample, silence, speak
 
 CHUNK = 640  # 20 ms of 16 kHz PCM16, as browsers send it

@@ -271,9 +271,11 @@ async def test_hands_free_one_turn_per_sentence(serve, voice_settings, connect) 
     first_start, first_stop = kinds.index("speech_started"), kinds.index("speech_stopped")
     assert first_start < first_stop < kinds.index("transcription")
     assert [r[0] for r in stored(served, "handsfree")] == ["user", "assistant", "user", "assistant"]
-    # Both utterances were transcribed while the end-of-speech silence was still being waited for.
+    # The end-of-turn model ended each turn (at its first pause), and both were transcribed while it judged.
+    stops = [e for e in events if e["type"] == "speech_stopped"]
+    assert [e["reason"] for e in stops] == ["end_of_turn"] * 2 and all(e["probability"] > 0.5 for e in stops), stops
     log = Path(served.settings.logging.file).read_text()
-    assert log.count("(silence, transcribed early)") == 2, log
+    assert log.count("(end_of_turn, transcribed early)") == 2, log
 
 
 async def test_live_audio_at_48k_is_resampled(serve, voice_settings, connect) -> None:
@@ -334,7 +336,7 @@ async def test_the_reply_starts_during_the_silence_window(
     serve, voice_settings, connect, fake_openai: FakeOpenAI
 ) -> None:
     """The early transcription's reply is asked for before the end of speech is certain, and the turn uses it."""
-    served = serve(voice_settings(voice={"replies": False}, vad={"silence_ms": 1000}))
+    served = serve(voice_settings(voice={"replies": False}, vad={"end_of_turn": "silence", "silence_ms": 1000}))
     client = await connect(served, "ahead")
     before = len(fake_openai.requests)
     await client.send({"type": "audio_start", "format": "pcm16", "sample_rate": 16000})
@@ -349,7 +351,8 @@ async def test_the_reply_starts_during_the_silence_window(
 
 
 async def test_preemptive_replies_can_be_turned_off(serve, voice_settings, connect, fake_openai: FakeOpenAI) -> None:
-    served = serve(voice_settings(voice={"replies": False, "preemptive": False}, vad={"silence_ms": 1000}))
+    fixed_silence = {"end_of_turn": "silence", "silence_ms": 1000}
+    served = serve(voice_settings(voice={"replies": False, "preemptive": False}, vad=fixed_silence))
     client = await connect(served, "patient")
     before = len(fake_openai.requests)
     await client.send({"type": "audio_start", "format": "pcm16", "sample_rate": 16000})
@@ -362,7 +365,7 @@ async def test_preemptive_replies_can_be_turned_off(serve, voice_settings, conne
 async def test_early_speech_waits_for_the_end_of_speech(serve, voice_settings, connect) -> None:
     """With spoken replies, the early reply's first sentence is synthesised during the silence window but sent
     only once the turn is certain, after the transcription and the user's message."""
-    served = serve(voice_settings(vad={"silence_ms": 1200}))
+    served = serve(voice_settings(vad={"end_of_turn": "silence", "silence_ms": 1200}))
     client = await connect(served, "held")
     await client.send({"type": "audio_start", "format": "pcm16", "sample_rate": 16000})
     await stream_pcm(client, speech16k(SENTENCES[3]) + silence(1.8))
@@ -380,7 +383,7 @@ async def test_early_speech_waits_for_the_end_of_speech(serve, voice_settings, c
 async def test_speech_resuming_drops_the_early_reply(serve, voice_settings, connect, fake_openai: FakeOpenAI) -> None:
     """A pause long enough to transcribe and start a reply, but shorter than the silence window: the utterance
     goes on, the early reply is dropped, and the answer is to everything said."""
-    served = serve(voice_settings(voice={"replies": False}, vad={"silence_ms": 1500}))
+    served = serve(voice_settings(voice={"replies": False}, vad={"end_of_turn": "silence", "silence_ms": 1500}))
     client = await connect(served, "resumes")
     before = len(fake_openai.requests)
     await client.send({"type": "audio_start", "format": "pcm16", "sample_rate": 16000})
@@ -422,3 +425,23 @@ async def test_voice_turn_timings_and_metrics(serve, voice_settings, connect) ->
     assert "webbot_connections 1.0" in text
     for stage in ("stt", "llm_first_token", "llm_total", "tts_first_audio", "first_audio", "total"):
         assert f'webbot_stage_seconds_count{{stage="{stage}"}} 1.0' in text, stage
+
+
+async def test_a_pause_mid_sentence_does_not_end_the_turn(serve, voice_settings, connect) -> None:
+    """The whole sentence is spoken, then cut at a word boundary and 900 ms of silence put there: the end-of-turn
+    model hears an unfinished sentence, so the pause is shown, not answered, and the turn is the whole sentence."""
+    from tests.test_smart_turn import cut_at_gap
+
+    served = serve(voice_settings(voice={"replies": False}))
+    client = await connect(served, "pauser")
+    text = "I would like to order a pizza with mushrooms."
+    whole = speech16k(text)
+    first = cut_at_gap(whole, 1010)  # "I would like to order"
+    await client.send({"type": "audio_start", "format": "pcm16", "sample_rate": 16000})
+    await stream_pcm(client, silence(0.3) + first + silence(0.9) + whole[len(first) :] + silence(1.5))
+    events = await frames(client, {"reply"})
+    kinds = [e["type"] for e in events]
+    assert kinds.count("speech_stopped") == 1 and kinds.count("transcription") == 1, kinds
+    assert kinds.index("speech_paused") < kinds.index("speech_stopped")
+    transcript = next(e for e in events if e["type"] == "transcription")["text"]
+    assert wer(text, transcript) <= 0.15, transcript

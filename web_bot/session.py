@@ -10,9 +10,9 @@ from typing import Any
 
 from core.errors import BotError, CommandError, ProtocolError, STTError
 from core.events import ErrorEvent
-from core.listening import LiveListener
 from core.pipeline import TurnRequest, TurnResult
 from core.services import Bot
+from core.voice.listener import LiveListener
 from web_bot.connections import WebSocketSink
 from web_bot.protocol import AudioStartIn, AudioStopIn, ConfigIn, PingIn, check_chat_text, parse_text_frame
 from web_bot.uploads import too_large
@@ -57,8 +57,7 @@ class SocketSession:
     async def on_binary(self, data: bytes) -> None:
         """Live audio while a stream is open; otherwise one whole utterance in any accepted container."""
         if self._live is not None:
-            for future in await self._live.feed(data):
-                self._spawn(self._report(future))
+            await self._live.feed(data)
             return
         if self._refused_stream:
             return
@@ -73,8 +72,7 @@ class SocketSession:
     async def close(self) -> None:
         """The socket is gone: an utterance in progress is still answered (it was accepted)."""
         if self._live is not None:
-            for future in await self._live.stop():
-                self._spawn(self._report(future))
+            await self._live.stop()
             self._live = None
 
     async def send_error(self, err: BotError) -> None:
@@ -92,12 +90,15 @@ class SocketSession:
         await self._sink.send({"type": "config", **self._bot.client_settings(self._client_id)})
 
     def _start_live(self, message: AudioStartIn) -> None:
-        if self._bot.vad_model is None or self._bot.stt is None:
+        if self._bot.vad_model is None or self._bot.endpointer is None or self._bot.stt is None:
             self._refused_stream = True
             raise STTError("speech-to-text is turned off on this server", code="stt-unavailable")
         self._refused_stream = False
         self._live = LiveListener(
-            self._bot.pipeline, self._bot.hub, self._client_id, self._bot.new_vad(), message.sample_rate
+            self._bot.pipeline, self._bot.hub, self._client_id, self._bot.new_vad(), message.sample_rate,
+            endpointer=self._bot.endpointer,
+            on_turn=lambda future: self._spawn(self._report(future)),
+            early_transcription_ms=self._bot.settings.vad.early_transcription_ms,
         )
         logger.info("live audio from %s at %d Hz", self._client_id, message.sample_rate)
 

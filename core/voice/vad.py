@@ -69,6 +69,11 @@ class SpeechStart:
     at_ms: int
 
 
+# Why an utterance ended: ``silence_ms`` of silence, ``max_utterance_s`` of audio, the stream's end (``flush``),
+# or the caller's decision while the speaker was silent (``cut``: the endpointer judged the turn over).
+CutReason = Literal["silence", "max-length", "flush", "cut"]
+
+
 @dataclass(frozen=True, slots=True)
 class SpeechEnd:
     """An utterance: 16 kHz mono PCM16 from ``prefix_padding_ms`` before the speech to a little after it."""
@@ -76,7 +81,7 @@ class SpeechEnd:
     utterance: bytes
     start_ms: int
     end_ms: int
-    reason: Literal["silence", "max-length", "flush"]
+    reason: CutReason
 
     @property
     def duration_s(self) -> float:
@@ -179,6 +184,13 @@ class VoiceActivityDetector:
         self.reset()
         return end
 
+    def cut(self) -> SpeechEnd | None:
+        """End the utterance now, as ``silence_ms`` would have (the trailing silence beyond ``suffix_padding_ms``
+        dropped, the recent audio kept as the next one's prefix): it, if speech had started, else None."""
+        if self._state != "speech":
+            return None
+        return self._end("cut")
+
     def _ms(self, samples: int) -> int:
         return samples * 1000 // SAMPLE_RATE
 
@@ -225,15 +237,15 @@ class VoiceActivityDetector:
             return self._end("max-length")
         return None
 
-    def _end(self, reason: Literal["silence", "max-length"]) -> SpeechEnd:
+    def _end(self, reason: Literal["silence", "max-length", "cut"]) -> SpeechEnd:
         audio = self._audio
-        if reason == "silence":
+        if reason != "max-length":
             extra = self._silent - self.suffix_padding_ms * SAMPLE_RATE // 1000  # silence beyond the padding
             if extra > 0:
                 audio = audio[: len(audio) - extra * 2]
         end = SpeechEnd(bytes(audio), self._ms(self._start), self._ms(self._last_voiced), reason)
-        # After a forced cut the speech goes on: no prefix, or the next utterance would repeat its tail.
-        self._back_to_idle(keep_prefix=reason == "silence")
+        # After a max-length cut the speech goes on: no prefix, or the next utterance would repeat its tail.
+        self._back_to_idle(keep_prefix=reason != "max-length")
         return end
 
     def _back_to_idle(self, *, keep_prefix: bool) -> None:

@@ -1,0 +1,1 @@
+"""Voice turns: voice activity detection, endpointing and the end-of-turn model."""

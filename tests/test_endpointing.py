@@ -1,0 +1,160 @@
+"""Endpointing with a scripted end-of-turn model, the real Silero VAD and Piper speech: which events each pause
+gives, in the order the page gets them, in milliseconds (no server; the turn runs on scripted engines).
+
+The model's judgements are awaited after each 20 ms chunk, so the stream is judged exactly as a real-time one whose
+model answers within a chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from core.history import SQLHistoryStore
+from core.hub import Hub
+from core.pipeline import ChatPipeline, TurnResult
+from core.recordings import Recordings
+from core.transcription import Transcriber
+from core.voice.endpointing import Endpointer
+from core.voice.listener import LiveListener
+from core.voice.vad import SileroModel, VoiceActivityDetector
+from tests.fakes.engines import RecordingSink, ScriptedLLM, WordsSTT
+from tests.speech import SENTENCES, resample, silence, speak
+
+CHUNK = 640  # 20 ms of 16 kHz PCM16
+
+
+class ScriptedTurnModel:
+    """Answers each judgement with the next probability (the last one repeats), or, given ``finished_after_s``,
+    0.9 for an utterance longer than that and 0.1 for a shorter one; a probability of None raises."""
+
+    name = "scripted"
+
+    def __init__(self, *answers: float | None, finished_after_s: float | None = None) -> None:
+        self.answers = list(answers)
+        self.finished_after_s = finished_after_s
+        self.heard: list[float] = []  # seconds of audio each judgement was given
+
+    def predict(self, pcm: bytes, sample_rate: int = 16000) -> float:
+        seconds = len(pcm) / 2 / sample_rate
+        self.heard.append(seconds)
+        if self.finished_after_s is not None:
+            return 0.9 if seconds > self.finished_after_s else 0.1
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if answer is None:
+            raise RuntimeError("the model failed")
+        return answer
+
+
+@pytest.fixture(scope="module")
+def silero() -> SileroModel:
+    return SileroModel()
+
+
+@pytest.fixture(scope="module")
+def sentence() -> bytes:
+    pcm, rate = speak(SENTENCES[1])
+    return resample(pcm, rate, 16000)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLHistoryStore]:
+    store = SQLHistoryStore(f"sqlite+aiosqlite:///{tmp_path / 'turns.db'}")
+    await store.start()
+    yield store
+    await store.aclose()
+
+
+class Line:
+    """A listener on scripted engines, and what its tab was sent."""
+
+    def __init__(self, store: SQLHistoryStore, tmp_path: Path, silero: SileroModel, endpointer: Endpointer) -> None:
+        hub = Hub()
+        self.sink = RecordingSink()
+        hub.attach("talker", self.sink)
+        transcriber = Transcriber(
+            stt=WordsSTT("book a table"), recordings=Recordings(str(tmp_path / "audio"), 0), max_duration_s=30,
+            language=None,
+        )
+        self.pipeline = ChatPipeline(
+            llm=ScriptedLLM(["For how many?"]), history=store, hub=hub, system_prompt="Test.", history_messages=10,
+            transcriber=transcriber,
+        )
+        vad = VoiceActivityDetector(silero, silence_ms=endpointer.max_silence_ms)
+        self.turns: list[asyncio.Future[TurnResult]] = []
+        self.listener = LiveListener(
+            self.pipeline, hub, "talker", vad, 16000, endpointer=endpointer, on_turn=self.turns.append
+        )
+
+    async def stream(self, audio: bytes) -> None:
+        for offset in range(0, len(audio), CHUNK):
+            await self.listener.feed(audio[offset : offset + CHUNK])
+            await self.listener.idle()
+
+    def events(self, *kinds: str) -> list[dict[str, object]]:
+        return [e for e in self.sink.events if e["type"] in kinds]
+
+
+def endpointer(model: ScriptedTurnModel | None, silence_ms: int = 200, max_silence_ms: int = 2000) -> Endpointer:
+    return Endpointer(model, silence_ms=silence_ms, max_silence_ms=max_silence_ms, threshold=0.5)
+
+
+async def test_a_finished_turn_ends_at_the_first_judgement(store, tmp_path, silero, sentence) -> None:
+    model = ScriptedTurnModel(0.9)
+    line = Line(store, tmp_path, silero, endpointer(model))
+    await line.stream(silence(0.3) + sentence + silence(1.0))
+    assert [e["type"] for e in line.events("speech_started", "speech_paused", "speech_stopped")] == [
+        "speech_started", "speech_stopped"
+    ]
+    assert line.events("speech_stopped")[0] == {"type": "speech_stopped", "reason": "end_of_turn", "probability": 0.9}
+    assert len(model.heard) == 1 and abs(model.heard[0] - len(sentence) / 32000) < 0.7  # the utterance so far
+    result = await line.turns[0]
+    assert result.status == "ok" and result.user_text == "book a table"
+
+
+@pytest.mark.parametrize("answer", [0.1, None], ids=["unfinished", "model-fails"])
+async def test_an_unfinished_pause_is_judged_once_and_max_silence_ends_it(
+    store, tmp_path, silero, sentence, answer
+) -> None:
+    model = ScriptedTurnModel(answer, 0.9)  # a second judgement of the same pause would end the turn
+    line = Line(store, tmp_path, silero, endpointer(model, max_silence_ms=1000))
+    await line.stream(silence(0.3) + sentence + silence(1.6))
+    kinds = [e["type"] for e in line.events("speech_started", "speech_paused", "speech_stopped")]
+    assert kinds == ["speech_started", *(["speech_paused"] if answer is not None else []), "speech_stopped"]
+    if answer is not None:
+        paused = line.events("speech_paused")[0]
+        assert paused["probability"] == 0.1 and 200 <= paused["silence_ms"] < 300  # type: ignore[operator]
+    assert line.events("speech_stopped") == [{"type": "speech_stopped", "reason": "max_silence", "probability": None}]
+    assert len(model.heard) == 1
+    assert len(line.turns) == 1 and (await line.turns[0]).status == "ok"
+
+
+async def test_speech_resuming_after_a_pause_is_one_turn(store, tmp_path, silero, sentence) -> None:
+    model = ScriptedTurnModel(finished_after_s=len(sentence) / 32000 + 0.5)  # finished once both halves are in
+    line = Line(store, tmp_path, silero, endpointer(model))
+    await line.stream(silence(0.3) + sentence + silence(0.5) + sentence + silence(1.0))
+    kinds = [e["type"] for e in line.events("speech_started", "speech_paused", "speech_stopped")]
+    assert kinds[0] == "speech_started" and kinds[-1] == "speech_stopped" and kinds.count("speech_stopped") == 1
+    assert "speech_paused" in kinds
+    assert len(line.turns) == 1
+    assert model.heard[-1] > 2 * len(sentence) / 32000 - 0.2  # the last judgement heard both halves
+
+
+async def test_without_a_model_the_silence_ends_the_turn(store, tmp_path, silero, sentence) -> None:
+    line = Line(store, tmp_path, silero, endpointer(None, silence_ms=300))
+    await line.stream(silence(0.3) + sentence + silence(0.3) + sentence + silence(0.6))
+    stopped = line.events("speech_stopped")
+    assert stopped == [{"type": "speech_stopped", "reason": "end_of_turn", "probability": None}] * 2
+    assert not line.events("speech_paused") and len(line.turns) == 2
+
+
+async def test_push_to_talk_ends_the_turn_at_release(store, tmp_path, silero, sentence) -> None:
+    model = ScriptedTurnModel(0.1)
+    line = Line(store, tmp_path, silero, endpointer(model))
+    await line.stream(silence(0.3) + sentence)
+    await line.listener.stop()
+    assert line.events("speech_stopped") == [{"type": "speech_stopped", "reason": "push_to_talk", "probability": None}]
+    assert (await line.turns[0]).status == "ok"
