@@ -26,11 +26,15 @@ class Welcome(Event):
 
 @dataclass(frozen=True, slots=True)
 class UserMessage(Event):
+    """The user's message as stored; ``client_msg_id`` is the id the client sent it with, so a page matches its own
+    messages by id, never by text."""
+
     type: ClassVar[str] = "user_message"
     text: str
     message_id: int
     source: str
     created_at: str
+    client_msg_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ class StoredMessage:
     audio_path: str | None = None
     language: str | None = None
     language_probability: float | None = None
+    client_msg_id: str | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -43,6 +44,7 @@ class StoredMessage:
             "status": self.status,
             "created_at": self.created_at.isoformat(),
             "language": self.language,
+            "client_msg_id": self.client_msg_id,
         }
 
 
@@ -58,6 +60,7 @@ class NewMessage:
     audio_path: str | None = None
     language: str | None = None
     language_probability: float | None = None
+    client_msg_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from core.lanes import Lanes
 from core.language import TextLanguage, language_name
 from core.metrics import Metrics
 from core.models import AudioClip, ChatMessage, NewMessage, Source, Status, StoredMessage, Transcript
+from core.outlet import TurnOutlet, new_turn_id
 from core.prefetch import ReplyPrefetch
 from core.speaking import Speaker
 from core.transcription import Heard, Transcriber
@@ -50,6 +51,8 @@ class TurnRequest:
     prefetch: ReplyPrefetch | None = None  # a reply started before the end of speech was certain
     language: str | None = None  # what speech-to-text heard (or the client fixed); None: judged from the text
     language_probability: float | None = None
+    turn_id: str = field(default_factory=new_turn_id)  # every event of the turn carries it
+    client_msg_id: str | None = None  # the id the client sent its message with, echoed in user_message
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,14 +163,17 @@ class ChatPipeline:
         self.barge_in(request.client_id)
         return self.in_lane(request.client_id, lambda: self._run_turn(request))
 
-    def submit_audio(self, client_id: str, data: bytes, source: Source) -> asyncio.Future[TurnResult]:
+    def submit_audio(
+        self, client_id: str, data: bytes, source: Source, turn_id: str | None = None
+    ) -> asyncio.Future[TurnResult]:
         """Queue an utterance in any container: transcribe it, show the transcription, then answer it.
 
         Failures before the turn (not audio, no speech, STT down) raise a BotError from the future.
         """
         self.barge_in(client_id)
         origin = time.perf_counter()
-        return self.in_lane(client_id, lambda: self._hear_and_answer(client_id, source, origin, data=data))
+        outlet = TurnOutlet(self._hub, client_id, turn_id or new_turn_id())
+        return self.in_lane(client_id, lambda: self._hear_and_answer(outlet, source, origin, data=data))
 
     def submit_pcm(
         self,
@@ -176,16 +182,20 @@ class ChatPipeline:
         origin: float,
         early: asyncio.Future[Transcript] | None = None,
         prefetch: asyncio.Future[ReplyPrefetch | None] | None = None,
+        turn_id: str | None = None,
     ) -> asyncio.Future[TurnResult]:
         """Queue an utterance cut from a live 16 kHz PCM stream; ``origin`` is when the speech ended, ``early``
         its transcription and ``prefetch`` its reply, if they were started before the end of speech was certain."""
         clip = AudioClip(pcm, 16000)
+        outlet = TurnOutlet(self._hub, client_id, turn_id or new_turn_id())
         return self.in_lane(
             client_id,
-            lambda: self._hear_and_answer(client_id, "voice", origin, clip=clip, early=early, prefetch=prefetch),
+            lambda: self._hear_and_answer(outlet, "voice", origin, clip=clip, early=early, prefetch=prefetch),
         )
 
-    async def prefetch(self, client_id: str, text: str, language: str | None = None) -> ReplyPrefetch | None:
+    async def prefetch(
+        self, client_id: str, text: str, language: str | None = None, turn_id: str | None = None
+    ) -> ReplyPrefetch | None:
         """Start the reply to ``text`` (heard in ``language``) ahead of its turn, if the client has nothing else
         under way (its context could change first); the turn takes it only if its context is still the same."""
         text = text.strip()
@@ -194,7 +204,8 @@ class ChatPipeline:
         recent = await self._history.recent(client_id, self._history_messages, statuses=CONTEXT_STATUSES)
         language = self._turn_language(client_id, text, language)
         logger.debug("reply to %s started before the end of speech", client_id)
-        speaker = self._speaker(client_id, "voice", time.perf_counter(), language, held=True)
+        outlet = TurnOutlet(self._hub, client_id, turn_id or new_turn_id())
+        speaker = self._speaker(outlet, "voice", time.perf_counter(), language, held=True)
         return ReplyPrefetch(self._llm, self._context(recent, text, language), speaker)
 
     def barge_in(self, client_id: str) -> bool:
@@ -213,7 +224,7 @@ class ChatPipeline:
 
     async def _hear_and_answer(
         self,
-        client_id: str,
+        outlet: TurnOutlet,
         source: Source,
         origin: float,
         *,
@@ -222,6 +233,7 @@ class ChatPipeline:
         early: asyncio.Future[Transcript] | None = None,
         prefetch: asyncio.Future[ReplyPrefetch | None] | None = None,
     ) -> TurnResult:
+        client_id = outlet.client_id
         ahead = await _settled(prefetch)
         try:
             if self.transcriber is None:
@@ -240,11 +252,11 @@ class ChatPipeline:
         transcript = heard.transcript
         text = transcript.text.strip()
         language, probability = transcript.language, transcript.language_probability
-        event = TranscriptionEvent(text, heard.timings, source, language, probability)
-        await self._hub.publish(client_id, event.to_dict())
+        await outlet.send(TranscriptionEvent(text, heard.timings, source, language, probability))
         logger.info("heard client=%s source=%s language=%s timings=%s", client_id, source, language, heard.timings)
         request = TurnRequest(
-            client_id, text, source, heard.audio_path, heard.timings, origin, ahead, language, probability
+            client_id, text, source, heard.audio_path, heard.timings, origin, ahead, language, probability,
+            outlet.turn_id,
         )
         return await self._run_turn(request)
 
@@ -262,7 +274,7 @@ class ChatPipeline:
         finally:
             if request.prefetch is not None:
                 request.prefetch.discard()  # unless the turn took it
-        await self._publish_error(request.client_id, failure)
+        await self._publish_error(self._outlet(request), failure)
         return TurnResult(0, request.text, "", None, "error", dict(request.timings), failure)
 
     async def _turn(self, request: TurnRequest) -> TurnResult:
@@ -272,11 +284,10 @@ class ChatPipeline:
         start = time.perf_counter()
         timings = dict(request.timings)
         client_id = request.client_id
+        outlet = self._outlet(request)
         stored_user, recent = await self._store_user_message(request)
-        await self._hub.publish(
-            client_id,
-            UserMessage(request.text, stored_user.id, request.source, stored_user.created_at.isoformat()).to_dict(),
-        )
+        created = stored_user.created_at.isoformat()
+        await outlet.send(UserMessage(request.text, stored_user.id, request.source, created, request.client_msg_id))
         context = self._context([m for m in recent if m.id != stored_user.id], request.text, request.language)
         self._lanes.set_replying(client_id, True)
         sent: list[str] = []
@@ -290,12 +301,12 @@ class ChatPipeline:
             if speaker is not None:
                 speaker.release(request.origin)
         else:
-            speaker = self._speaker(client_id, request.source, request.origin, request.language) if spoken else None
+            speaker = self._speaker(outlet, request.source, request.origin, request.language) if spoken else None
             stream, feed = self._llm.stream_reply(context), speaker
         # The reply's write, once started: a barge-in while it is under way must update it, never add a second.
         writing: asyncio.Future[StoredMessage] | None = None
         try:
-            parts = await self._stream(client_id, stream, timings, llm_start, sent, feed)
+            parts = await self._stream(outlet, stream, timings, llm_start, sent, feed)
             timings["llm_total_ms"] = elapsed_ms(llm_start)
             self.llm_healthy = True
             reply = "".join(parts).strip()
@@ -309,12 +320,12 @@ class ChatPipeline:
             stored = await asyncio.shield(writing)
             timings["total_ms"] = elapsed_ms(start)
             # The text is complete and stored: the reply goes now, whatever the speech is still doing.
-            await self._hub.publish(client_id, Reply(reply, stored.id, timings).to_dict())
+            await outlet.send(Reply(reply, stored.id, timings))
             if self._metrics is not None:
                 self._metrics.turn(request.source, "ok", timings)
             if speaker is not None:
                 await speaker.wait_done()
-                await self._hub.publish(client_id, AudioDone(stored.id, speaker.frames, speaker.timings).to_dict())
+                await outlet.send(AudioDone(stored.id, speaker.frames, speaker.timings))
                 if self._metrics is not None:
                     self._metrics.stages(speaker.timings)
         except LLMError as err:
@@ -355,7 +366,7 @@ class ChatPipeline:
             self._history.append(
                 NewMessage(
                     request.client_id, "user", request.text, request.source, "ok", request.audio_path,
-                    request.language, request.language_probability,
+                    request.language, request.language_probability, request.client_msg_id,
                 )
             ),
             self._history.recent(request.client_id, self._history_messages + 1, statuses=CONTEXT_STATUSES),
@@ -369,16 +380,17 @@ class ChatPipeline:
             raise recent
         return stored, recent
 
+    def _outlet(self, request: TurnRequest) -> TurnOutlet:
+        return TurnOutlet(self._hub, request.client_id, request.turn_id)
+
     def _speaker(
-        self, client_id: str, source: Source, origin: float, language: str | None, *, held: bool = False
+        self, outlet: TurnOutlet, source: Source, origin: float, language: str | None, *, held: bool = False
     ) -> Speaker | None:
         """Who reads this client's reply aloud (in ``language``'s voice unless a sentence is plainly in another),
         if the reply to ``source`` is spoken."""
-        if self._tts is None or not self.speaks(client_id, source):
+        if self._tts is None or not self.speaks(outlet.client_id, source):
             return None
-        return Speaker(
-            self._tts, self._hub, client_id, origin=origin, held=held, language=language, detect=self._text_language
-        )
+        return Speaker(self._tts, outlet, origin=origin, held=held, language=language, detect=self._text_language)
 
     def _context(self, earlier: list[StoredMessage], text: str, language: str | None = None) -> list[ChatMessage]:
         """What the LLM is sent: the system prompt (told which language to answer in, when the turn's is known),
@@ -394,7 +406,7 @@ class ChatPipeline:
 
     async def _stream(
         self,
-        client_id: str,
+        outlet: TurnOutlet,
         stream: AsyncIterator[str],
         timings: dict[str, float],
         llm_start: float,
@@ -420,7 +432,7 @@ class ChatPipeline:
                     last_sent = now
                     text = "".join(unsent)
                     unsent.clear()
-                    await self._hub.publish(client_id, ReplyDelta(text).to_dict())
+                    await outlet.send(ReplyDelta(text))
                     sent.append(text)
         finally:
             # Closing the generator at once stops an interrupted model (and its HTTP stream) now, not at GC.
@@ -429,7 +441,7 @@ class ChatPipeline:
                 await close()
         if unsent:
             text = "".join(unsent)
-            await self._hub.publish(client_id, ReplyDelta(text).to_dict())
+            await outlet.send(ReplyDelta(text))
             sent.append(text)
         return parts
 
@@ -443,7 +455,7 @@ class ChatPipeline:
                 NewMessage(request.client_id, "assistant", partial.strip(), request.source, "error")
             )
             message_id = stored.id
-        await self._publish_error(request.client_id, err)
+        await self._publish_error(self._outlet(request), err)
         if self._metrics is not None:
             self._metrics.turn(request.source, "error", timings)
         return TurnResult(user_id, request.text, partial, message_id, "error", timings, err)
@@ -470,13 +482,13 @@ class ChatPipeline:
             )
             reply_id = stored.id
         logger.info("turn client=%s interrupted, %d chars kept", request.client_id, len(heard))
-        await self._hub.publish(request.client_id, Interrupted(reply_id, heard).to_dict())
+        await self._outlet(request).send(Interrupted(reply_id, heard))
         if self._metrics is not None and not counted:
             self._metrics.turn(request.source, "interrupted", timings)
 
-    async def _publish_error(self, client_id: str, err: BotError) -> None:
+    async def _publish_error(self, outlet: TurnOutlet, err: BotError) -> None:
         self._count_error(err.code)
-        await self._hub.publish(client_id, ErrorEvent(err.code, err.message).to_dict())
+        await outlet.send(ErrorEvent(err.code, err.message))
 
     def _count_error(self, code: str) -> None:
         if self._metrics is not None:

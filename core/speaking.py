@@ -9,9 +9,9 @@ import time
 
 from core.errors import TTSError
 from core.events import AudioEvent, ErrorEvent
-from core.hub import Hub
 from core.interfaces import TTSEngine
 from core.language import TextLanguage
+from core.outlet import TurnOutlet
 from core.speech_text import SentenceSplitter, clean_for_speech
 
 logger = logging.getLogger(__name__)
@@ -33,8 +33,7 @@ class Speaker:
     def __init__(
         self,
         tts: TTSEngine,
-        hub: Hub,
-        client_id: str,
+        outlet: TurnOutlet,
         *,
         origin: float,
         held: bool = False,
@@ -44,8 +43,8 @@ class Speaker:
         self._tts = tts
         self._language = language  # the turn's; a sentence plainly in another language gets that one's voice
         self._detect = detect
-        self._hub = hub
-        self._client_id = client_id
+        self._outlet = outlet
+        self._client_id = outlet.client_id
         self._origin = origin  # perf_counter of the end of the user's speech (or of their message)
         self._released = asyncio.Event()
         if not held:
@@ -53,7 +52,7 @@ class Speaker:
         # Raw pieces, so an interrupted reply can be stored as the text that was really heard.
         self._splitter = SentenceSplitter(clean=False, first_max_chars=FIRST_PIECE_MAX_CHARS)
         self._queue: asyncio.Queue[str | None] = asyncio.Queue()
-        self._task = asyncio.create_task(self._run(), name=f"speaker-{client_id}")
+        self._task = asyncio.create_task(self._run(), name=f"speaker-{outlet.client_id}")
         self.first_sent = asyncio.Event()
         self.spoken: list[str] = []
         self.failed: TTSError | None = None
@@ -112,13 +111,13 @@ class Speaker:
                 await self._released.wait()
                 if err.code not in self._told:
                     self._told.add(err.code)
-                    await self._hub.publish(self._client_id, ErrorEvent(err.code, err.message).to_dict())
+                    await self._outlet.send(ErrorEvent(err.code, err.message))
                 continue
             synthesised = time.perf_counter()
             await self._released.wait()
             for chunk in chunks:
                 event = AudioEvent(self._seq, sentence, chunk.format, chunk.sample_rate)
-                await self._hub.publish(self._client_id, event.to_dict(), chunk.data)
+                await self._outlet.send(event, chunk.data)
                 self._seq += 1
                 if not self.first_sent.is_set():
                     self.timings["tts_first_audio_ms"] = round((synthesised - started) * 1000, 1)

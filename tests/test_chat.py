@@ -104,7 +104,8 @@ async def test_history_survives_restart(serve, make_settings, connect) -> None:
         body = (await http.get("/api/history/durable")).json()
     assert body["client_id"] == "durable"
     assert [m["id"] for m in body["messages"]] == [m["id"] for m in history]
-    assert set(body["messages"][0]) == {"id", "role", "content", "source", "status", "created_at", "language"}
+    fields = {"id", "role", "content", "source", "status", "created_at", "language", "client_msg_id"}
+    assert set(body["messages"][0]) == fields
 
 
 async def test_history_api_pages_with_limit_and_before(server: Served, connect) -> None:
@@ -132,6 +133,8 @@ async def test_history_api_pages_with_limit_and_before(server: Served, connect) 
         (json.dumps({"type": "text", "text": "   "}), "empty-message"),
         ("x" * 4001, "message-too-long"),
         (json.dumps({"type": "text", "text": 5}), "bad-message"),
+        (json.dumps({"type": "text", "text": "hi", "client_msg_id": "<b>x</b>"}), "bad-message"),
+        (json.dumps({"type": "text", "text": "hi", "client_msg_id": "x" * 65}), "bad-message"),
         (json.dumps({"text": "no type"}), "unknown-type"),
         (b"\x00\x01binary", "stt-unavailable"),  # speech-to-text is off in these servers
     ],
@@ -188,7 +191,9 @@ async def test_llm_unreachable_is_unavailable(serve, make_settings, connect) -> 
     served = serve(make_settings({"llm": {"base_url": "http://127.0.0.1:9/v1"}}))
     client = await connect(served, "nobody-home")
     events = await client.chat("hello?")
-    assert events[-1] == {"type": "error", "code": "llm-unavailable", "message": events[-1]["message"]}
+    assert events[-1] == {
+        "type": "error", "code": "llm-unavailable", "message": events[-1]["message"], "turn_id": events[0]["turn_id"]
+    }
     async with httpx.AsyncClient(base_url=served.url) as http:
         status = (await http.get("/api/status")).json()
     assert status["llm_available"] is False and status["status"] == "degraded"
@@ -252,3 +257,24 @@ async def test_ping_pong(server: Served, connect) -> None:
     client = await connect(server, "pinger")
     await client.send({"type": "ping"})
     assert await client.recv() == {"type": "pong"}
+
+
+async def test_every_event_of_a_turn_carries_its_id_and_the_client_s_message_id(server: Served, connect) -> None:
+    """Two identical messages are two turns: each user_message echoes the id it was sent with, every event of a
+    turn carries that turn's id, and the history keeps the client's ids (a page matches by id, never by text)."""
+    client = await connect(server, "twice")
+    await client.send({"type": "text", "text": "yes", "client_msg_id": "m-1"})
+    first = await client.until("reply")
+    await client.send({"type": "text", "text": "yes", "client_msg_id": "m-2"})
+    second = await client.until("reply")
+    for events, msg_id in ((first, "m-1"), (second, "m-2")):
+        assert events[0]["type"] == "user_message" and events[0]["client_msg_id"] == msg_id
+        assert len({e["turn_id"] for e in events}) == 1 and len(events[0]["turn_id"]) == 12
+    assert first[0]["turn_id"] != second[0]["turn_id"]
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        history = (await http.get("/api/history/twice")).json()["messages"]
+    assert [(m["role"], m["client_msg_id"]) for m in history] == [
+        ("user", "m-1"), ("assistant", None), ("user", "m-2"), ("assistant", None)
+    ]
+    await client.send("no id")  # a plain text frame has none
+    assert (await client.until("reply"))[0]["client_msg_id"] is None

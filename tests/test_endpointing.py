@@ -86,7 +86,8 @@ class Line:
         vad = VoiceActivityDetector(silero, silence_ms=endpointer.max_silence_ms)
         self.turns: list[asyncio.Future[TurnResult]] = []
         self.listener = LiveListener(
-            self.pipeline, hub, "talker", vad, 16000, endpointer=endpointer, on_turn=self.turns.append
+            self.pipeline, hub, "talker", vad, 16000, endpointer=endpointer,
+            on_turn=lambda turn, turn_id: self.turns.append(turn),
         )
 
     async def stream(self, audio: bytes) -> None:
@@ -95,7 +96,8 @@ class Line:
             await self.listener.idle()
 
     def events(self, *kinds: str) -> list[dict[str, object]]:
-        return [e for e in self.sink.events if e["type"] in kinds]
+        """The events of these kinds, without their turn ids (each turn's events share one)."""
+        return [{k: v for k, v in e.items() if k != "turn_id"} for e in self.sink.events if e["type"] in kinds]
 
 
 def endpointer(model: ScriptedTurnModel | None, silence_ms: int = 200, max_silence_ms: int = 2000) -> Endpointer:
@@ -113,6 +115,8 @@ async def test_a_finished_turn_ends_at_the_first_judgement(store, tmp_path, sile
     assert len(model.heard) == 1 and abs(model.heard[0] - len(sentence) / 32000) < 0.7  # the utterance so far
     result = await line.turns[0]
     assert result.status == "ok" and result.user_text == "book a table"
+    turn_ids = {e["turn_id"] for e in line.sink.events}  # speech_started through the reply: one turn
+    assert len(turn_ids) == 1 and line.sink.types()[-1] == "reply"
 
 
 @pytest.mark.parametrize("answer", [0.1, None], ids=["unfinished", "model-fails"])

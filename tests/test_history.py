@@ -283,13 +283,16 @@ async def test_migrations_build_exactly_the_declared_schema(store: SQLHistorySto
             assert kind == "bigint"
 
 
+LATER_COLUMNS = ("language", "language_probability", "client_msg_id")  # added by revisions 0003 and 0004
+
+
 def baseline_metadata() -> MetaData:
     """The messages table as the store created it before migrations existed (revision 0001)."""
     baseline = MetaData()
     Table(
         "messages",
         baseline,
-        *(column._copy() for column in messages.columns if column.name not in ("language", "language_probability")),
+        *(column._copy() for column in messages.columns if column.name not in LATER_COLUMNS),
         Index("ix_messages_client_id_id", "client_id", "id"),
     )
     return baseline

@@ -112,6 +112,31 @@ async def test_the_reply_is_sent_when_its_text_is_stored_never_waiting_for_speec
     assert await rows(store, "c") == [("user", "hello", "ok"), ("assistant", "".join(REPLY), "ok")]
 
 
+async def test_every_event_of_a_turn_carries_its_id(store) -> None:
+    """Spoken turns, one interrupted by the next: each event (audio frames and the interruption included) names
+    the turn it belongs to, so a page never mixes two turns' events up."""
+    gate = asyncio.Event()
+    bot = pipeline(store, tts=GatedTTS(gate), replies="always")
+    sink = tab(bot, "c")
+    gate.set()
+    await bot.submit(TurnRequest("c", "hello", "text", turn_id="first", client_msg_id="m-1"))
+    assert {e["turn_id"] for e in sink.events} == {"first"} and sink.types().count("audio") == 2
+    assert sink.events[0]["client_msg_id"] == "m-1"
+    gate.clear()
+    speaking = bot.submit(TurnRequest("c", "again", "text", turn_id="second"))
+    for _ in range(400):
+        if ("reply", "second") in [(e["type"], e["turn_id"]) for e in sink.events]:
+            break
+        await asyncio.sleep(0.005)
+    gate.set()
+    await bot.submit(TurnRequest("c", "stop", "text", turn_id="third"))
+    with pytest.raises(asyncio.CancelledError):
+        await speaking
+    by_turn = [(e["type"], e["turn_id"]) for e in sink.events if e["turn_id"] != "first"]
+    assert ("interrupted", "second") in by_turn and ("reply", "third") in by_turn
+    assert [turn for _, turn in by_turn] == sorted((turn for _, turn in by_turn), key=["second", "third"].index)
+
+
 # --- failures and barge-in -------------------------------------------------------------------------------------
 
 
@@ -121,9 +146,9 @@ async def test_any_failure_stops_the_speaker(store) -> None:
     bot = pipeline(history, tts=GatedTTS(), replies="always")
     sink = tab(bot, "c")
     before = set(asyncio.all_tasks())
-    result = await bot.submit(TurnRequest("c", "hello", "text"))
+    result = await bot.submit(TurnRequest("c", "hello", "text", turn_id="t1"))
     assert result.status == "error" and result.error is not None and result.error.code == "history-failed"
-    assert sink.events[-1] == {"type": "error", "code": "history-failed", "message": "refused"}
+    assert sink.events[-1] == {"type": "error", "code": "history-failed", "message": "refused", "turn_id": "t1"}
     await asyncio.sleep(0)
     leftover = [t for t in asyncio.all_tasks() - before if not t.done() and t is not asyncio.current_task()]
     assert leftover == [], leftover

@@ -276,6 +276,13 @@ async def test_hands_free_one_turn_per_sentence(serve, voice_settings, connect) 
     assert [e["reason"] for e in stops] == ["end_of_turn"] * 2 and all(e["probability"] > 0.5 for e in stops), stops
     log = Path(served.settings.logging.file).read_text()
     assert log.count("(end_of_turn, transcribed early)") == 2, log
+    # Each turn's events, from speech_started to its reply, carry that turn's id (audio_started is the stream's).
+    assert all(e.get("turn_id") for e in events if e["type"] != "audio_started"), events
+    for index in (0, 1):
+        ids = {kind: [e["turn_id"] for e in events if e["type"] == kind][index] for kind in
+               ("speech_started", "speech_stopped", "transcription", "user_message", "reply")}
+        assert len(set(ids.values())) == 1, ids
+    assert len({e.get("turn_id") for e in events} - {None}) == 2
 
 
 async def test_live_audio_at_48k_is_resampled(serve, voice_settings, connect) -> None:

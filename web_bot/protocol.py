@@ -25,6 +25,8 @@ class _In(BaseModel):
 class TextIn(_In):
     type: Literal["text"]
     text: str
+    # The page's own id for the message, echoed in its user_message (letters, digits, "-" and "_").
+    client_msg_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | None = None
 
 
 class PingIn(_In):

@@ -10,6 +10,7 @@ from typing import Any
 
 from core.errors import BotError, CommandError, ProtocolError, STTError
 from core.events import ErrorEvent
+from core.outlet import new_turn_id
 from core.pipeline import TurnRequest, TurnResult
 from core.services import Bot
 from core.voice.listener import LiveListener
@@ -49,7 +50,8 @@ class SocketSession:
                 if text.startswith("/"):
                     self._spawn(self._command(text))
                 else:
-                    self._bot.pipeline.submit(TurnRequest(self._client_id, text, "text"))
+                    turn = TurnRequest(self._client_id, text, "text", client_msg_id=message.client_msg_id)
+                    self._bot.pipeline.submit(turn)
         except (ProtocolError, BotError) as err:
             logger.info("rejected a frame from %s: %s", self._client_id, err.code)
             await self.send_error(err)
@@ -67,7 +69,8 @@ class SocketSession:
         elif not data:
             await self.send_error(ProtocolError("the audio frame is empty", code="empty-audio"))
         else:
-            self._spawn(self._report(self._bot.pipeline.submit_audio(self._client_id, data, "voice")))
+            turn_id = new_turn_id()
+            self._spawn(self._report(self._bot.pipeline.submit_audio(self._client_id, data, "voice", turn_id), turn_id))
 
     async def close(self) -> None:
         """The socket is gone: an utterance in progress is still answered (it was accepted)."""
@@ -97,7 +100,7 @@ class SocketSession:
         self._live = LiveListener(
             self._bot.pipeline, self._bot.hub, self._client_id, self._bot.new_vad(), message.sample_rate,
             endpointer=self._bot.endpointer,
-            on_turn=lambda future: self._spawn(self._report(future)),
+            on_turn=lambda future, turn_id: self._spawn(self._report(future, turn_id)),
             early_transcription_ms=self._bot.settings.vad.early_transcription_ms,
         )
         logger.info("live audio from %s at %d Hz", self._client_id, message.sample_rate)
@@ -122,14 +125,14 @@ class SocketSession:
             return
         await self._sink.send(result.to_dict())
 
-    async def _report(self, future: asyncio.Future[TurnResult]) -> None:
+    async def _report(self, future: asyncio.Future[TurnResult], turn_id: str) -> None:
         """Failures before a turn starts (no speech, not audio) go to the socket that sent the audio."""
         try:
             await future
         except BotError as err:
             logger.info("audio from %s rejected: %s (%s)", self._client_id, err.code, err.__cause__ or err.message)
             with contextlib.suppress(Exception):
-                await self._sink.send(ErrorEvent(err.code, err.message).to_dict())
+                await self._sink.send({**ErrorEvent(err.code, err.message).to_dict(), "turn_id": turn_id})
         except asyncio.CancelledError:
             pass
 

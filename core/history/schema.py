@@ -20,6 +20,8 @@ messages = Table(
     # The language speech-to-text detected (or the client fixed), ISO 639-1, and its probability (0-1).
     Column("language", String(16), nullable=True),
     Column("language_probability", Float, nullable=True),
+    # The id the client sent a user's message with (the page's, to match its messages after a reconnect).
+    Column("client_msg_id", String(64), nullable=True),
     Index("ix_messages_client_id_id", "client_id", "id"),
     # SQLite would otherwise reuse the ids of a cleared conversation's last messages.
     sqlite_autoincrement=True,

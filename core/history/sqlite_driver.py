@@ -21,10 +21,11 @@ from core.history.writes import Append, Clear, Write, aware, deletion, runs
 from core.models import StoredMessage
 
 _COLUMNS = (
-    "client_id", "role", "content", "source", "status", "audio_path", "created_at", "language", "language_probability"
+    "client_id", "role", "content", "source", "status", "audio_path", "created_at", "language", "language_probability",
+    "client_msg_id",
 )
 _SELECTED = ("id", *_COLUMNS)
-# Far below SQLite's limit on bound parameters (32766) at 9 per row.
+# Far below SQLite's limit on bound parameters (32766) at 10 per row.
 _ROWS_PER_INSERT = 500
 
 
@@ -91,7 +92,7 @@ class SQLiteDriver:
             m = a.message
             params += (
                 m.client_id, m.role, m.content, m.source, m.status, m.audio_path, self._to_db(a.created_at),
-                m.language, m.language_probability,
+                m.language, m.language_probability, m.client_msg_id,
             )
         rows = await conn.execute_fetchall(
             f"INSERT INTO messages ({', '.join(_COLUMNS)}) VALUES {placeholders} RETURNING id", params
@@ -115,4 +116,5 @@ class SQLiteDriver:
             created_at=created,
             language=row[8],
             language_probability=row[9],
+            client_msg_id=row[10],
         )

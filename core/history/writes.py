@@ -34,6 +34,7 @@ class Append:
             audio_path=m.audio_path,
             language=m.language,
             language_probability=m.language_probability,
+            client_msg_id=m.client_msg_id,
         )
 
 
@@ -99,6 +100,7 @@ async def _insert(conn: AsyncConnection, run: list[Append]) -> list[StoredMessag
             "created_at": a.created_at,
             "language": a.message.language,
             "language_probability": a.message.language_probability,
+            "client_msg_id": a.message.client_msg_id,
         }
         for a in run
     ]
@@ -133,4 +135,5 @@ def to_stored(row: Any) -> StoredMessage:
         audio_path=row.audio_path,
         language=row.language,
         language_probability=row.language_probability,
+        client_msg_id=row.client_msg_id,
     )

@@ -14,6 +14,7 @@ from core.errors import ProtocolError
 from core.events import EndReason, SpeechPaused, SpeechStarted, SpeechStopped
 from core.hub import Hub
 from core.models import AudioClip, Transcript
+from core.outlet import TurnOutlet, new_turn_id
 from core.pipeline import ChatPipeline, TurnResult
 from core.prefetch import ReplyPrefetch
 from core.voice.endpointing import Endpointer
@@ -32,8 +33,9 @@ class LiveListener:
     while the end of the turn is still being judged, and once it is transcribed the reply starts too (see
     ``core.prefetch``). If speech resumes, that early work is dropped.
 
-    Each turn's future is handed to ``on_turn`` (the socket reports its failures); a turn can end between two
-    chunks, when the end-of-turn model's judgement comes back.
+    Each turn's future is handed to ``on_turn`` with the turn's id (the socket reports its failures); a turn can end
+    between two chunks, when the end-of-turn model's judgement comes back. A turn's id is made when its speech
+    starts, and every event of the turn carries it, from ``speech_started`` on.
     """
 
     def __init__(
@@ -45,7 +47,7 @@ class LiveListener:
         sample_rate: int,
         *,
         endpointer: Endpointer,
-        on_turn: Callable[[asyncio.Future[TurnResult]], None],
+        on_turn: Callable[[asyncio.Future[TurnResult], str], None],
         early_transcription_ms: int = 120,
     ) -> None:
         self._pipeline = pipeline
@@ -57,6 +59,7 @@ class LiveListener:
         self._early_after_ms = early_transcription_ms
         self._resampler = _Resampler(sample_rate) if sample_rate != VAD_RATE else None
         self._odd = b""
+        self._outlet = TurnOutlet(hub, client_id, new_turn_id())  # the turn being listened to
         self._early: tuple[int, asyncio.Future[Transcript]] | None = None  # (last voiced ms, transcription)
         self._prefetch: asyncio.Future[ReplyPrefetch | None] | None = None  # the early transcription's reply
         # The end-of-turn judgement under way, if any, and the pause judged last (by its last voiced ms).
@@ -77,7 +80,8 @@ class LiveListener:
             # One Silero window costs ~0.1 ms: cheaper inline than a thread hop, and it keeps the events in order.
             for event in self._vad.feed(pcm):
                 if isinstance(event, SpeechStart):
-                    await self._hub.publish(self._client_id, SpeechStarted().to_dict())
+                    self._outlet = TurnOutlet(self._hub, self._client_id, new_turn_id())
+                    await self._outlet.send(SpeechStarted())
                     if self._pipeline.barge_in(self._client_id):
                         logger.info("barge-in by %s", self._client_id)
                 else:
@@ -126,8 +130,7 @@ class LiveListener:
                         await self._end_turn(end, "end_of_turn", probability)
                 elif probability is not None:
                     logger.debug("a pause by %s: not the end of the turn (%.2f)", self._client_id, probability)
-                    event = SpeechPaused(silence, round(probability, 3))
-                    await self._hub.publish(self._client_id, event.to_dict())
+                    await self._outlet.send(SpeechPaused(silence, round(probability, 3)))
         finally:
             self._judging = None
 
@@ -154,7 +157,8 @@ class LiveListener:
         if self._early is None or self._early[1] is not task or task.cancelled() or task.exception() is not None:
             return
         heard = task.result()
-        self._prefetch = asyncio.ensure_future(self._pipeline.prefetch(self._client_id, heard.text, heard.language))
+        reply = self._pipeline.prefetch(self._client_id, heard.text, heard.language, self._outlet.turn_id)
+        self._prefetch = asyncio.ensure_future(reply)
         self._prefetch.add_done_callback(_consume)
 
     def _drop_early(self) -> None:
@@ -171,7 +175,8 @@ class LiveListener:
 
     async def _end_turn(self, end: SpeechEnd, reason: EndReason, probability: float | None = None) -> None:
         """The user's turn is over: say so, and answer the utterance (with its early work, if it still holds)."""
-        await self._hub.publish(self._client_id, SpeechStopped(reason, probability).to_dict())
+        outlet = self._outlet
+        await outlet.send(SpeechStopped(reason, probability))
         # When the last voiced sample arrived: the VAD has judged this much audio since.
         lag_s = max(0, self._vad.position_ms - end.end_ms) / 1000 if end.reason != "flush" else 0.0
         origin = time.perf_counter() - lag_s
@@ -184,7 +189,8 @@ class LiveListener:
             "turn of %s ended: %.2f s (%s%s)", self._client_id, end.duration_s, reason,
             ", transcribed early" if early is not None else "",
         )
-        self._on_turn(self._pipeline.submit_pcm(self._client_id, end.utterance, origin, early, prefetch))
+        turn = self._pipeline.submit_pcm(self._client_id, end.utterance, origin, early, prefetch, outlet.turn_id)
+        self._on_turn(turn, outlet.turn_id)
 
 
 def _consume(task: asyncio.Future[Any]) -> None:

@@ -54,9 +54,14 @@ const storage = {
   },
 };
 
+/** 12 random bytes in hex: randomUUID needs a secure page; this does not. */
+function randomHex() {
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 function newClientId() {
-  const bytes = crypto.getRandomValues(new Uint8Array(12)); // randomUUID needs a secure page; this does not
-  return "c-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  return "c-" + randomHex();
 }
 
 function loadClientId() {
@@ -181,9 +186,9 @@ function welcome(event) {
   const history = Array.isArray(event.history) ? event.history : [];
   view.reset(history);
   ui.earlier.hidden = history.length < HISTORY_PAGE;
-  // Sent just before the connection dropped: delivered if the history has it, else sent again.
-  const stored = new Set(history.filter((m) => m.role === "user").slice(-20).map((m) => m.content));
-  const lost = state.unconfirmed.filter((m) => !stored.has(m.text));
+  // Sent just before the connection dropped: delivered if the history has its id, else sent again (with it).
+  const stored = new Set(history.map((m) => m.client_msg_id).filter(Boolean));
+  const lost = state.unconfirmed.filter((m) => !stored.has(m.clientMsgId));
   state.unconfirmed = [];
   state.outbox.unshift(...lost.map((message) => ({ kind: "text", text: message.text, message })));
   // Uploads and voice messages still on their way stay in sight, after the history.
@@ -202,7 +207,8 @@ function syncLocale() {
 function userMessage(event) {
   if (event.source === "text") {
     state.turnLanguage = null; // typed: its language is not known
-    const index = state.unconfirmed.findIndex((m) => m.text === event.text);
+    // Matched by the id it was sent with, never by its text: two identical "yes" are two messages.
+    const index = state.unconfirmed.findIndex((m) => m.clientMsgId && m.clientMsgId === event.client_msg_id);
     if (index >= 0) state.unconfirmed.splice(index, 1)[0].confirm(event);
     else view.user(event.text, { source: "text", created: event.created_at, id: event.message_id });
   } else {
@@ -342,14 +348,25 @@ function submit() {
   suggest.close();
   const kind = text.startsWith("/") ? "command" : "text";
   if (connection.open && state.welcomed) {
-    connection.send({ type: "text", text });
-    if (kind === "command") view.commandLine(text);
-    else state.unconfirmed.push(view.user(text, { state: "sending" }));
+    if (kind === "command") {
+      connection.send({ type: "text", text });
+      view.commandLine(text);
+    } else {
+      const message = view.user(text, { state: "sending" });
+      sendText(message, text);
+      state.unconfirmed.push(message);
+    }
   } else {
     const message = kind === "command" ? view.commandLine(text, "pending") : view.user(text, { state: "pending" });
     state.outbox.push({ kind, text, message });
     saveOutbox();
   }
+}
+
+/** A typed message goes with an id of its own (kept if it is sent again), so its user_message is found by id. */
+function sendText(message, text) {
+  message.clientMsgId = message.clientMsgId || "m-" + randomHex();
+  connection.send({ type: "text", text, client_msg_id: message.clientMsgId });
 }
 
 /** One recording goes as one binary frame; the server answers with a transcription, then the turn. */
@@ -380,10 +397,11 @@ function flushOutbox() {
       sendVoice(item.blob, item.message);
       continue;
     }
-    connection.send({ type: "text", text: item.text });
     if (item.kind === "command") {
+      connection.send({ type: "text", text: item.text });
       item.message.setState(null);
     } else {
+      sendText(item.message, item.text);
       item.message.setState("sending");
       state.unconfirmed.push(item.message);
     }
