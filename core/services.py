@@ -71,14 +71,16 @@ class Bot:
             "commands": self.commands.described(self.pipeline.locale(client_id)),
         }
 
-    def new_vad(self) -> VoiceActivityDetector:
-        """A detector for one live audio stream, sharing the loaded Silero model."""
+    def new_vad(self, *, push_to_talk: bool = False) -> VoiceActivityDetector:
+        """A detector for one live audio stream, sharing the loaded Silero model. Pushing to talk, no silence ends
+        the utterance (the release does); hands-free, shorter silences than the endpointer's limit are its to judge."""
         assert self.vad_model is not None and self.endpointer is not None
         vad = self.settings.vad
+        silence_ms = int(vad.max_utterance_s * 1000) if push_to_talk else self.endpointer.max_silence_ms
         return VoiceActivityDetector(
             self.vad_model,
             threshold=vad.threshold,
-            silence_ms=self.endpointer.max_silence_ms,  # shorter silences are the endpointer's to judge
+            silence_ms=silence_ms,
             prefix_padding_ms=vad.prefix_padding_ms,
             min_speech_ms=vad.min_speech_ms,
             max_utterance_s=vad.max_utterance_s,

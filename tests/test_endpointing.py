@@ -71,7 +71,10 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLHistoryStore]:
 class Line:
     """A listener on scripted engines, and what its tab was sent."""
 
-    def __init__(self, store: SQLHistoryStore, tmp_path: Path, silero: SileroModel, endpointer: Endpointer) -> None:
+    def __init__(
+        self, store: SQLHistoryStore, tmp_path: Path, silero: SileroModel, endpointer: Endpointer,
+        *, push_to_talk: bool = False,
+    ) -> None:
         hub = Hub()
         self.sink = RecordingSink()
         hub.attach("talker", self.sink)
@@ -83,11 +86,11 @@ class Line:
             llm=ScriptedLLM(["For how many?"]), history=store, hub=hub, system_prompt="Test.", history_messages=10,
             transcriber=transcriber,
         )
-        vad = VoiceActivityDetector(silero, silence_ms=endpointer.max_silence_ms)
+        vad = VoiceActivityDetector(silero, silence_ms=30_000 if push_to_talk else endpointer.max_silence_ms)
         self.turns: list[asyncio.Future[TurnResult]] = []
         self.listener = LiveListener(
             self.pipeline, hub, "talker", vad, 16000, endpointer=endpointer,
-            on_turn=lambda turn, turn_id: self.turns.append(turn),
+            on_turn=lambda turn, turn_id: self.turns.append(turn), push_to_talk=push_to_talk,
         )
 
     async def stream(self, audio: bytes) -> None:
@@ -162,3 +165,23 @@ async def test_push_to_talk_ends_the_turn_at_release(store, tmp_path, silero, se
     await line.listener.stop()
     assert line.events("speech_stopped") == [{"type": "speech_stopped", "reason": "push_to_talk", "probability": None}]
     assert (await line.turns[0]).status == "ok"
+
+
+async def test_pushing_to_talk_only_the_release_ends_the_turn(store, tmp_path, silero, sentence) -> None:
+    """While the button is held no pause is judged or ends the turn, but the words are heard early, so the release
+    finds them transcribed."""
+    model = ScriptedTurnModel(0.99)
+    line = Line(store, tmp_path, silero, endpointer(model, max_silence_ms=1000), push_to_talk=True)
+    await line.stream(silence(0.3) + sentence + silence(0.6) + sentence + silence(1.5))
+    assert model.heard == [] and not line.events("speech_paused", "speech_stopped") and not line.turns
+    assert await line.listener.stop()
+    assert line.events("speech_stopped") == [{"type": "speech_stopped", "reason": "push_to_talk", "probability": None}]
+    assert (await line.turns[0]).status == "ok"
+
+
+async def test_pushing_to_talk_a_short_word_is_a_turn_and_nothing_is_none(store, tmp_path, silero, sentence) -> None:
+    line = Line(store, tmp_path, silero, endpointer(None), push_to_talk=True)
+    await line.stream(silence(0.3) + sentence[: 32 * 180])  # 180 ms of speech: short of vad.min_speech_ms
+    assert await line.listener.stop() and len(line.turns) == 1
+    await line.stream(silence(0.5))
+    assert not await line.listener.stop() and len(line.turns) == 1

@@ -452,3 +452,23 @@ async def test_a_pause_mid_sentence_does_not_end_the_turn(serve, voice_settings,
     assert kinds.index("speech_paused") < kinds.index("speech_stopped")
     transcript = next(e for e in events if e["type"] == "transcription")["text"]
     assert wer(text, transcript) <= 0.15, transcript
+
+
+async def test_push_to_talk_streams_and_the_release_ends_the_turn(serve, voice_settings, connect) -> None:
+    """The voice button streams while held: a pause longer than vad.max_silence_ms does not end the turn, the
+    release does, and the words were transcribed before it; a release with nothing said is no-speech."""
+    served = serve(voice_settings(voice={"replies": False}, vad={"max_silence_ms": 1000}))
+    client = await connect(served, "holder")
+    await client.send({"type": "audio_start", "format": "pcm16", "sample_rate": 16000, "mode": "push_to_talk"})
+    await stream_pcm(client, speech16k(SENTENCES[1]) + silence(1.5))
+    await client.send({"type": "audio_stop"})
+    events = await frames(client, {"reply"})
+    kinds = [e["type"] for e in events]
+    assert "speech_paused" not in kinds and kinds.count("speech_stopped") == 1
+    assert next(e for e in events if e["type"] == "speech_stopped")["reason"] == "push_to_talk"
+    assert wer(SENTENCES[1], next(e for e in events if e["type"] == "transcription")["text"]) <= 0.15
+    assert "(push_to_talk, transcribed early)" in Path(served.settings.logging.file).read_text()
+    await client.send({"type": "audio_start", "format": "pcm16", "sample_rate": 16000, "mode": "push_to_talk"})
+    await stream_pcm(client, silence(0.5))
+    await client.send({"type": "audio_stop"})
+    assert (await frames(client, {"error"}))[-1]["code"] == "no-speech"

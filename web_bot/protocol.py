@@ -46,6 +46,8 @@ class AudioStartIn(_In):
     type: Literal["audio_start"]
     format: Literal["pcm16"] = "pcm16"
     sample_rate: int = Field(16000, ge=8000, le=96000)
+    # hands_free: the server ends each turn (the endpointer); push_to_talk: only audio_stop ends it.
+    mode: Literal["hands_free", "push_to_talk"] = "hands_free"
 
 
 class AudioStopIn(_In):

@@ -73,10 +73,12 @@ class SocketSession:
             self._spawn(self._report(self._bot.pipeline.submit_audio(self._client_id, data, "voice", turn_id), turn_id))
 
     async def close(self) -> None:
-        """The socket is gone: an utterance in progress is still answered (it was accepted)."""
+        """The stream ended (audio_stop, or the socket is gone): an utterance in progress is still answered (it was
+        accepted); pushing to talk, a release with no speech at all is told as ``no-speech``."""
         if self._live is not None:
-            await self._live.stop()
-            self._live = None
+            live, self._live = self._live, None
+            if not await live.stop() and live.push_to_talk:
+                await self.send_error(STTError("no speech was heard while the button was held", code="no-speech"))
 
     async def send_error(self, err: BotError) -> None:
         self._bot.metrics.error(err.code)
@@ -97,11 +99,14 @@ class SocketSession:
             self._refused_stream = True
             raise STTError("speech-to-text is turned off on this server", code="stt-unavailable")
         self._refused_stream = False
+        push_to_talk = message.mode == "push_to_talk"
         self._live = LiveListener(
-            self._bot.pipeline, self._bot.hub, self._client_id, self._bot.new_vad(), message.sample_rate,
+            self._bot.pipeline, self._bot.hub, self._client_id, self._bot.new_vad(push_to_talk=push_to_talk),
+            message.sample_rate,
             endpointer=self._bot.endpointer,
             on_turn=lambda future, turn_id: self._spawn(self._report(future, turn_id)),
             early_transcription_ms=self._bot.settings.vad.early_transcription_ms,
+            push_to_talk=push_to_talk,
         )
         logger.info("live audio from %s at %d Hz", self._client_id, message.sample_rate)
 

@@ -49,6 +49,7 @@ class LiveListener:
         endpointer: Endpointer,
         on_turn: Callable[[asyncio.Future[TurnResult], str], None],
         early_transcription_ms: int = 120,
+        push_to_talk: bool = False,
     ) -> None:
         self._pipeline = pipeline
         self._hub = hub
@@ -57,6 +58,9 @@ class LiveListener:
         self._endpointer = endpointer
         self._on_turn = on_turn
         self._early_after_ms = early_transcription_ms
+        # Push-to-talk: the user's release (``stop``) ends the turn; pauses while the button is held are not
+        # judged, but still transcribed early, so a release after the last word finds the words heard already.
+        self.push_to_talk = push_to_talk
         self._resampler = _Resampler(sample_rate) if sample_rate != VAD_RATE else None
         self._odd = b""
         self._outlet = TurnOutlet(hub, client_id, new_turn_id())  # the turn being listened to
@@ -89,16 +93,18 @@ class LiveListener:
         self._maybe_transcribe_early()
         self._maybe_judge()
 
-    async def stop(self) -> None:
-        """Push-to-talk released or the stream ended: the utterance in progress ends now."""
+    async def stop(self) -> bool:
+        """Push-to-talk released or the stream ended: the utterance in progress ends now; whether there was one.
+        Pushing to talk, even a word too short to have started a hands-free turn is one."""
         if self._judging is not None:
             self._judging.cancel()
         async with self._order:
-            end = self._vad.flush()
+            end = self._vad.flush(tentative=self.push_to_talk)
             if end is None:
                 self._drop_early()
-                return
+                return False
             await self._end_turn(end, "push_to_talk")
+            return True
 
     async def idle(self) -> None:
         """Wait until no end-of-turn judgement is under way (and what it decided has been sent)."""
@@ -107,7 +113,7 @@ class LiveListener:
 
     def _maybe_judge(self) -> None:
         """Ask the end-of-turn model about the current pause, once it has lasted ``silence_ms``."""
-        if self._judging is not None or not self._vad.speaking:
+        if self.push_to_talk or self._judging is not None or not self._vad.speaking:
             return
         voiced_until, silence = self._vad.last_voiced_ms, self._vad.silence_so_far_ms
         if not self._endpointer.due(silence, judged=self._judged == voiced_until):

@@ -175,10 +175,11 @@ class VoiceActivityDetector:
         del self._pending[:usable]
         return events
 
-    def flush(self) -> SpeechEnd | None:
-        """End the utterance now (push-to-talk released): it, if speech had started, else None; then reset."""
+    def flush(self, *, tentative: bool = False) -> SpeechEnd | None:
+        """End the utterance now (push-to-talk released): it, if speech had started (or, ``tentative``, if any voiced
+        window had been heard: a word shorter than ``min_speech_ms``), else None; then reset."""
         end: SpeechEnd | None = None
-        if self._state == "speech":
+        if self._state == "speech" or (tentative and self._state == "maybe"):
             self._audio += self._pending[: len(self._pending) // 2 * 2]
             end = SpeechEnd(bytes(self._audio), self._ms(self._start), self._ms(self._last_voiced), "flush")
         self.reset()
