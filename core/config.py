@@ -245,6 +245,8 @@ class VADSettings(Section):
     max_silence_ms: int = Field(2000, ge=100, le=10000)
     end_of_turn_threshold: float = Field(0.5, gt=0, lt=1)
     early_transcription_ms: int = Field(120, ge=0, le=5000)
+    # Speech while a reply is spoken pauses it; this much voiced speech (or its end) and its words decide.
+    interrupt_min_ms: int = Field(700, ge=0, le=5000)
     prefix_padding_ms: int = Field(300, ge=0, le=2000)
     min_speech_ms: int = Field(250, ge=0, le=5000)
     max_utterance_s: float = Field(30.0, gt=0, le=600)

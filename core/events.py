@@ -106,7 +106,8 @@ class SpeechStarted(Event):
 
 # Why a turn's speech was judged over: the end-of-turn model (or, with ``vad.end_of_turn`` = ``silence``, the
 # silence) said so; ``vad.max_silence_ms`` of silence; ``vad.max_utterance_s`` of speech; the client ended it.
-EndReason = Literal["end_of_turn", "max_silence", "max_utterance", "push_to_talk"]
+# ``echo``: speech heard over a spoken reply had no words of the user's own; it is no turn, the reply plays on.
+EndReason = Literal["end_of_turn", "max_silence", "max_utterance", "push_to_talk", "echo"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +127,20 @@ class SpeechPaused(Event):
     type: ClassVar[str] = "speech_paused"
     silence_ms: int
     probability: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyPaused(Event):
+    """The user may be interrupting the spoken reply: stop playing it until ``reply_resumed`` or ``interrupted``."""
+
+    type: ClassVar[str] = "reply_paused"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyResumed(Event):
+    """It was not an interruption (no words, or the reply's own voice heard back): play on where it stopped."""
+
+    type: ClassVar[str] = "reply_resumed"
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,11 +30,14 @@ class LLMEngine(Protocol):
 
 class STTEngine(Protocol):
     """Turns an utterance into text; no words heard is an empty ``Transcript.text`` (the ``Transcriber`` alone
-    decides that this is ``no-speech``), never an error."""
+    decides that this is ``no-speech``), never an error. ``prompt`` is text the speech likely follows or repeats
+    (Whisper's previous-text context, OpenAI's ``prompt``); engines without such a thing ignore it."""
 
     def info(self) -> EngineInfo: ...
 
-    async def transcribe(self, audio: AudioClip, *, language: str | None = None) -> Transcript: ...
+    async def transcribe(
+        self, audio: AudioClip, *, language: str | None = None, prompt: str | None = None
+    ) -> Transcript: ...
 
     async def aclose(self) -> None: ...
 

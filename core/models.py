@@ -109,6 +109,7 @@ class AudioChunk:
     data: bytes
     format: str
     sample_rate: int
+    duration_s: float | None = None  # how long it plays; None when the engine cannot tell
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,17 @@ from typing import Literal, TypeVar
 
 from core.config import VoiceReplies
 from core.errors import BotError, LLMError, STTError
-from core.events import AudioDone, ErrorEvent, Interrupted, Reply, ReplyDelta, TranscriptionEvent, UserMessage
+from core.events import (
+    AudioDone,
+    ErrorEvent,
+    Interrupted,
+    Reply,
+    ReplyDelta,
+    ReplyPaused,
+    ReplyResumed,
+    TranscriptionEvent,
+    UserMessage,
+)
 from core.hub import Hub
 from core.interfaces import HistoryStore, LLMEngine, TTSEngine
 from core.lanes import Lanes
@@ -34,6 +44,9 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 CONTEXT_STATUSES = ("ok", "interrupted")
+# How long after a spoken reply has played out its tail may still come back through the microphone (the page's
+# playback lags the server's clock by its network and decoding delay).
+ECHO_TAIL_S = 1.5
 # Appended to the system prompt when the turn's language is known, so the model answers in the user's language.
 ANSWER_IN = "Always answer in {language}."
 
@@ -109,6 +122,8 @@ class ChatPipeline:
         self._metrics = metrics
         self._text_language = text_language
         self._lanes = Lanes()
+        self._voices: dict[str, tuple[Speaker, TurnOutlet]] = {}  # each client's reply being spoken, if any
+        self._spoke: dict[str, tuple[str, float]] = {}  # each client's last spoken reply, and when it ended
         self.llm_healthy = True
 
     @property
@@ -208,6 +223,41 @@ class ChatPipeline:
         speaker = self._speaker(outlet, "voice", time.perf_counter(), language, held=True)
         return ReplyPrefetch(self._llm, self._context(recent, text, language), speaker)
 
+    def speaking(self, client_id: str) -> bool:
+        """Whether a reply to this client is being spoken (its speech may come back through the microphone)."""
+        return client_id in self._voices
+
+    def may_hear_itself(self, client_id: str) -> bool:
+        """Whether speech from this client's microphone may be the bot's own: a reply is being spoken, or one ended
+        less than ``ECHO_TAIL_S`` ago."""
+        return self.speaking(client_id) or bool(self.reply_text(client_id))
+
+    def reply_text(self, client_id: str) -> str:
+        """The text of the reply being spoken to this client as far as it was written, or of one that ended less
+        than ``ECHO_TAIL_S`` ago; "" if none."""
+        voice = self._voices.get(client_id)
+        if voice is not None:
+            return voice[0].text
+        text, ended = self._spoke.get(client_id, ("", 0.0))
+        return text if time.monotonic() - ended < ECHO_TAIL_S else ""
+
+    async def pause_reply(self, client_id: str) -> bool:
+        """Hold the reply being spoken (the user may be interrupting) and tell the tabs to stop playing it; whether
+        there was one (and barge-in is on)."""
+        voice = self._voices.get(client_id)
+        if voice is None or not self.barge_in_enabled:
+            return False
+        voice[0].hold()
+        await voice[1].send(ReplyPaused())
+        return True
+
+    async def resume_reply(self, client_id: str) -> None:
+        """It was no interruption: the held reply plays on."""
+        voice = self._voices.get(client_id)
+        if voice is not None:
+            voice[0].resume()
+            await voice[1].send(ReplyResumed())
+
     def barge_in(self, client_id: str) -> bool:
         """Interrupt the reply this client's lane is writing or speaking, if barge-in is on."""
         return self.barge_in_enabled and self._lanes.interrupt(client_id)
@@ -305,6 +355,8 @@ class ChatPipeline:
             stream, feed = self._llm.stream_reply(context), speaker
         # The reply's write, once started: a barge-in while it is under way must update it, never add a second.
         writing: asyncio.Future[StoredMessage] | None = None
+        if speaker is not None:
+            self._voices[client_id] = (speaker, outlet)
         try:
             parts = await self._stream(outlet, stream, timings, llm_start, sent, feed)
             timings["llm_total_ms"] = elapsed_ms(llm_start)
@@ -346,9 +398,20 @@ class ChatPipeline:
             if speaker is not None:  # never leave its task waiting for text that will not come
                 await speaker.cancel()
             raise
+        finally:
+            if speaker is not None and self._voices.get(client_id, (None,))[0] is speaker:
+                del self._voices[client_id]
+                self._spoken_tail(client_id, speaker.text)
         logger.info("turn client=%s source=%s chars=%d timings=%s", client_id, request.source, len(reply), timings)
         logger.debug("turn client=%s user=%r reply=%r", client_id, request.text, reply)
         return TurnResult(stored_user.id, request.text, reply, stored.id, "ok", timings)
+
+    def _spoken_tail(self, client_id: str, text: str) -> None:
+        """Remember a reply that just played out, for its echo; forget the ones past their tail."""
+        now = time.monotonic()
+        for other in [c for c, (_, ended) in self._spoke.items() if now - ended >= ECHO_TAIL_S]:
+            del self._spoke[other]
+        self._spoke[client_id] = (text, now)
 
     def _turn_language(self, client_id: str, text: str, heard: str | None) -> str | None:
         """The turn's language: what speech-to-text heard, else the client's fixed language, else the text's."""

@@ -19,6 +19,10 @@ logger = logging.getLogger(__name__)
 _DONE = None
 # About 2 s of speech: a longer first sentence is cut at a space, so Piper's first audio comes in ~0.15 s.
 FIRST_PIECE_MAX_CHARS = 40
+# Audio goes no further ahead of the listener's playback than this, as LiveKit and Pipecat pace their output: the page
+# always has the next sentence before the current one ends, and the reply counts as being spoken (so speech can
+# interrupt it, and its echo is recognised) until it has been played, not merely sent.
+PLAYBACK_LEAD_S = 1.0
 
 
 class Speaker:
@@ -57,15 +61,39 @@ class Speaker:
         self.spoken: list[str] = []
         self.failed: TTSError | None = None
         self._told: set[str] = set()  # error codes this reply's tabs were already sent
+        self._given: list[str] = []
         self.timings: dict[str, float] = {}
         self._seq = 0
+        self._playhead = 0.0  # perf_counter when the audio sent so far will have been played, if played without gaps
+        self._held_left: float | None = None  # while held: how much of the sent audio was still to play
 
     def release(self, origin: float) -> None:
         """Start sending (what is already synthesised goes at once); ``origin`` is when the user's speech ended."""
         self._origin = origin
         self._released.set()
 
+    def hold(self) -> None:
+        """Send nothing more until ``resume`` (the user may be interrupting, and the page stops playing; synthesis
+        goes on meanwhile)."""
+        if self._released.is_set():
+            self._released.clear()
+            self._held_left = max(0.0, self._playhead - time.perf_counter())
+
+    def resume(self) -> None:
+        """Send again after ``hold``: the page plays on from where it stopped."""
+        if not self._released.is_set():
+            if self._held_left is not None:
+                self._playhead = time.perf_counter() + self._held_left
+                self._held_left = None
+            self._released.set()
+
+    @property
+    def text(self) -> str:
+        """Everything the speaker was given to read so far (its raw pieces, sent or not)."""
+        return "".join(self._given)
+
     def feed(self, delta: str) -> None:
+        self._given.append(delta)
         for sentence in self._splitter.feed(delta):
             self._queue.put_nowait(sentence)
 
@@ -114,13 +142,25 @@ class Speaker:
                     await self._outlet.send(ErrorEvent(err.code, err.message))
                 continue
             synthesised = time.perf_counter()
-            await self._released.wait()
             for chunk in chunks:
+                await self._paced(PLAYBACK_LEAD_S)
                 event = AudioEvent(self._seq, sentence, chunk.format, chunk.sample_rate)
                 await self._outlet.send(event, chunk.data)
+                if chunk.duration_s:
+                    self._playhead = max(self._playhead, time.perf_counter()) + chunk.duration_s
                 self._seq += 1
                 if not self.first_sent.is_set():
                     self.timings["tts_first_audio_ms"] = round((synthesised - started) * 1000, 1)
                     self.timings["first_audio_ms"] = round((time.perf_counter() - self._origin) * 1000, 1)
                     self.first_sent.set()
             self.spoken.append(piece)
+        await self._paced(0.0)  # the reply is spoken once it has been played
+
+    async def _paced(self, lead_s: float) -> None:
+        """Wait until sending (released) and the audio sent is at most ``lead_s`` from being played out."""
+        while True:
+            await self._released.wait()
+            wait = self._playhead - time.perf_counter() - lead_s
+            if wait <= 0:
+                return
+            await asyncio.sleep(wait)

@@ -94,12 +94,15 @@ class Transcriber:
         timings = {"stt_ms": round((time.perf_counter() - start) * 1000, 1), "audio_s": round(clip.duration_s, 2)}
         return Heard(transcript, audio_path, timings)
 
-    async def transcribe(self, clip: AudioClip, language: str | None = None) -> Transcript:
+    async def transcribe(
+        self, clip: AudioClip, language: str | None = None, prompt: str | None = None
+    ) -> Transcript:
         """Transcribe decoded audio into valid text, in ``language`` (a client's fixed language), else
-        ``stt.language``, else the language the engine detects; no words at all is ``no-speech``."""
+        ``stt.language``, else the language the engine detects; no words at all is ``no-speech``. ``prompt``: text
+        the speech likely follows or repeats (see ``STTEngine``)."""
         if self._stt is None:
             raise STTError("speech-to-text is turned off on this server", code="stt-unavailable")
-        transcript = await self._stt.transcribe(clip, language=language or self._language)
+        transcript = await self._stt.transcribe(clip, language=language or self._language, prompt=prompt)
         text = valid_text(transcript.text).strip()
         if not text:
             raise STTError("no speech was heard in the audio", code="no-speech")

@@ -44,6 +44,7 @@ MIC_SENTENCE = SENTENCES[3]  # "My favourite colour is green." (short: every rec
 MIC_RATE = 48000
 LEAD_S, TAIL_S = 0.3, 2.5  # silence around the sentence; Chromium loops the file
 WHISPER = {"stt": {"engine": "whisper"}}
+HOLD_MS = 300  # voice.js: a shorter press is a tap (it starts recording); a longer one sends on release
 LONG_REPLY = " ".join(
     f"Sentence number {n} of a long answer about colours, which takes a while to say out loud." for n in range(1, 11)
 )
@@ -361,11 +362,95 @@ def test_upload_wav_shows_progress_transcription_and_reply(new_tab, serve, make_
 # ---- the microphone ------------------------------------------------------------------------------------------
 
 
-def test_voice_button_hold_tap_and_space_send_what_was_said(new_tab, serve, make_settings, mic_file) -> None:
-    served: Served = serve(make_settings(WHISPER))
-    page = open_chat(new_tab(), served.url)
+# Installed before the page's scripts: every frame its socket sends or receives, with when (performance.now()), and
+# what each getUserMedia call asked for.
+WIRE_TAP = """
+(() => {
+  const Native = window.WebSocket;
+  const wire = (window.wire = []);
+  const frame = (data) => {
+    if (typeof data !== "string") return { type: "binary", bytes: data.byteLength ?? data.size };
+    try {
+      return JSON.parse(data);
+    } catch {
+      return { type: "text" };
+    }
+  };
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener("message", (event) => {
+        wire.push({ way: "in", at: performance.now(), ...frame(event.data) });
+      });
+    }
+    send(data) {
+      wire.push({ way: "out", at: performance.now(), ...frame(data) });
+      super.send(data);
+    }
+  };
+  const devices = navigator.mediaDevices;
+  const getUserMedia = devices.getUserMedia.bind(devices);
+  window.micRequests = [];
+  devices.getUserMedia = (constraints) => {
+    window.micRequests.push(constraints);
+    return getUserMedia(constraints);
+  };
+})();
+"""
+
+
+def wire(page: Any) -> list[dict[str, Any]]:
+    frames: list[dict[str, Any]] = page.evaluate("window.wire.map(({ history, ...rest }) => rest)")
+    return frames
+
+
+def asked_for_clean_speech(page: Any) -> None:
+    """Every microphone request asked the browser to cancel echo (the bot's own voice) and suppress noise."""
+    requests = page.evaluate("window.micRequests")
+    assert requests, "the microphone was never opened"
+    for constraints in requests:
+        audio = constraints["audio"]
+        assert audio["echoCancellation"] is True and audio["noiseSuppression"] is True, constraints
+
+
+def pushed_turns(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each push-to-talk stream the page sent (audio_start … audio_stop) and what the server answered after it."""
+    turns = []
+    sent = [(i, f["type"]) for i, f in enumerate(frames) if f["way"] == "out"]
+    starts = [i for i, kind in sent if kind == "audio_start"]
+    for n, begin in enumerate(starts):
+        stop = next(i for i, kind in sent if i > begin and kind == "audio_stop")
+        after = frames[stop + 1 : starts[n + 1] if n + 1 < len(starts) else len(frames)]
+        turns.append(
+            {
+                "start": frames[begin],
+                "sent": [f for f in frames[begin:stop] if f["way"] == "out" and f["type"] == "binary"],
+                "heard_while_held": [f["type"] for f in frames[begin:stop] if f["way"] == "in"],
+                "released_at": frames[stop]["at"],
+                "answer": [f for f in after if f["way"] == "in"],
+                "sent_after": [f for f in after if f["way"] == "out" and f["type"] == "binary"],
+            }
+        )
+    return turns
+
+
+def first(events: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    return next(e for e in events if e["type"] == kind)
+
+
+def test_voice_button_hold_tap_and_space_stream_what_was_said(new_tab, serve, make_settings, mic_file) -> None:
+    # Replies to speech are spoken (voice.replies = auto), so the time from release to the first audio shows.
+    served: Served = serve(make_settings({**WHISPER, "tts": {"engine": "piper"}}))
+    tab = new_tab()
+    tab.page.add_init_script(WIRE_TAP)
+    page = open_chat(tab, served.url)
     listen_s = LEAD_S + mic_file[1] + 0.4
     panel = page.locator("#voice-panel")
+
+    def answered(count: int) -> None:
+        """The count-th turn is over, spoken reply and all (a press while the bot speaks would be barge-in)."""
+        expect(replies(page)).to_have_count(count, timeout=20000)
+        page.wait_for_function(f"wire.filter(f => f.type === 'audio_done').length >= {count}", timeout=20000)
 
     # Hold the button (pointer events) while the sentence plays.
     page.locator("#mic").hover()
@@ -380,6 +465,7 @@ def test_voice_button_hold_tap_and_space_send_what_was_said(new_tab, serve, make
     assert wer(MIC_SENTENCE, heard) <= 0.2, heard
     expect(replies(page)).to_have_text([f"You said: {heard}. (context 2 messages)"], timeout=10000)
     assert float(panel.get_attribute("data-peak") or 0) > 0.2  # the level meter moved
+    answered(1)
 
     # A short tap starts recording; the next tap sends.
     page.click("#mic")
@@ -387,6 +473,7 @@ def test_voice_button_hold_tap_and_space_send_what_was_said(new_tab, serve, make
     page.wait_for_timeout(listen_s * 1000)
     page.click("#mic")
     expect(voice_messages(page)).to_have_count(2, timeout=20000)
+    answered(2)
 
     # Holding Space (outside the text box) records; the key's auto-repeat does not restart anything.
     page.locator("#log").focus()
@@ -398,14 +485,63 @@ def test_voice_button_hold_tap_and_space_send_what_was_said(new_tab, serve, make
     expect(voice_messages(page)).to_have_count(3, timeout=20000)
     for text in voice_messages(page).all_text_contents():
         assert wer(MIC_SENTENCE, text) <= 0.2, text
-    expect(replies(page)).to_have_count(3, timeout=10000)
+    answered(3)
     assert page.locator(".msg.user[data-state=failed]").count() == 0
+
+    # Each press streamed 20 ms PCM16 chunks while held, and its release ended the turn (the server ends none
+    # itself in push-to-talk); no recording went up as one file, and nothing followed a release.
+    frames = wire(page)
+    turns = pushed_turns(frames)
+    assert len(turns) == 3, [f["type"] for f in frames if f["way"] == "out"]
+    timings = []
+    for turn in turns:
+        assert turn["start"]["mode"] == "push_to_talk" and turn["start"]["sample_rate"] == 16000, turn["start"]
+        assert len(turn["sent"]) >= (listen_s - 0.5) / 0.02, len(turn["sent"])
+        assert {f["bytes"] for f in turn["sent"]} == {640}
+        assert "speech_started" in turn["heard_while_held"], turn["heard_while_held"]
+        assert turn["sent_after"] == []
+        answer = turn["answer"]
+        assert first(answer, "speech_stopped")["reason"] == "push_to_talk"
+        assert wer(MIC_SENTENCE, first(answer, "transcription")["text"]) <= 0.2
+        assert "error" not in [e["type"] for e in answer], answer
+        released = turn["released_at"]
+        timings.append([first(answer, kind)["at"] - released for kind in ("transcription", "reply", "binary")])
+    streamed = sum(1 for f in frames if f["way"] == "out" and f["type"] == "binary")
+    assert streamed == sum(len(turn["sent"]) for turn in turns)  # every binary frame sent was inside a stream
+    log = Path(served.settings.logging.file).read_text(encoding="utf-8")
+    assert log.count(f"live audio from {page.evaluate('webBot.clientId')} at 16000 Hz") == 3
+    asked_for_clean_speech(page)
+    print("\npush-to-talk, release → transcription / reply text / first reply audio frame (ms):")
+    for mode, (heard_ms, reply_ms, audio_ms) in zip(("hold", "tap", "Space"), timings, strict=True):
+        print(f"  {mode:5} {heard_ms:6.0f} {reply_ms:6.0f} {audio_ms:6.0f}")
+    print(f"  p50 release → first audio: {sorted(t[2] for t in timings)[1]:.0f} ms")
+
+    # A slip (held past a tap, too short to be meant) says so, and sends nothing.
+    page.locator("#mic").hover()
+    page.mouse.down()
+    page.wait_for_timeout(HOLD_MS + 50)
+    page.mouse.up()
+    expect(page.locator("#notice-text")).to_contain_text("That was too short")
+    page.wait_for_timeout(300)
+    assert [f for f in wire(page)[len(frames) :] if f["way"] == "out" and f["type"] != "ping"] == []
+
+    # Offline, the button explains that speech cannot wait for the connection (nothing is kept, nothing opened).
+    opened = page.evaluate("window.micRequests.length")
+    page.evaluate("webBot.connection.connect = () => {}; webBot.connection.dropSocket()")
+    page.locator("#log").focus()
+    page.keyboard.down("Space")
+    expect(page.locator("#notice-text")).to_contain_text("You're offline")
+    page.keyboard.up("Space")
+    expect(panel).to_be_hidden()
+    assert page.evaluate("window.micRequests.length") == opened
 
 
 def test_hands_free_turn_with_spoken_reply_and_barge_in(new_tab, serve, make_settings, scripted) -> None:
     scripted["colo"] = LONG_REPLY  # colour / color: long enough that the looping microphone talks over it
     served: Served = serve(make_settings({**WHISPER, "tts": {"engine": "piper"}}))
-    page = open_chat(new_tab(), served.url)
+    tab = new_tab()
+    tab.page.add_init_script(WIRE_TAP)
+    page = open_chat(tab, served.url)
     voice = page.locator("#voice-replies")
     # voice.replies = auto: typing is answered in text only, and the server synthesises nothing for it.
     expect(voice).to_have_attribute("aria-pressed", "false")
@@ -444,6 +580,9 @@ def test_hands_free_turn_with_spoken_reply_and_barge_in(new_tab, serve, make_set
     states = page.evaluate("webBot.voice.states")
     for wanted in ("listening", "speaking", "thinking", "bot"):
         assert wanted in states, states
+    started = [f for f in wire(page) if f["way"] == "out" and f["type"] == "audio_start"]
+    assert [f["mode"] for f in started] == ["hands_free"]
+    asked_for_clean_speech(page)
 
     page.click("#hands-free")
     expect(page.locator("#hands-free")).to_have_attribute("aria-pressed", "false")

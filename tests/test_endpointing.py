@@ -15,16 +15,17 @@ import pytest
 
 from core.history import SQLHistoryStore
 from core.hub import Hub
-from core.pipeline import ChatPipeline, TurnResult
+from core.pipeline import ChatPipeline, TurnRequest, TurnResult
 from core.recordings import Recordings
 from core.transcription import Transcriber
 from core.voice.endpointing import Endpointer
 from core.voice.listener import LiveListener
 from core.voice.vad import SileroModel, VoiceActivityDetector
-from tests.fakes.engines import RecordingSink, ScriptedLLM, WordsSTT
+from tests.fakes.engines import GatedTTS, RecordingSink, ScriptedLLM, WordsSTT
 from tests.speech import SENTENCES, resample, silence, speak
 
 CHUNK = 640  # 20 ms of 16 kHz PCM16
+REPLY = ["For how many people? ", "The weather in Paris is sunny today."]
 
 
 class ScriptedTurnModel:
@@ -73,24 +74,26 @@ class Line:
 
     def __init__(
         self, store: SQLHistoryStore, tmp_path: Path, silero: SileroModel, endpointer: Endpointer,
-        *, push_to_talk: bool = False,
+        *, push_to_talk: bool = False, heard: str = "book a table", tts: GatedTTS | None = None,
+        interrupt_min_ms: int = 300,
     ) -> None:
         hub = Hub()
         self.sink = RecordingSink()
         hub.attach("talker", self.sink)
         transcriber = Transcriber(
-            stt=WordsSTT("book a table"), recordings=Recordings(str(tmp_path / "audio"), 0), max_duration_s=30,
+            stt=WordsSTT(heard), recordings=Recordings(str(tmp_path / "audio"), 0), max_duration_s=30,
             language=None,
         )
         self.pipeline = ChatPipeline(
-            llm=ScriptedLLM(["For how many?"]), history=store, hub=hub, system_prompt="Test.", history_messages=10,
-            transcriber=transcriber,
+            llm=ScriptedLLM(REPLY), history=store, hub=hub, system_prompt="Test.", history_messages=10,
+            transcriber=transcriber, tts=tts, voice_replies="always",
         )
         vad = VoiceActivityDetector(silero, silence_ms=30_000 if push_to_talk else endpointer.max_silence_ms)
         self.turns: list[asyncio.Future[TurnResult]] = []
         self.listener = LiveListener(
             self.pipeline, hub, "talker", vad, 16000, endpointer=endpointer,
             on_turn=lambda turn, turn_id: self.turns.append(turn), push_to_talk=push_to_talk,
+            interrupt_min_ms=interrupt_min_ms,
         )
 
     async def stream(self, audio: bytes) -> None:
@@ -185,3 +188,72 @@ async def test_pushing_to_talk_a_short_word_is_a_turn_and_nothing_is_none(store,
     assert await line.listener.stop() and len(line.turns) == 1
     await line.stream(silence(0.5))
     assert not await line.listener.stop() and len(line.turns) == 1
+
+
+# --- speech while the bot speaks -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("heard", "interrupts"),
+    [
+        ("the weather in Paris is sunny", False),  # the reply's own voice, heard back
+        ("", False),  # no words: a cough, a door
+        ("stop, that is enough", True),
+        ("what about the weather in London", True),  # some of the reply's words, but the user's sentence
+    ],
+)
+async def test_speech_over_a_spoken_reply_pauses_it_and_words_decide(
+    store, tmp_path, silero, sentence, heard, interrupts
+) -> None:
+    gate = asyncio.Event()
+    tts = GatedTTS(gate)
+    line = Line(store, tmp_path, silero, endpointer(ScriptedTurnModel(0.9)), heard=heard, tts=tts)
+    speaking = line.pipeline.submit(TurnRequest("talker", "what is the weather", "text"))
+    for _ in range(200):
+        if line.pipeline.speaking("talker") and tts.sentences:
+            break
+        await asyncio.sleep(0.005)
+    await line.stream(silence(0.3) + sentence[: len(sentence) // 2])  # voiced past vad.interrupt_min_ms: decided
+    gate.set()  # the reply's speech is synthesised now: held, or cancelled, none of it went before the decision
+    await line.stream(sentence[len(sentence) // 2 :] + silence(1.0))
+    kinds = line.sink.types()
+    paused = kinds.index("reply_paused")
+    assert kinds[paused - 1] == "speech_started" and "audio" not in kinds[:paused]
+    if interrupts:
+        with pytest.raises(asyncio.CancelledError):
+            await speaking
+        kinds = line.sink.types()
+        assert "interrupted" in kinds and "reply_resumed" not in kinds and "audio" not in kinds
+        assert len(line.turns) == 1 and (await line.turns[0]).user_text == heard
+    else:
+        assert (await speaking).status == "ok"
+        kinds = line.sink.types()
+        assert "interrupted" not in kinds and "audio" not in kinds[: kinds.index("reply_resumed")]
+        assert kinds.count("audio") == 2 and not line.turns  # played on; the speech was no turn
+        assert [m.role for m in await store.recent("talker", 10)] == ["user", "assistant"]
+
+
+@pytest.mark.parametrize(("heard", "interrupts"), [("the weather in Paris", False), ("stop please", True)])
+async def test_speech_that_ends_before_it_is_checked_is_judged_whole(
+    store, tmp_path, silero, sentence, heard, interrupts
+) -> None:
+    gate = asyncio.Event()
+    tts = GatedTTS(gate)
+    line = Line(store, tmp_path, silero, endpointer(ScriptedTurnModel(0.9)), heard=heard, tts=tts,
+                interrupt_min_ms=60_000)
+    speaking = line.pipeline.submit(TurnRequest("talker", "what is the weather", "text"))
+    for _ in range(200):
+        if line.pipeline.speaking("talker"):
+            break
+        await asyncio.sleep(0.005)
+    await line.stream(silence(0.3) + sentence + silence(1.0))
+    gate.set()
+    if interrupts:
+        with pytest.raises(asyncio.CancelledError):
+            await speaking
+        assert (await line.turns[0]).user_text == heard
+    else:
+        assert (await speaking).status == "ok" and not line.turns
+    kinds = line.sink.types()
+    assert ("interrupted" if interrupts else "reply_resumed") in kinds
+    assert line.events("speech_stopped")[0]["reason"] == ("end_of_turn" if interrupts else "echo")

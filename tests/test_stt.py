@@ -75,10 +75,12 @@ class RecordingWhisperSTT(WhisperSTT, Recorder):
         super().__init__(**options)
         self.calls = []
 
-    def _recognise(self, audio: AudioClip, language: str | None) -> tuple[str, str | None, float | None]:
+    def _recognise(
+        self, audio: AudioClip, language: str | None, prompt: str | None = None
+    ) -> tuple[str, str | None, float | None]:
         started = time.monotonic()
         try:
-            return super()._recognise(audio, language)
+            return super()._recognise(audio, language, prompt)
         finally:
             self.record(started)
 
@@ -151,6 +153,20 @@ async def test_whisper_transcribes_generated_sentences(whisper: WhisperSTT, sent
     assert speech.wer(sentence, transcript.text) <= speech.SENTENCE_WER, transcript.text
     assert transcript.duration_s == clip.duration_s
     assert transcript.language == "en" and (transcript.language_probability or 0) > 0.9, transcript
+
+
+@pytest.mark.slow
+async def test_a_prompt_biases_whisper_towards_its_words_and_never_into_the_text(whisper: WhisperSTT) -> None:
+    """The text being spoken as previous text (what the interruption check does): a cut-off echo of it is heard as
+    its words, and a sentence it does not hold is still heard as itself, without the prompt's words."""
+    reply = "Paris is the capital of France. It stands on the river Seine."
+    clip = clip_of(reply)
+    cut = AudioClip(clip.pcm[: int(len(clip.pcm) * 0.45) // 2 * 2], clip.sample_rate)  # "Paris is the capital o…"
+    heard = (await whisper.transcribe(cut, prompt=reply)).text
+    assert speech.normalise(heard).startswith("paris is the capital"), heard
+    other = speech.SENTENCES[1]
+    heard = (await whisper.transcribe(clip_of(other), prompt=reply)).text
+    assert speech.wer(other, heard) <= speech.SENTENCE_WER and "paris" not in heard.lower(), heard
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ from core.hub import TAB_FAILED, Hub
 from core.models import NewMessage
 from core.pipeline import ChatPipeline, TurnRequest
 from core.recordings import Recordings
+from core.speaking import PLAYBACK_LEAD_S
 from core.transcription import Transcriber
 from tests.fakes.engines import GatedTTS, RecordingSink, ScriptedLLM, SlowReplyWrites, WordsSTT
 from tests.speech import silence, wav
@@ -135,6 +136,34 @@ async def test_every_event_of_a_turn_carries_its_id(store) -> None:
     by_turn = [(e["type"], e["turn_id"]) for e in sink.events if e["turn_id"] != "first"]
     assert ("interrupted", "second") in by_turn and ("reply", "third") in by_turn
     assert [turn for _, turn in by_turn] == sorted((turn for _, turn in by_turn), key=["second", "third"].index)
+
+
+async def test_speech_is_sent_at_the_pace_it_is_played_and_ends_when_played(store) -> None:
+    """Three sentences of 0.6 s each: the first two go at once (within the playback lead), the third once the
+    first has nearly played out, and the reply counts as spoken (audio_done, barge-in possible) until all have been
+    played. Lower bounds only: a busy machine can make it slower, never faster."""
+    bot = pipeline(store, tts=GatedTTS(duration_s=0.6), replies="always", llm=ScriptedLLM(["One. ", "Two. ", "Three."]))
+    sink = tab(bot, "c")
+    sent: list[float] = []
+    send = sink.send
+
+    async def stamped(event: dict[str, object], binary: bytes | None = None) -> None:
+        if event["type"] == "audio":
+            sent.append(time.perf_counter())
+        await send(event, binary)
+
+    sink.send = stamped  # type: ignore[method-assign]
+    turn = bot.submit(TurnRequest("c", "count", "text"))
+    for _ in range(200):
+        if len(sent) == 2:
+            break
+        await asyncio.sleep(0.005)
+    assert bot.speaking("c")
+    await turn
+    assert len(sent) == 3 and sink.types()[-1] == "audio_done"
+    assert sent[2] - sent[0] >= 1.2 - PLAYBACK_LEAD_S - 0.01  # 1.2 s sent ahead of it, at most the lead unplayed
+    assert time.perf_counter() - sent[0] >= 1.8 - 0.01  # done once all three have played
+    assert not bot.speaking("c")
 
 
 # --- failures and barge-in -------------------------------------------------------------------------------------

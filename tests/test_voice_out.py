@@ -4,13 +4,16 @@ microphone audio cut by server-side VAD, barge-in, and per-stage timings."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 from core.audio import decode_audio
@@ -472,3 +475,129 @@ async def test_push_to_talk_streams_and_the_release_ends_the_turn(serve, voice_s
     await stream_pcm(client, silence(0.5))
     await client.send({"type": "audio_stop"})
     assert (await frames(client, {"error"}))[-1]["code"] == "no-speech"
+
+
+# --- the bot's own voice heard back ---------------------------------------------------------------------------
+
+LONG_REPLY = (
+    "Paris is the capital of France. It stands on the river Seine. "
+    "The city is known for its museums and its food. Many people visit it every year."
+)
+
+
+DUCKED = 0.25  # the page's volume for a reply while speech over it is checked
+
+
+class EchoingMicrophone:
+    """A microphone beside a loudspeaker: it streams silence in real time, plus each reply audio frame the page
+    would play, decoded, attenuated to ``gain`` and delayed by ``delay_s``; ``say`` mixes a user's words in."""
+
+    def __init__(self, client: Client, gain: float = 0.3, delay_s: float = 0.1) -> None:
+        self.client = client
+        self.gain = gain
+        self.pending = bytearray(silence(delay_s))
+        self.user = bytearray()
+        self.user_started: float | None = None
+        self.playing = True  # the page ducks the reply on reply_paused, and plays it fully again at reply_resumed
+        self.task = asyncio.create_task(self._run())
+
+    def hear_reply(self, frame: bytes) -> None:
+        clip = decode_audio(frame, max_duration_s=60)
+        samples = np.frombuffer(resample(clip.pcm, clip.sample_rate, 16000), dtype="<i2") * self.gain
+        self.pending += samples.astype("<i2").tobytes()
+
+    def say(self, pcm: bytes) -> None:
+        self.user += pcm
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        start, sent = loop.time(), 0
+        while True:
+            echo = bytes(self.pending[:CHUNK])
+            del self.pending[:CHUNK]
+            if not self.playing:
+                echo = (np.frombuffer(echo, dtype="<i2") * DUCKED).astype("<i2").tobytes()
+            user = bytes(self.user[:CHUNK])
+            del self.user[:CHUNK]
+            if user and self.user_started is None:
+                self.user_started = time.perf_counter()
+            mixed = np.zeros(CHUNK // 2, dtype=np.int32)
+            for part in (echo, user):
+                mixed[: len(part) // 2] += np.frombuffer(part, dtype="<i2")
+            await self.client.send(mixed.clip(-32768, 32767).astype("<i2").tobytes())
+            sent += 1
+            await asyncio.sleep(max(0, start + sent * 0.02 - loop.time()))
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+
+async def converse(
+    client: Client, mic: EchoingMicrophone, until: set[str], timeout: float = 90
+) -> list[dict[str, Any]]:
+    """Events up to one of ``until``, playing each audio frame into the microphone as a page would."""
+    events: list[dict[str, Any]] = []
+    while True:
+        frame = await asyncio.wait_for(client.ws.recv(), timeout)
+        if isinstance(frame, bytes):
+            mic.hear_reply(frame)
+            continue
+        event = json.loads(frame)
+        event["at"] = time.perf_counter()
+        events.append(event)
+        if event["type"] == "reply_paused":
+            mic.playing = False
+        elif event["type"] == "reply_resumed":
+            mic.playing = True
+        if event["type"] in until:
+            return events
+
+
+async def test_the_bots_own_voice_heard_back_does_not_interrupt_it(
+    serve, voice_settings, connect, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.scripted["about Paris"] = LONG_REPLY
+    served = serve(voice_settings())
+    client = await connect(served, "speakers")
+    await client.send({"type": "audio_start", "format": "pcm16", "sample_rate": 16000})
+    mic = EchoingMicrophone(client)
+    try:
+        await client.send("Tell me about Paris")
+        events = await converse(client, mic, {"audio_done", "interrupted"})
+    finally:
+        await mic.stop()
+    kinds = [e["type"] for e in events]
+    assert "interrupted" not in kinds and kinds[-1] == "audio_done", kinds
+    assert events[-1]["frames"] >= 4  # every sentence was spoken
+    assert kinds.count("reply_paused") == kinds.count("reply_resumed")
+    assert [r[:2] for r in stored(served, "speakers")] == [("user", "Tell me about Paris"), ("assistant", LONG_REPLY)]
+
+
+async def test_the_user_talking_over_the_echo_interrupts(
+    serve, voice_settings, connect, fake_openai: FakeOpenAI
+) -> None:
+    fake_openai.scripted["about Paris"] = LONG_REPLY
+    served = serve(voice_settings())
+    client = await connect(served, "talks-over")
+    await client.send({"type": "audio_start", "format": "pcm16", "sample_rate": 16000})
+    mic = EchoingMicrophone(client)
+    try:
+        await client.send("Tell me about Paris")
+        events = await converse(client, mic, {"audio"})
+        mic.say(speech16k("Tell me about Berlin instead please.") + silence(1.5))
+        events += await converse(client, mic, {"interrupted", "audio_done"})
+        events += await converse(client, mic, {"reply"})
+    finally:
+        await mic.stop()
+    kinds = [e["type"] for e in events]
+    assert "interrupted" in kinds and "audio_done" not in kinds, str(kinds)
+    paused = next(e for e in events if e["type"] == "reply_paused")
+    assert mic.user_started is not None
+    print(f"user's words start → reply paused: {(paused['at'] - mic.user_started) * 1000:.0f} ms")
+    # Heard over the echo: Whisper gets the start right ("Berlin instead" came out as "her linen stead" once).
+    heard = next(e for e in events if e["type"] == "transcription")["text"]
+    assert "tell me about" in heard.lower(), heard
+    rows = stored(served, "talks-over")
+    assert rows[1][2] == "interrupted" and rows[2][:2] == ("user", heard)

@@ -54,10 +54,16 @@ class AudioStopIn(_In):
     type: Literal["audio_stop"]
 
 
-Incoming = TextIn | PingIn | ConfigIn | AudioStartIn | AudioStopIn
+class AudioCancelIn(_In):
+    """End the stream and forget the utterance in progress (a push-to-talk press cancelled): no turn."""
+
+    type: Literal["audio_cancel"]
+
+
+Incoming = TextIn | PingIn | ConfigIn | AudioStartIn | AudioStopIn | AudioCancelIn
 ClientMessage = Annotated[Incoming, Field(discriminator="type")]
 _adapter: TypeAdapter[Incoming] = TypeAdapter(ClientMessage)
-KNOWN_TYPES = ("text", "ping", "config", "audio_start", "audio_stop")
+KNOWN_TYPES = ("text", "ping", "config", "audio_start", "audio_stop", "audio_cancel")
 
 
 def parse_text_frame(frame: str) -> Incoming:

@@ -15,7 +15,15 @@ from core.pipeline import TurnRequest, TurnResult
 from core.services import Bot
 from core.voice.listener import LiveListener
 from web_bot.connections import WebSocketSink
-from web_bot.protocol import AudioStartIn, AudioStopIn, ConfigIn, PingIn, check_chat_text, parse_text_frame
+from web_bot.protocol import (
+    AudioCancelIn,
+    AudioStartIn,
+    AudioStopIn,
+    ConfigIn,
+    PingIn,
+    check_chat_text,
+    parse_text_frame,
+)
 from web_bot.uploads import too_large
 
 logger = logging.getLogger(__name__)
@@ -45,6 +53,8 @@ class SocketSession:
                 await self._sink.send({"type": "audio_started", "sample_rate": message.sample_rate})
             elif isinstance(message, AudioStopIn):
                 await self._stop_live()
+            elif isinstance(message, AudioCancelIn):
+                await self._stop_live(cancel=True)
             else:
                 text = check_chat_text(message.text, self._bot.settings.server.max_message_chars)
                 if text.startswith("/"):
@@ -106,17 +116,22 @@ class SocketSession:
             endpointer=self._bot.endpointer,
             on_turn=lambda future, turn_id: self._spawn(self._report(future, turn_id)),
             early_transcription_ms=self._bot.settings.vad.early_transcription_ms,
+            interrupt_min_ms=self._bot.settings.vad.interrupt_min_ms,
             push_to_talk=push_to_talk,
         )
         logger.info("live audio from %s at %d Hz", self._client_id, message.sample_rate)
 
-    async def _stop_live(self) -> None:
+    async def _stop_live(self, *, cancel: bool = False) -> None:
         if self._live is None:
             if self._refused_stream:
                 self._refused_stream = False
                 return
             raise ProtocolError("no audio stream is open; send audio_start first", code="bad-message")
-        await self.close()
+        if cancel:
+            live, self._live = self._live, None
+            await live.cancel()
+        else:
+            await self.close()
 
     async def _command(self, line: str) -> None:
         try:

@@ -43,7 +43,9 @@ class GoogleSTT:
     def info(self) -> EngineInfo:
         return EngineInfo("google", "web-speech-v2", True, {"timeout_s": self._timeout_s})
 
-    async def transcribe(self, audio: AudioClip, *, language: str | None = None) -> Transcript:
+    async def transcribe(
+        self, audio: AudioClip, *, language: str | None = None, prompt: str | None = None
+    ) -> Transcript:
         wanted = language or self._language
         loop = asyncio.get_running_loop()
         work = loop.run_in_executor(self._executor, self._recognise, audio, wanted)

@@ -45,7 +45,9 @@ class OpenAISTT:
     def info(self) -> EngineInfo:
         return EngineInfo("openai", self._model, True, {"base_url": str(self._client.base_url)})
 
-    async def transcribe(self, audio: AudioClip, *, language: str | None = None) -> Transcript:
+    async def transcribe(
+        self, audio: AudioClip, *, language: str | None = None, prompt: str | None = None
+    ) -> Transcript:
         wanted = (language or self._language).split("-")[0].lower()  # the API takes ISO-639-1: "en", not "en-US"
         upload = ("speech.wav", pcm_to_wav(audio.pcm, audio.sample_rate), "audio/wav")
         async with self._slots:
@@ -55,6 +57,7 @@ class OpenAISTT:
                     file=upload,
                     response_format="json",
                     language=wanted if wanted and wanted != "auto" else openai.omit,
+                    prompt=prompt or openai.omit,
                 )
             except openai.OpenAIError as err:
                 suffix, message = openai_error(err, "speech-to-text")

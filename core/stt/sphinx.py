@@ -82,7 +82,9 @@ class SphinxSTT:
         except (RuntimeError, ValueError) as err:
             raise STTError(f"cannot load PocketSphinx from {self._dir}: {err}", code="stt-unavailable") from err
 
-    async def transcribe(self, audio: AudioClip, *, language: str | None = None) -> Transcript:
+    async def transcribe(
+        self, audio: AudioClip, *, language: str | None = None, prompt: str | None = None
+    ) -> Transcript:
         if not self._ready:
             raise STTError("PocketSphinx is not loaded", code="stt-unavailable")
         loop = asyncio.get_running_loop()

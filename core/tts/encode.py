@@ -77,14 +77,15 @@ class AudioEncoder:
 
     def encode(self, pcm: bytes, sample_rate: int) -> AudioChunk:
         """Encode ``pcm`` (blocking: call it from a worker thread)."""
+        duration_s = len(pcm) // 2 / sample_rate
         if self._fmt == "wav":
-            return AudioChunk(pcm_to_wav(pcm[: len(pcm) // 2 * 2], sample_rate), "wav", sample_rate)
+            return AudioChunk(pcm_to_wav(pcm[: len(pcm) // 2 * 2], sample_rate), "wav", sample_rate, duration_s)
         try:
             data = self._encode_av(pcm, sample_rate)
         except Exception as err:  # PyAV raises FFmpegError subclasses and ValueError from many layers
             logger.exception("cannot encode %d bytes of PCM as %s", len(pcm), self._fmt)
             raise TTSError(f"cannot encode speech as {self._fmt}") from err
-        return AudioChunk(data, self._fmt, self.output_rate(sample_rate))
+        return AudioChunk(data, self._fmt, self.output_rate(sample_rate), duration_s)
 
     def _encode_av(self, pcm: bytes, sample_rate: int) -> bytes:
         import av

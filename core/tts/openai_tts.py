@@ -87,11 +87,12 @@ class OpenAITTS:
             with av.open(io.BytesIO(data), mode="r") as container:
                 stream = container.streams.audio[0]
                 rate = stream.sample_rate
+                frames = [*container.decode(stream), None]
                 if container.format.name.split(",")[0] == self._container:
-                    return AudioChunk(data, self._encoder.format, rate)
+                    duration_s = sum(frame.samples for frame in frames if frame is not None) / rate
+                    return AudioChunk(data, self._encoder.format, rate, duration_s)
                 logger.info("speech service sent %s, not %s: re-encoding", container.format.name, self._container)
                 resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
-                frames = [*container.decode(stream), None]
                 pcm = b"".join(
                     np.asarray(piece.to_ndarray()).tobytes() for frame in frames for piece in resampler.resample(frame)
                 )

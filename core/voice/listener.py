@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import ProtocolError
+from core.errors import BotError, ProtocolError
 from core.events import EndReason, SpeechPaused, SpeechStarted, SpeechStopped
 from core.hub import Hub
 from core.models import AudioClip, Transcript
@@ -18,6 +18,7 @@ from core.outlet import TurnOutlet, new_turn_id
 from core.pipeline import ChatPipeline, TurnResult
 from core.prefetch import ReplyPrefetch
 from core.voice.endpointing import Endpointer
+from core.voice.interruption import is_echo, new_words, words
 from core.voice.vad import SpeechEnd, SpeechStart, VoiceActivityDetector
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ class LiveListener:
         endpointer: Endpointer,
         on_turn: Callable[[asyncio.Future[TurnResult], str], None],
         early_transcription_ms: int = 120,
+        interrupt_min_ms: int = 300,
         push_to_talk: bool = False,
     ) -> None:
         self._pipeline = pipeline
@@ -61,6 +63,15 @@ class LiveListener:
         # Push-to-talk: the user's release (``stop``) ends the turn; pauses while the button is held are not
         # judged, but still transcribed early, so a release after the last word finds the words heard already.
         self.push_to_talk = push_to_talk
+        # Speech that starts while a reply is spoken (or just after) is suspect: it may be the reply heard back.
+        # Each ``interrupt_min_ms`` of its voiced speech, and at its end, its new words decide
+        # (``core.voice.interruption``); the reply is held while they are found out.
+        self._interrupt_min_ms = interrupt_min_ms
+        self._suspect = False
+        self._next_check_ms = 0  # voiced ms of the utterance at which its next words are checked
+        self._echo_words: list[str] = []  # the words of it already found to be the reply's own
+        self._held = False  # this listener paused the reply, and owes it a resume
+        self._checks: asyncio.Task[None] | None = None
         self._resampler = _Resampler(sample_rate) if sample_rate != VAD_RATE else None
         self._odd = b""
         self._outlet = TurnOutlet(hub, client_id, new_turn_id())  # the turn being listened to
@@ -86,12 +97,12 @@ class LiveListener:
                 if isinstance(event, SpeechStart):
                     self._outlet = TurnOutlet(self._hub, self._client_id, new_turn_id())
                     await self._outlet.send(SpeechStarted())
-                    if self._pipeline.barge_in(self._client_id):
-                        logger.info("barge-in by %s", self._client_id)
+                    await self._speech_started()
                 else:
                     await self._end_turn(event, self._endpointer.reason(event.reason))
         self._maybe_transcribe_early()
         self._maybe_judge()
+        self._maybe_check_interruption()
 
     async def stop(self) -> bool:
         """Push-to-talk released or the stream ended: the utterance in progress ends now; whether there was one.
@@ -102,6 +113,7 @@ class LiveListener:
             end = self._vad.flush(tentative=self.push_to_talk)
             if end is None:
                 self._drop_early()
+                await self._clear_suspicion()
                 return False
             await self._end_turn(end, "push_to_talk")
             return True
@@ -110,6 +122,16 @@ class LiveListener:
         """Wait until no end-of-turn judgement is under way (and what it decided has been sent)."""
         while self._judging is not None:
             await asyncio.wait([self._judging])
+
+    async def cancel(self) -> None:
+        """The stream ends and the utterance in progress is forgotten (a cancelled press): no turn, and a reply it
+        paused plays on."""
+        if self._judging is not None:
+            self._judging.cancel()
+        async with self._order:
+            self._vad.reset()
+            self._drop_early()
+            await self._clear_suspicion()
 
     def _maybe_judge(self) -> None:
         """Ask the end-of-turn model about the current pause, once it has lasted ``silence_ms``."""
@@ -179,9 +201,98 @@ class LiveListener:
                     reply.discard()
             prefetch.cancel()
 
+    # -- speech over the bot's own reply ---------------------------------------------------------------------------
+
+    async def _speech_started(self) -> None:
+        """Speech began: it interrupts the bot at once, or, if the bot may be hearing itself, it is suspect."""
+        await self._clear_suspicion()
+        if self._pipeline.barge_in_enabled and self._pipeline.may_hear_itself(self._client_id):
+            self._suspect = True
+            self._next_check_ms = self._interrupt_min_ms
+            self._held = await self._pipeline.pause_reply(self._client_id)
+        elif self._pipeline.barge_in(self._client_id):
+            logger.info("barge-in by %s", self._client_id)
+
+    async def _clear_suspicion(self) -> None:
+        """Forget the check of the utterance that ended; a reply it held plays on."""
+        if self._checks is not None:
+            self._checks.cancel()
+            self._checks = None
+        self._suspect = False
+        self._echo_words = []
+        if self._held:
+            self._held = False
+            await self._pipeline.resume_reply(self._client_id)
+
+    def _maybe_check_interruption(self) -> None:
+        """Suspect speech has been voiced long enough for its next words to be checked."""
+        if self._suspect and self._checks is None and self._vad.voiced_ms >= self._next_check_ms:
+            audio = self._vad.utterance_so_far()
+            if audio is not None:
+                self._checks = asyncio.create_task(self._check(audio), name="interruption")
+
+    async def _check(self, audio: bytes) -> None:
+        try:
+            if not self._held:  # a later look: the reply is held again while it is taken
+                self._held = await self._pipeline.pause_reply(self._client_id)
+            interrupting = await self._interrupts(audio)
+            async with self._order:
+                if self._suspect:
+                    await self._conclude(interrupting)
+        finally:
+            if self._checks is asyncio.current_task():
+                self._checks = None
+
+    async def _interrupts(self, audio: bytes) -> bool:
+        """Whether the utterance so far (``audio``) has new words of the user's own, not the reply's; the words
+        found to be the reply's are remembered, so the next look judges only what came after them."""
+        transcriber = self._pipeline.transcriber
+        if transcriber is None:
+            return True  # no way to tell: speech interrupts, as it did before
+        reply = self._pipeline.reply_text(self._client_id)
+        clip = AudioClip(audio, VAD_RATE)
+        try:
+            # The reply as Whisper's previous text: its own words, heard back faint or cut off, are heard as those
+            # words ("of France", not "full of friends"). That errs towards "echo", which only delays a real
+            # interruption to the next look, where a misheard echo would have cut the reply off.
+            heard = await transcriber.transcribe(clip, self._pipeline.language(self._client_id), prompt=reply)
+        except BotError:
+            return False  # no words (no-speech), or none to be had: the reply plays on
+        heard_words = words(heard.text)
+        new = new_words(heard_words, self._echo_words)
+        logger.debug("heard over the reply of %s: %r, new %r", self._client_id, heard.text, new)
+        if not new or is_echo(" ".join(new), reply):
+            self._echo_words = heard_words
+            return False
+        return True
+
+    async def _conclude(self, interrupting: bool) -> None:
+        if interrupting:
+            self._suspect = self._held = False  # the barge-in ends the held reply
+            if self._pipeline.barge_in(self._client_id):
+                logger.info("barge-in by %s (words heard over the reply)", self._client_id)
+            return
+        logger.info("speech over the reply of %s has no words of its own so far: it plays on", self._client_id)
+        self._next_check_ms = self._vad.voiced_ms + self._interrupt_min_ms
+        if self._held:
+            self._held = False
+            await self._pipeline.resume_reply(self._client_id)
+
     async def _end_turn(self, end: SpeechEnd, reason: EndReason, probability: float | None = None) -> None:
-        """The user's turn is over: say so, and answer the utterance (with its early work, if it still holds)."""
+        """The user's turn is over: say so, and answer the utterance (with its early work, if it still holds) —
+        unless it was heard over the bot's reply and had no words of its own."""
         outlet = self._outlet
+        if self._suspect:  # the whole utterance decides: words of the user's own since the last look, or none
+            if self._checks is not None:
+                self._checks.cancel()
+                self._checks = None
+            interrupting = await self._interrupts(end.utterance)
+            await self._conclude(interrupting)
+            if not interrupting:
+                await self._clear_suspicion()
+                self._drop_early()
+                await outlet.send(SpeechStopped("echo"))
+                return
         await outlet.send(SpeechStopped(reason, probability))
         # When the last voiced sample arrived: the VAD has judged this much audio since.
         lag_s = max(0, self._vad.position_ms - end.end_ms) / 1000 if end.reason != "flush" else 0.0

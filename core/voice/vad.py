@@ -147,6 +147,11 @@ class VoiceActivityDetector:
         return self._ms(self._silent) if self._state == "speech" else 0
 
     @property
+    def voiced_ms(self) -> int:
+        """While speaking: how much of the utterance so far was voiced (0 otherwise)."""
+        return self._ms(self._voiced) if self._state == "speech" else 0
+
+    @property
     def last_voiced_ms(self) -> int:
         """Where the last voiced window of the current utterance ended (a SpeechEnd's ``end_ms``)."""
         return self._ms(self._last_voiced)

@@ -46,7 +46,9 @@ class WordsSTT:
     def info(self) -> EngineInfo:
         return EngineInfo("words", "fake", True)
 
-    async def transcribe(self, audio: AudioClip, *, language: str | None = None) -> Transcript:
+    async def transcribe(
+        self, audio: AudioClip, *, language: str | None = None, prompt: str | None = None
+    ) -> Transcript:
         return Transcript(self.text, language, audio.duration_s)
 
     async def aclose(self) -> None:
@@ -54,10 +56,12 @@ class WordsSTT:
 
 
 class GatedTTS:
-    """'Speaks' each sentence as its UTF-8 bytes once ``gate`` is open; records the sentences."""
+    """'Speaks' each sentence as its UTF-8 bytes once ``gate`` is open, each said to play for ``duration_s``;
+    records the sentences."""
 
-    def __init__(self, gate: asyncio.Event | None = None) -> None:
+    def __init__(self, gate: asyncio.Event | None = None, duration_s: float | None = None) -> None:
         self.gate = gate
+        self.duration_s = duration_s
         self.sentences: list[str] = []
         self.languages: list[str | None] = []  # the language each sentence was asked in
         self.closed = 0
@@ -70,7 +74,7 @@ class GatedTTS:
         self.languages.append(language)
         if self.gate is not None:
             await self.gate.wait()
-        yield AudioChunk(text.encode(), "pcm", 16000)
+        yield AudioChunk(text.encode(), "pcm", 16000, self.duration_s)
 
     async def aclose(self) -> None:
         self.closed += 1

@@ -77,7 +77,7 @@ const state = {
   clientId: loadClientId(),
   settings: { voice_replies: false, voice_available: false, speech_input: false, max_upload_mb: 16, commands: [] },
   welcomed: false, // the current socket's welcome arrived
-  outbox: [], // typed (or recorded) while offline: {kind: "text"|"command"|"audio", text?, blob?, message}
+  outbox: [], // typed while offline: {kind: "text"|"command", text, message}
   unconfirmed: [], // text messages sent, waiting for the server's user_message
   audioSlots: [], // voice messages and uploads sent, waiting for their transcription, oldest first
   turnLanguage: null, // what the server heard the current turn's speech in (its reply is in it too); typed: null
@@ -109,7 +109,6 @@ const connection = new Connection(socketUrl, { onEvent, onBinary: (data) => play
 const voice = new Voice({
   ui, player, connection, notice,
   unavailable: () => (state.settings.speech_input ? null : () => friendlyError("stt-unavailable")),
-  onRecording: (blob) => sendVoice(blob),
   onChange: () => refreshControls(),
 });
 
@@ -138,6 +137,12 @@ function onEvent(event) {
     case "reply":
       view.reply({ ...event, language: event.language ?? state.turnLanguage });
       voice.setThinking(false);
+      break;
+    case "reply_paused":
+      player.duck(true); // the server is checking whether the user is interrupting
+      break;
+    case "reply_resumed":
+      player.duck(false);
       break;
     case "interrupted":
       player.stop();
@@ -245,6 +250,8 @@ function transcription(event) {
 function serverError(event) {
   const text = () => friendlyError(event.code, event.message, { maxUploadMb: state.settings.max_upload_mb });
   if (AUDIO_CODES.has(event.code)) {
+    // A push-to-talk stream with nothing said: the voice button explains it (quietly after a cancel).
+    if (event.code === "no-speech" && voice.noSpeech()) return;
     const slot = state.audioSlots.find((s) => !s.filled && s.kind === "voice");
     if (slot) {
       state.audioSlots.splice(state.audioSlots.indexOf(slot), 1);
@@ -369,34 +376,11 @@ function sendText(message, text) {
   connection.send({ type: "text", text, client_msg_id: message.clientMsgId });
 }
 
-/** One recording goes as one binary frame; the server answers with a transcription, then the turn. */
-function sendVoice(blob, message = null) {
-  message = message || view.user(t("message.voice"), { source: "voice" });
-  message.article.classList.add("placeholder");
-  const limit = state.settings.max_upload_mb * 1e6;
-  if (blob.size > limit) {
-    message.fail(() => friendlyError("audio-too-large", null, { maxUploadMb: state.settings.max_upload_mb }));
-    return;
-  }
-  if (connection.open && state.welcomed && voice.canSendFile) {
-    connection.send(blob);
-    message.setState("transcribing");
-    state.audioSlots.push({ kind: "voice", message, filled: false });
-  } else {
-    message.setState("pending");
-    state.outbox.push({ kind: "audio", blob, message });
-  }
-}
-
 function flushOutbox() {
   const items = state.outbox;
   state.outbox = [];
   for (const item of items) {
     view.add(item.message, { quiet: true });
-    if (item.kind === "audio") {
-      sendVoice(item.blob, item.message);
-      continue;
-    }
     if (item.kind === "command") {
       connection.send({ type: "text", text: item.text });
       item.message.setState(null);
@@ -411,9 +395,9 @@ function flushOutbox() {
   if (items.length) view.scrollToEnd();
 }
 
-/** Queued text survives a reload (recordings do not: they stay in memory). */
+/** Queued text survives a reload (the voice button streams: nothing of it is queued). */
 function saveOutbox() {
-  const texts = state.outbox.filter((item) => item.kind !== "audio").map((item) => item.text);
+  const texts = state.outbox.map((item) => item.text);
   storage.set(OUTBOX_KEY + state.clientId, texts.length ? JSON.stringify(texts) : null);
 }
 

@@ -1,11 +1,10 @@
-// Audio for the chat page: one shared AudioContext, spoken-reply playback, push-to-talk recording with
-// MediaRecorder, the hands-free PCM stream (AudioWorklet) and a level meter.
+// Audio for the chat page: one shared AudioContext, spoken-reply playback, the microphone streamed as PCM16
+// (AudioWorklet) for push-to-talk and hands-free alike, and a level meter.
 "use strict";
 
 import { msg } from "./i18n.js";
 
 const MIC_CONSTRAINTS = { audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true } };
-const RECORDER_TYPES = ["audio/webm;codecs=opus", "audio/ogg;codecs=opus", "audio/mp4", "audio/webm"];
 // The worklet is fetched with the same cache-busting query as this module.
 const WORKLET_URL = new URL("pcm-worklet.js" + new URL(import.meta.url).search, import.meta.url).href;
 
@@ -39,7 +38,7 @@ export function micUnavailableReason() {
   return null;
 }
 
-/** A getUserMedia failure (or one of ours: NoMicrophone, NoRecorder, NoWorklet) explained for people, as a msg(). */
+/** A getUserMedia failure (or one of ours: NoMicrophone, NoWorklet) explained for people, as a msg(). */
 export function micErrorText(err) {
   const name = err && err.name;
   if (name === "NotAllowedError" || name === "SecurityError" || name === "PermissionDeniedError") {
@@ -49,7 +48,6 @@ export function micErrorText(err) {
     return msg("mic.not-found");
   }
   if (name === "NotReadableError" || name === "TrackStartError" || name === "AbortError") return msg("mic.busy");
-  if (name === "NoRecorder") return msg("mic.no-recorder");
   if (name === "NoWorklet") return msg("mic.no-worklet");
   // The browser's own words, which are all there is to say about an unexpected failure.
   return micUnavailableReason() || (err && err.message ? msg("mic.failed-because", { reason: err.message })
@@ -100,10 +98,14 @@ class LevelMeter {
   }
 }
 
+// The reply's volume while speech over it is checked (reply_paused): heard, but no longer talking over the user.
+const DUCKED_GAIN = 0.25;
+
 /** Plays a reply's sentences in order as their frames arrive, and stops at once when told. */
 export class Player {
   constructor({ onSpeaking, onBlocked } = {}) {
     this.enabled = true;
+    this.output = null; // a GainNode every sentence plays through, so the reply can be ducked
     this.sources = new Set();
     this.playhead = 0;
     this.epoch = 0;
@@ -151,7 +153,7 @@ export class Player {
     const ctx = audioContext();
     const source = ctx.createBufferSource();
     source.buffer = buffer;
-    source.connect(ctx.destination);
+    source.connect(this.gainNode(ctx));
     const start = Math.max(ctx.currentTime + 0.03, this.playhead);
     source.start(start);
     this.playhead = start + buffer.duration;
@@ -164,8 +166,24 @@ export class Player {
     this.onSpeaking(true);
   }
 
+  gainNode(ctx) {
+    if (!this.output) {
+      this.output = ctx.createGain();
+      this.output.connect(ctx.destination);
+    }
+    return this.output;
+  }
+
+  /** Quieter while the server checks whether speech over the reply is the user interrupting; back up after. */
+  duck(on) {
+    const ctx = audioContext();
+    this.gainNode(ctx).gain.setTargetAtTime(on ? DUCKED_GAIN : 1, ctx.currentTime, 0.03);
+    this.ducked = on;
+  }
+
   /** Silence now: scheduled sentences stop and frames still decoding are dropped. */
   stop() {
+    if (this.ducked) this.duck(false);
     this.epoch += 1;
     this.expected = null;
     const wasSpeaking = this.speaking;
@@ -187,78 +205,7 @@ export class Player {
   }
 }
 
-/** Push-to-talk: records one utterance with MediaRecorder and hands back the whole file. */
-export class Recorder {
-  constructor({ onLevel } = {}) {
-    this.onLevel = onLevel || (() => {});
-    this.stream = null;
-    this.recorder = null;
-    this.meter = null;
-    this.startedAt = 0;
-  }
-
-  static supported() {
-    return typeof window.MediaRecorder === "function";
-  }
-
-  static mimeType() {
-    if (!Recorder.supported() || !MediaRecorder.isTypeSupported) return "";
-    return RECORDER_TYPES.find((type) => MediaRecorder.isTypeSupported(type)) || "";
-  }
-
-  get recording() {
-    return this.recorder !== null;
-  }
-
-  async start() {
-    if (!Recorder.supported()) throw failure("NoRecorder");
-    const stream = await openMic();
-    const mimeType = Recorder.mimeType();
-    const recorder = new MediaRecorder(stream, mimeType ? { mimeType } : undefined);
-    const chunks = [];
-    recorder.ondataavailable = (event) => {
-      if (event.data && event.data.size) chunks.push(event.data);
-    };
-    this.done = new Promise((resolve) => {
-      // `stop` fires after the last dataavailable, so the final chunk is in.
-      recorder.onstop = () => resolve(new Blob(chunks, { type: recorder.mimeType || mimeType }));
-      recorder.onerror = () => resolve(null);
-    });
-    this.stream = stream;
-    this.recorder = recorder;
-    this.meter = new LevelMeter(stream, this.onLevel);
-    recorder.start();
-    this.startedAt = performance.now();
-  }
-
-  /** Stops; resolves with { blob, ms } once the recorder has flushed, or null if nothing was recording. */
-  async stop() {
-    const recorder = this.recorder;
-    if (!recorder) return null;
-    const ms = performance.now() - this.startedAt;
-    if (recorder.state !== "inactive") recorder.stop();
-    const blob = await this.done;
-    this.cleanup();
-    return blob ? { blob, ms } : null;
-  }
-
-  cancel() {
-    if (!this.recorder) return;
-    this.recorder.ondataavailable = null;
-    if (this.recorder.state !== "inactive") this.recorder.stop();
-    this.cleanup();
-  }
-
-  cleanup() {
-    if (this.meter) this.meter.stop();
-    release(this.stream);
-    this.meter = null;
-    this.stream = null;
-    this.recorder = null;
-  }
-}
-
-/** Hands-free: streams the microphone as 16 kHz PCM16 in 20 ms chunks through an AudioWorklet. */
+/** The microphone as 16 kHz PCM16 in 20 ms chunks through an AudioWorklet, for hands-free and push-to-talk. */
 export class LiveMic {
   constructor({ onChunk, onLevel } = {}) {
     this.onChunk = onChunk || (() => {});
@@ -268,6 +215,7 @@ export class LiveMic {
     this.source = null;
     this.sink = null;
     this.meter = null;
+    this.startedAt = 0; // when the microphone opened (performance.now())
   }
 
   static supported() {
@@ -288,21 +236,27 @@ export class LiveMic {
     }
     const stream = await openMic();
     this.stream = stream;
-    this.source = ctx.createMediaStreamSource(stream);
-    this.node = new AudioWorkletNode(ctx, "pcm-downsampler", {
-      numberOfInputs: 1,
-      numberOfOutputs: 1,
-      outputChannelCount: [1],
-      processorOptions: { targetRate, chunkMs: 20 },
-    });
-    this.node.port.onmessage = (event) => this.onChunk(event.data);
-    // The worklet only runs while the graph pulls it: route it to the speakers through a muted gain.
-    this.sink = ctx.createGain();
-    this.sink.gain.value = 0;
-    this.source.connect(this.node);
-    this.node.connect(this.sink);
-    this.sink.connect(ctx.destination);
-    this.meter = new LevelMeter(stream, this.onLevel);
+    try {
+      this.source = ctx.createMediaStreamSource(stream);
+      this.node = new AudioWorkletNode(ctx, "pcm-downsampler", {
+        numberOfInputs: 1,
+        numberOfOutputs: 1,
+        outputChannelCount: [1],
+        processorOptions: { targetRate, chunkMs: 20 },
+      });
+      this.node.port.onmessage = (event) => this.onChunk(event.data);
+      // The worklet only runs while the graph pulls it: route it to the speakers through a muted gain.
+      this.sink = ctx.createGain();
+      this.sink.gain.value = 0;
+      this.source.connect(this.node);
+      this.node.connect(this.sink);
+      this.sink.connect(ctx.destination);
+      this.meter = new LevelMeter(stream, this.onLevel);
+    } catch (err) {
+      this.stop(); // the microphone is not left on for a graph that failed
+      throw err;
+    }
+    this.startedAt = performance.now();
   }
 
   stop() {

@@ -1,11 +1,14 @@
-// Talking to the bot: the microphone button (hold to talk, tap to toggle, or hold Space), hands-free mode (the
-// microphone streamed as PCM16 for the server's voice detection), and the panel that shows what is going on.
+// Talking to the bot: the microphone button (hold to talk, tap to toggle, or hold Space) and hands-free mode, both
+// streaming the microphone as PCM16 to the server, which hears and transcribes it as it comes (so a push-to-talk
+// reply starts at the release, not after an upload); and the panel that shows what is going on.
 "use strict";
 
-import { LiveMic, Recorder, micErrorText, micUnavailableReason } from "./audio.js";
+import { LiveMic, micErrorText, micUnavailableReason } from "./audio.js";
 import { msg, resolve, t } from "./i18n.js";
 
 const HOLD_MS = 300; // a press shorter than this is a tap: it starts recording, and the next tap sends
+// A press is a slip until it lasts this long: its audio waits here till then, because audio streamed to the server
+// is answered (the protocol has no way to take it back), and a slip must send nothing.
 const MIN_RECORDING_MS = 400;
 const MAX_RECORDING_MS = 120000;
 const LIVE_RATE = 16000;
@@ -27,22 +30,25 @@ export class Voice {
    * @param connection  the chat socket
    * @param notice  where problems are explained
    * @param unavailable  () => why speech input cannot be used right now (a string or a msg()), or null
-   * @param onRecording  (blob) => send one recorded utterance
    * @param onChange  () => the hands-free switch changed
    */
-  constructor({ ui, player, connection, notice, unavailable, onRecording, onChange }) {
-    Object.assign(this, { ui, player, connection, notice, unavailable, onRecording, onChange });
-    this.recorder = new Recorder({ onLevel: (level) => this.showLevel(level) });
-    this.liveMic = new LiveMic({ onChunk: (pcm) => this.sendChunk(pcm), onLevel: (level) => this.showLevel(level) });
-    this.mode = null; // how the recording was started: "hold" | "tap" | "key"
+  constructor({ ui, player, connection, notice, unavailable, onChange }) {
+    Object.assign(this, { ui, player, connection, notice, unavailable, onChange });
+    const onLevel = (level) => this.showLevel(level);
+    // One microphone each, so a press and hands-free never share (or stop) each other's half-opened stream.
+    this.pressMic = new LiveMic({ onChunk: (pcm) => this.pressAudio(pcm), onLevel });
+    this.liveMic = new LiveMic({ onChunk: (pcm) => this.sendChunk(pcm), onLevel });
+    this.mode = null; // how the push-to-talk press was started: "hold" | "tap" | "key"
     this.starting = false;
-    this.stopWanted = false;
+    this.stopWanted = null; // "send" or "cancel": the press ended while its microphone was opening
+    this.held = null; // the press's audio while it may still be a slip; null once it streams
+    this.ended = null; // a push-to-talk stream just ended ("released" | "cancelled"), until its turn begins
     this.pressAt = 0;
     this.pressStops = false;
     this.timer = null;
     this.live = false; // hands-free is on
     this.liveStarting = false;
-    this.streaming = false; // audio_start was sent on the current socket
+    this.stream = null; // the mode audio_start opened a stream with on this socket: "hands_free" | "push_to_talk"
     this.userSpeaking = false;
     this.thinking = false;
     this.states = []; // every hands-free state shown, in order
@@ -50,8 +56,12 @@ export class Voice {
     this.bind();
   }
 
+  get streaming() {
+    return this.stream !== null;
+  }
+
   get recording() {
-    return this.mode !== null && (this.recorder.recording || this.starting);
+    return this.mode !== null && (this.pressMic.active || this.starting);
   }
 
   /** A recorded file may go over the socket only outside a PCM stream (it would be read as PCM). */
@@ -59,7 +69,7 @@ export class Voice {
     return !this.streaming;
   }
 
-  // ---- push-to-talk ------------------------------------------------------------------------------------------
+  // ---- push-to-talk: the same PCM stream as hands-free, but the release ends the turn -----------------------
 
   async startRecording(mode) {
     if (this.recording) return;
@@ -68,18 +78,24 @@ export class Voice {
       return;
     }
     const problem = this.unavailable() || micUnavailableReason() ||
-      (Recorder.supported() ? null : msg("mic.no-recorder"));
+      (LiveMic.supported() ? null : msg("mic.no-worklet"));
     if (problem) {
       this.notice.show(problem);
       return;
     }
+    if (!this.connection.open) {
+      // Speech is heard as it streams: there is nothing to keep for later, unlike a typed message.
+      this.notice.show(msg("voice.offline"), { timeout: 8000 });
+      return;
+    }
     this.mode = mode;
     this.starting = true;
-    this.stopWanted = false;
+    this.stopWanted = null;
+    this.ended = null;
     this.player.stop(); // nobody listens while talking
     this.refresh();
     try {
-      await this.recorder.start();
+      await this.pressMic.start(LIVE_RATE);
     } catch (err) {
       this.starting = false;
       this.mode = null;
@@ -88,45 +104,89 @@ export class Voice {
       return;
     }
     this.starting = false;
+    this.held = [];
     this.notice.hide("mic");
     this.refresh();
     this.tick();
-    if (this.stopWanted) this.stopRecording();
+    if (this.stopWanted) this.stopRecording({ cancel: this.stopWanted === "cancel" });
+    else if (!this.connection.open) this.lost(); // the socket went while the microphone opened
   }
 
   tick() {
     clearTimeout(this.timer);
-    if (!this.recorder.recording) return;
-    const ms = performance.now() - this.recorder.startedAt;
+    if (!this.pressMic.active) return;
+    const ms = performance.now() - this.pressMic.startedAt;
     const s = Math.floor(ms / 1000);
     this.ui.panelTime.textContent = Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
     if (ms >= MAX_RECORDING_MS) this.stopRecording();
     else this.timer = setTimeout(() => this.tick(), 250);
   }
 
-  async stopRecording({ cancel = false } = {}) {
-    if (this.starting) {
-      this.stopWanted = true; // released before the microphone even opened
+  /** 20 ms of the press's audio: streamed, or held while the press may still be a slip. */
+  pressAudio(pcm) {
+    if (this.held === null) {
+      if (this.stream === "push_to_talk" && this.connection.open) this.connection.send(pcm);
       return;
     }
-    if (!this.recorder.recording) return;
+    this.held.push(pcm);
+    if (performance.now() - this.pressMic.startedAt >= MIN_RECORDING_MS && !this.streamHeld()) this.lost();
+  }
+
+  /** The press is meant: open a push-to-talk stream with the audio held so far; false if the socket is gone. */
+  streamHeld() {
+    const held = this.held;
+    this.held = null;
+    if (!this.connection.open || this.streaming) return false;
+    this.connection.send({ type: "audio_start", format: "pcm16", sample_rate: LIVE_RATE, mode: "push_to_talk" });
+    this.stream = "push_to_talk";
+    for (const pcm of held) this.connection.send(pcm);
+    return true;
+  }
+
+  /** Released (sent: the server answers what it heard) or cancelled (audio_cancel: the server forgets it). A
+   * slip, or a cancel before the press was long enough, sends nothing at all. */
+  stopRecording({ cancel = false } = {}) {
+    if (this.starting) {
+      this.stopWanted = cancel ? "cancel" : "send"; // let go before the microphone even opened
+      return;
+    }
+    if (this.mode === null || !this.pressMic.active) return;
+    const ms = performance.now() - this.pressMic.startedAt;
     this.mode = null;
     clearTimeout(this.timer);
-    if (cancel) {
-      this.recorder.cancel();
-      this.refresh();
-      return;
+    if (this.held !== null && !cancel) {
+      if (ms < MIN_RECORDING_MS) {
+        this.notice.show(msg("voice.too-short"), { timeout: 6000 });
+      } else if (!this.held.length) {
+        this.notice.show(msg("voice.nothing-recorded"), { timeout: 6000 });
+      } else if (!this.streamHeld()) {
+        this.notice.show(msg("voice.offline"), { timeout: 8000 });
+      }
     }
-    const stopped = this.recorder.stop();
+    this.held = null;
+    if (this.stream === "push_to_talk") {
+      this.stream = null;
+      // First: the turn ends (or is forgotten) now, before the microphone closes.
+      this.connection.send({ type: cancel ? "audio_cancel" : "audio_stop" });
+      this.ended = cancel ? "cancelled" : "released";
+    }
+    this.pressMic.stop();
     this.refresh();
-    const done = await stopped; // after the recorder's final dataavailable
-    if (!done || !done.blob.size) {
-      this.notice.show(msg("voice.nothing-recorded"), { timeout: 6000 });
-    } else if (done.ms < MIN_RECORDING_MS) {
-      this.notice.show(msg("voice.too-short"), { timeout: 6000 });
-    } else {
-      this.onRecording(done.blob);
-    }
+  }
+
+  /** The socket went during a press: its audio cannot reach the server (nor wait for it), so the press ends. */
+  lost() {
+    this.stopRecording({ cancel: true });
+    this.notice.show(msg("voice.offline"), { timeout: 8000 });
+  }
+
+  /** The server heard no speech at all in a stream: true if it was a press's (then said here, and not at all
+   * after a cancel), false if it is someone else's to explain. */
+  noSpeech() {
+    const ended = this.ended;
+    this.ended = null;
+    if (ended === "released") this.notice.show(msg("error.no-speech"), { timeout: 6000 });
+    return ended !== null;
   }
 
   // ---- hands-free --------------------------------------------------------------------------------------------
@@ -137,7 +197,7 @@ export class Voice {
       this.notice.show(problem);
       return;
     }
-    if (this.recording) await this.stopRecording({ cancel: true });
+    if (this.recording) this.stopRecording({ cancel: true }); // one stream at a time
     this.live = true;
     this.liveStarting = true;
     this.changed();
@@ -161,8 +221,8 @@ export class Voice {
   }
 
   stopLive() {
-    if (this.streaming) {
-      this.streaming = false;
+    if (this.stream === "hands_free") {
+      this.stream = null;
       this.connection.send({ type: "audio_stop" });
     }
     this.liveMic.stop();
@@ -178,21 +238,23 @@ export class Voice {
     this.userSpeaking = false;
     this.thinking = false;
     if (this.live && !this.liveStarting && !this.streaming && this.connection.open) {
-      this.connection.send({ type: "audio_start", format: "pcm16", sample_rate: LIVE_RATE });
-      this.streaming = true;
+      this.connection.send({ type: "audio_start", format: "pcm16", sample_rate: LIVE_RATE, mode: "hands_free" });
+      this.stream = "hands_free";
     }
     this.refresh();
   }
 
-  /** The socket is gone, and the server's end of the stream with it. */
+  /** The socket is gone, and the server's end of the stream with it (a press in progress ends). */
   socketClosed() {
-    this.streaming = false;
+    this.stream = null;
+    if (this.mode !== null && !this.starting) this.lost();
     this.refresh();
   }
 
+  /** Hands-free audio. */
   sendChunk(pcm) {
     // Only inside audio_start … audio_stop: a stray binary frame would be taken as a whole recording.
-    if (this.streaming && this.connection.open) this.connection.send(pcm);
+    if (this.stream === "hands_free" && this.connection.open) this.connection.send(pcm);
   }
 
   // ---- what the server says about the conversation ------------------------------------------------------------
@@ -204,6 +266,7 @@ export class Voice {
   }
 
   speechStopped() {
+    this.ended = null; // a press's turn has begun: nothing more to explain about it
     this.userSpeaking = false;
     this.thinking = true;
     this.refresh();

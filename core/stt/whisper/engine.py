@@ -136,15 +136,19 @@ class WhisperSTT:
                 raise STTError(message, code="stt-unavailable")
         return model
 
-    async def transcribe(self, audio: AudioClip, *, language: str | None = None) -> Transcript:
+    async def transcribe(
+        self, audio: AudioClip, *, language: str | None = None, prompt: str | None = None
+    ) -> Transcript:
         if self._model is None:
             raise STTError("the Whisper model is not loaded", code="stt-unavailable")
         loop = asyncio.get_running_loop()
         wanted = language or self._language
-        text, heard, probability = await loop.run_in_executor(self._executor, self._recognise, audio, wanted)
+        text, heard, probability = await loop.run_in_executor(
+            self._executor, self._recognise, audio, wanted, prompt
+        )
         return Transcript(text, heard, audio.duration_s, probability)
 
-    def _recognise(self, audio: AudioClip, language: str | None) -> Recognised:
+    def _recognise(self, audio: AudioClip, language: str | None, prompt: str | None = None) -> Recognised:
         """Blocking: the text Whisper heard (empty for none), its language, and how sure detection was. Runs in the
         worker thread."""
         if audio.sample_rate != TARGET_RATE:
@@ -160,10 +164,10 @@ class WhisperSTT:
             if not samples.size:
                 return "", None, None
             if samples.size <= SHORT_CLIP_S * TARGET_RATE:
-                return self._short_clip(samples, wanted)
+                return self._short_clip(samples, wanted, prompt)
             # Detected on the first short window: cheap, and a few seconds of speech are plenty to tell.
             lang, probability = (wanted, None) if wanted else self._detect(self._encode(samples[: self._floor_size]))
-            text = self._windows(samples, lang)
+            text = self._windows(samples, lang, prompt)
             return (text, lang, probability) if text else ("", None, None)
         except (RuntimeError, ValueError) as err:
             logger.exception("whisper failed on a %.1f s clip", audio.duration_s)
@@ -173,17 +177,17 @@ class WhisperSTT:
     def _floor_size(self) -> int:
         return self._window_floor * SAMPLES_PER_FRAME
 
-    def _short_clip(self, samples: np.ndarray, wanted: str | None) -> Recognised:
+    def _short_clip(self, samples: np.ndarray, wanted: str | None, prompt: str | None = None) -> Recognised:
         """One window sized to the clip, for detection and decoding both; the full window if the text looks
         degenerate."""
         encoded = self._encode(samples)
         lang, probability = (wanted, None) if wanted else self._detect(encoded)
-        text = self._decode(encoded, samples.size, lang)
+        text = self._decode(encoded, samples.size, lang, prompt)
         if text is None:
             logger.info(
                 "whisper: a %.1f s clip looked degenerate in a short window; using 30 s", samples.size / TARGET_RATE
             )
-            text = self._windows(samples, lang)
+            text = self._windows(samples, lang, prompt)
         return (text, lang, probability) if text else ("", None, None)
 
     def _encode(self, samples: np.ndarray) -> Any:
@@ -207,18 +211,22 @@ class WhisperSTT:
         total = sum(chances.values())
         return best, (chances[best] / total if total > 0 else 0.0)
 
-    def _decode(self, encoded: Any, size: int, language: str) -> str | None:
+    def _decode(self, encoded: Any, size: int, language: str, prompt: str | None = None) -> str | None:
         """The text of an encoded short window; None when the answer looks degenerate and needs the full window."""
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_compression_ratio
 
         multilingual = bool(self._model.model.is_multilingual)
         tokenizer = Tokenizer(self._model.hf_tokenizer, multilingual, task="transcribe", language=language)
-        prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        # Previous text goes before the start of transcript, as faster-whisper's initial_prompt does (its last 223
+        # tokens: half of Whisper's 448-token context).
+        previous = [tokenizer.sot_prev, *tokenizer.encode(" " + prompt.strip())[-223:]] if prompt else []
+        tokens_in = [*previous, *tokenizer.sot_sequence, tokenizer.no_timestamps]
         # Fast speech is about 5 tokens a second; a loop runs into this cap instead of Whisper's 448.
         cap = 16 + int(size / TARGET_RATE * 8)
         result = self._model.model.generate(
-            encoded, [prompt], beam_size=self._beam_size, max_length=cap, return_no_speech_prob=True
+            encoded, [tokens_in], beam_size=self._beam_size, max_length=cap + len(previous),
+            return_no_speech_prob=True,
         )[0]
         tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
         text: str = tokenizer.decode(tokens).strip()
@@ -228,7 +236,7 @@ class WhisperSTT:
             return None
         return text
 
-    def _windows(self, samples: np.ndarray, language: str) -> str:
+    def _windows(self, samples: np.ndarray, language: str, prompt: str | None = None) -> str:
         """faster-whisper's own transcription, in 30 s windows."""
         segments, _ = self._model.transcribe(
             samples,
@@ -236,6 +244,7 @@ class WhisperSTT:
             beam_size=self._beam_size,
             vad_filter=False,  # already applied
             condition_on_previous_text=False,  # a hallucinated window must not seed the next one
+            initial_prompt=prompt or None,
             # Timestamps let a window end mid-way and the next start there; without them, a dense 30 s window
             # came back as its first sentence alone.
             without_timestamps=False,

@@ -1,0 +1,58 @@
+"""Whether speech heard while the bot talks is the user interrupting, or the bot's own voice coming back.
+
+With loudspeakers the microphone hears the reply; the browser's echo cancellation removes most of it, not all. So
+speech while a reply is being spoken pauses the reply, and only words decide: none (a cough, a door) or the reply's
+own words heard back mean the reply plays on; anything else is an interruption.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+# Share of the words heard that must be the reply's own for the speech to count as its echo. Whisper mishears an
+# echo's words now and then ("lights" → "light", "Seine" → "sain"), so more than half of them is enough; the
+# user's own words are rarely the reply's (an interruption is "stop", or a new question).
+ECHO_SHARE = 0.5
+# A heard word is one of the reply's when it is this similar (difflib's ratio: "sain" and "Seine" 0.67, "that" and
+# "today" 0.44), or the start of one: an echo often ends mid-word ("France" heard as "Fran").
+SIMILAR = 0.65
+MIN_PREFIX = 3
+
+
+def words(text: str) -> list[str]:
+    """The words of ``text`` that can tell an echo: two letters or more ("it's" is "it"; a lone "a" or "s" is in
+    anything, or was half a word)."""
+    return [word for word in _WORD.findall(text.casefold()) if len(word) > 1]
+
+
+def is_echo(heard: str, reply: str) -> bool:
+    """Whether ``heard`` (what speech-to-text made of the speech) is mostly words of ``reply`` (the text being
+    spoken): more than ``ECHO_SHARE`` of the words heard occur in it. No words at all is not an echo."""
+    said = set(words(reply))
+    heard_words = words(heard)
+    if not heard_words or not said:
+        return False
+    return sum(_said(word, said) for word in heard_words) > ECHO_SHARE * len(heard_words)
+
+
+def new_words(heard: list[str], before: list[str]) -> list[str]:
+    """``heard`` without the words ``before`` (an earlier look at the same, shorter utterance): each of those
+    removed once, in order, so what is left is what the speaker said since."""
+    left = list(before)
+    fresh = []
+    for word in heard:
+        if word in left:
+            left.remove(word)
+        else:
+            fresh.append(word)
+    return fresh
+
+
+def _said(word: str, said: set[str]) -> bool:
+    if word in said:
+        return True
+    if len(word) >= MIN_PREFIX and any(other.startswith(word) for other in said):
+        return True
+    return bool(difflib.get_close_matches(word, said, n=1, cutoff=SIMILAR))
