@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["bench.bench_chat", "bench.bench_stt", "bench.bench_voice", "bench.bench_llm"]
+BENCHMARKS = ["bench.bench_chat", "bench.bench_stt", "bench.bench_voice", "bench.bench_turns", "bench.bench_llm"]
 
 
 def main() -> int:

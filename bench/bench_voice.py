@@ -128,7 +128,8 @@ async def run(port: int, clips: list[bytes], turns: int) -> tuple[list[float], l
         reader = asyncio.create_task(read(ws, inbox))
         try:
             for i in range(turns + 1):
-                latency, vad_wait, timings = await turn(ws, inbox, clips[i % len(clips)], silence(1.0))
+                # Silence past vad.max_silence_ms: a pause the end-of-turn model judged unfinished still ends.
+                latency, vad_wait, timings = await turn(ws, inbox, clips[i % len(clips)], silence(2.5))
                 if i:  # the first turn warms the engines up
                     latencies.append(latency)
                     vad_waits.append(vad_wait)

@@ -46,7 +46,7 @@ T = TypeVar("T")
 CONTEXT_STATUSES = ("ok", "interrupted")
 # How long after a spoken reply has played out its tail may still come back through the microphone (the page's
 # playback lags the server's clock by its network and decoding delay).
-ECHO_TAIL_S = 1.5
+ECHO_TAIL_S = 0.5
 # Appended to the system prompt when the turn's language is known, so the model answers in the user's language.
 ANSWER_IN = "Always answer in {language}."
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
+import sys
 
 import pytest
 
@@ -40,4 +42,34 @@ def test_make_bench_quick() -> None:
     assert any(line.startswith("whisper wer: ") for line in lines), output
     assert any(line.startswith("llm ") and ": English correct: " in line for line in lines), output
     assert any(line.startswith("llm ") and ": Russian correct: " in line for line in lines), output
-    assert sum("(quick)" in line for line in lines) == 4, output
+    assert sum("(quick)" in line for line in lines) == 5, output
+
+
+TURNS_LINES = [
+    "smart-turn (200 ms + model): false cut-offs (paused utterances)",  # beside the 500 ms baseline
+    "silence 300 ms: false cut-offs (paused utterances)",
+    "smart-turn (200 ms + model): end of speech → first audio p50",
+    "smart-turn (200 ms + model): end of speech → first audio p95",
+    "silence 300 ms: end of speech → first audio p50",
+]
+
+
+@pytest.mark.slow
+def test_bench_turns_quick() -> None:
+    """The turn-taking benchmark on its own, quick: every endpointer measured, none cutting a complete sentence."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WEB_BOT_", "OPENAI_"))}
+    env.update(HF_HUB_OFFLINE="1", BENCH_QUICK="1")
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "bench_turns"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    lines = output.splitlines()
+    assert any(line.startswith("# turn-taking benchmark (quick)") for line in lines), output
+    for key in TURNS_LINES:
+        assert any(line.startswith(key) and "baseline" in line for line in lines), f"no {key!r} line:\n{output}"
+    assert any(line.startswith("silence 500 ms: false cut-offs (paused utterances): ") for line in lines), output
+    assert any(line.startswith("smart-turn (200 ms + model): complete utterances held until max_silence: ")
+               for line in lines), output
+    early = next(line for line in lines if line.startswith("complete utterances answered before they ended: "))
+    assert re.findall(r" (\d+)/\d+", early) == ["0", "0", "0"], output
