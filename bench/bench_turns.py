@@ -24,7 +24,6 @@ Run: ``.venv/bin/python -m bench.bench_turns`` (BENCH_QUICK=1: a few utterances 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import random
@@ -39,9 +38,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import websockets
 
-from bench.bench_voice import RATE, VOICED, WINDOW, Inbox, read, send_paced, turn
+from bench.bench_voice import RATE, VOICED, WINDOW, Inbox, live_stream, send_paced, turn
 from bench.common import QUICK_MARK, Process, line, percentile, sized, start_fake_openai, start_web_bot
 from core.llm.presets import DEFAULT_PRESET
 from tests.speech import resample, silence, speak, wav
@@ -318,18 +316,9 @@ async def hear_out(ws: Any, inbox: Inbox, utterance: Utterance) -> Outcome:
 
 async def cut_off_pass(port: int, utterances: list[Utterance], warm_up: Utterance) -> list[Outcome]:
     """One socket's outcomes for ``utterances``, in order, after an uncounted ``warm_up``."""
-    async with websockets.connect(f"ws://127.0.0.1:{port}/ws/bench-turns", max_size=None) as ws:
-        await ws.recv()
-        await ws.send(json.dumps({"type": "audio_start", "format": "pcm16", "sample_rate": RATE}))
-        inbox: Inbox = asyncio.Queue()
-        reader = asyncio.create_task(read(ws, inbox))
-        try:
-            await hear_out(ws, inbox, warm_up)  # the first turn loads the engines' lazy parts
-            return [await hear_out(ws, inbox, utterance) for utterance in utterances]
-        finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+    async with live_stream(port, "bench-turns") as (ws, inbox):
+        await hear_out(ws, inbox, warm_up)  # the first turn loads the engines' lazy parts
+        return [await hear_out(ws, inbox, utterance) for utterance in utterances]
 
 
 async def start_servers(configs: dict[str, dict[str, Any]], workdir: Path) -> dict[str, tuple[Process, int]]:
@@ -398,21 +387,12 @@ async def latency_pass(port: int, clips: list[bytes]) -> list[tuple[float, float
     """(end of speech → first reply audio, → speech_stopped) in seconds, of each turn but the first
     (``bench.bench_voice.turn``)."""
     latencies = []
-    async with websockets.connect(f"ws://127.0.0.1:{port}/ws/bench-turns", max_size=None) as ws:
-        await ws.recv()
-        await ws.send(json.dumps({"type": "audio_start", "format": "pcm16", "sample_rate": RATE}))
-        inbox: Inbox = asyncio.Queue()
-        reader = asyncio.create_task(read(ws, inbox))
-        try:
-            for i, clip in enumerate(clips):
-                # The tail outlasts max_silence_ms: a complete utterance judged unfinished still ends.
-                latency, vad_wait, _ = await turn(ws, inbox, clip, silence(TAIL_S))
-                if i:  # the first turn warms the engines up
-                    latencies.append((latency, vad_wait))
-        finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+    async with live_stream(port, "bench-turns") as (ws, inbox):
+        for i, clip in enumerate(clips):
+            # The tail outlasts max_silence_ms: a complete utterance judged unfinished still ends.
+            latency, vad_wait, _ = await turn(ws, inbox, clip, silence(TAIL_S))
+            if i:  # the first turn warms the engines up
+                latencies.append((latency, vad_wait))
     return latencies
 
 

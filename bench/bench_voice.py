@@ -20,6 +20,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -119,25 +120,32 @@ async def turn(ws: Any, inbox: Inbox, speech: bytes, tail: bytes) -> tuple[float
     return first_audio - speech_end, stopped - speech_end, timings or {}
 
 
-async def run(port: int, clips: list[bytes], turns: int) -> tuple[list[float], list[float], list[dict[str, float]]]:
-    latencies, vad_waits, stages = [], [], []
-    async with websockets.connect(f"ws://127.0.0.1:{port}/ws/bench-voice", max_size=None) as ws:
+@contextlib.asynccontextmanager
+async def live_stream(port: int, client_id: str) -> AsyncIterator[tuple[Any, Inbox]]:
+    """A socket with a hands-free stream open, and the inbox its frames arrive in (stamped)."""
+    async with websockets.connect(f"ws://127.0.0.1:{port}/ws/{client_id}", max_size=None) as ws:
         await ws.recv()
         await ws.send(json.dumps({"type": "audio_start", "format": "pcm16", "sample_rate": RATE}))
         inbox: Inbox = asyncio.Queue()
         reader = asyncio.create_task(read(ws, inbox))
         try:
-            for i in range(turns + 1):
-                # Silence past vad.max_silence_ms: a pause the end-of-turn model judged unfinished still ends.
-                latency, vad_wait, timings = await turn(ws, inbox, clips[i % len(clips)], silence(2.5))
-                if i:  # the first turn warms the engines up
-                    latencies.append(latency)
-                    vad_waits.append(vad_wait)
-                    stages.append(timings)
+            yield ws, inbox
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
+
+
+async def run(port: int, clips: list[bytes], turns: int) -> tuple[list[float], list[float], list[dict[str, float]]]:
+    latencies, vad_waits, stages = [], [], []
+    async with live_stream(port, "bench-voice") as (ws, inbox):
+        for i in range(turns + 1):
+            # Silence past vad.max_silence_ms: a pause the end-of-turn model judged unfinished still ends.
+            latency, vad_wait, timings = await turn(ws, inbox, clips[i % len(clips)], silence(2.5))
+            if i:  # the first turn warms the engines up
+                latencies.append(latency)
+                vad_waits.append(vad_wait)
+                stages.append(timings)
     return latencies, vad_waits, stages
 
 

@@ -399,7 +399,8 @@ class ChatPipeline:
                 await speaker.cancel()
             raise
         finally:
-            if speaker is not None and self._voices.get(client_id, (None,))[0] is speaker:
+            voice = self._voices.get(client_id)
+            if speaker is not None and voice is not None and voice[0] is speaker:
                 del self._voices[client_id]
                 self._spoken_tail(client_id, speaker.text)
         logger.info("turn client=%s source=%s chars=%d timings=%s", client_id, request.source, len(reply), timings)

@@ -555,14 +555,21 @@ async def converse(
             return events
 
 
+async def beside_speakers(
+    serve: Any, voice_settings: Any, connect: Any, fake_openai: FakeOpenAI, client_id: str
+) -> tuple[Served, Client, EchoingMicrophone]:
+    """A hands-free client whose microphone hears its spoken replies; its question gets LONG_REPLY."""
+    fake_openai.scripted["about Paris"] = LONG_REPLY
+    served = serve(voice_settings())
+    client = await connect(served, client_id)
+    await client.send({"type": "audio_start", "format": "pcm16", "sample_rate": 16000})
+    return served, client, EchoingMicrophone(client)
+
+
 async def test_the_bots_own_voice_heard_back_does_not_interrupt_it(
     serve, voice_settings, connect, fake_openai: FakeOpenAI
 ) -> None:
-    fake_openai.scripted["about Paris"] = LONG_REPLY
-    served = serve(voice_settings())
-    client = await connect(served, "speakers")
-    await client.send({"type": "audio_start", "format": "pcm16", "sample_rate": 16000})
-    mic = EchoingMicrophone(client)
+    served, client, mic = await beside_speakers(serve, voice_settings, connect, fake_openai, "speakers")
     try:
         await client.send("Tell me about Paris")
         events = await converse(client, mic, {"audio_done", "interrupted"})
@@ -578,11 +585,7 @@ async def test_the_bots_own_voice_heard_back_does_not_interrupt_it(
 async def test_the_user_talking_over_the_echo_interrupts(
     serve, voice_settings, connect, fake_openai: FakeOpenAI
 ) -> None:
-    fake_openai.scripted["about Paris"] = LONG_REPLY
-    served = serve(voice_settings())
-    client = await connect(served, "talks-over")
-    await client.send({"type": "audio_start", "format": "pcm16", "sample_rate": 16000})
-    mic = EchoingMicrophone(client)
+    served, client, mic = await beside_speakers(serve, voice_settings, connect, fake_openai, "talks-over")
     try:
         await client.send("Tell me about Paris")
         events = await converse(client, mic, {"audio"})
