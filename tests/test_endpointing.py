@@ -257,3 +257,11 @@ async def test_speech_that_ends_before_it_is_checked_is_judged_whole(
     kinds = line.sink.types()
     assert ("interrupted" if interrupts else "reply_resumed") in kinds
     assert line.events("speech_stopped")[0]["reason"] == ("end_of_turn" if interrupts else "echo")
+
+
+async def test_a_cancelled_press_is_forgotten(store, tmp_path, silero, sentence) -> None:
+    line = Line(store, tmp_path, silero, endpointer(None), push_to_talk=True)
+    await line.stream(silence(0.3) + sentence)
+    await line.listener.cancel()
+    assert not line.turns and not line.events("speech_stopped")
+    assert await store.recent("talker", 10) == []

@@ -475,6 +475,15 @@ async def test_push_to_talk_streams_and_the_release_ends_the_turn(serve, voice_s
     await stream_pcm(client, silence(0.5))
     await client.send({"type": "audio_stop"})
     assert (await frames(client, {"error"}))[-1]["code"] == "no-speech"
+    # A cancelled press: the words are forgotten, no turn, nothing stored.
+    await client.send({"type": "audio_start", "format": "pcm16", "sample_rate": 16000, "mode": "push_to_talk"})
+    await stream_pcm(client, speech16k(SENTENCES[2]) + silence(0.3))
+    await client.send({"type": "audio_cancel"})
+    await client.send({"type": "ping"})
+    kinds = [e["type"] for e in await frames(client, {"pong"})]
+    assert "speech_stopped" not in kinds and "transcription" not in kinds, kinds
+    await asyncio.sleep(0.5)
+    assert len(stored(served, "holder")) == 2  # the first press's turn alone
 
 
 # --- the bot's own voice heard back ---------------------------------------------------------------------------
