@@ -103,8 +103,11 @@ FILLER_PROMPT = "Umm, let me think, uh, like, hmm."
 
 BASELINE = "silence 500 ms"
 SMART_TURN = "smart-turn (200 ms + model)"
+WORDS = "smart-turn + words (local LLM)"
+MODELS = (SMART_TURN, WORDS)  # judged by models: each runs alone (see false_cut_offs)
 CONFIGS: dict[str, dict[str, Any]] = {
-    SMART_TURN: {"end_of_turn": "smart-turn", "silence_ms": 200, "max_silence_ms": 2000},
+    WORDS: {"end_of_turn": "smart-turn", "silence_ms": 200, "max_silence_ms": 2000, "end_of_turn_text": True},
+    SMART_TURN: {"end_of_turn": "smart-turn", "silence_ms": 200, "max_silence_ms": 2000, "end_of_turn_text": False},
     "silence 300 ms": {"end_of_turn": "silence", "silence_ms": 300},
     BASELINE: {"end_of_turn": "silence", "silence_ms": 500},
 }
@@ -359,12 +362,18 @@ async def false_cut_offs(
     sequential run's exactly).
     """
     fake, fake_url = start_fake_openai()
-    llm = {"engine": "openai", "base_url": f"{fake_url}/v1", "model_name": "fake", "max_tokens": 16}
-    configs = {name: {"vad": vad, "llm": llm, "voice": {"replies": "never"}} for name, vad in CONFIGS.items()}
+    fake_llm = {"engine": "openai", "base_url": f"{fake_url}/v1", "model_name": "fake", "max_tokens": 16}
+    # Reading the words takes the local model; the others answer from the fake, which costs no CPU.
+    local_llm = {"engine": "local", "model": DEFAULT_PRESET, "max_tokens": 16}
+    configs = {
+        name: {"vad": vad, "llm": local_llm if vad.get("end_of_turn_text") else fake_llm, "voice": {"replies": "never"}}
+        for name, vad in CONFIGS.items()
+    }
     order = utterances[:]
     random.Random(SEED).shuffle(order)  # paused and complete mixed, the same order for every configuration
     warm_up = next(u for u in utterances if u.kind == "complete")
-    groups = [[name] for name in configs] if sequential else [[SMART_TURN], [n for n in configs if n != SMART_TURN]]
+    baselines = [name for name in configs if name not in MODELS]
+    groups = [[name] for name in configs] if sequential else [*([name] for name in MODELS), baselines]
     results: dict[str, list[Outcome]] = {}
     try:
         servers = await start_servers(configs, workdir / "cut-offs")
@@ -448,9 +457,9 @@ def report(outcomes: dict[str, list[Outcome]], delays: dict[str, list[tuple[floa
         for name, results in outcomes.items()
     )
     line("complete utterances answered before they ended", early, target="none")
-    complete = [o for o in outcomes[SMART_TURN] if o.utterance.kind == "complete"]
-    line(f"{SMART_TURN}: complete utterances held until max_silence", rate(sum(o.held for o in complete),
-                                                                             len(complete)))
+    for name in MODELS:
+        complete = [o for o in outcomes[name] if o.utterance.kind == "complete"]
+        line(f"{name}: complete utterances held until max_silence", rate(sum(o.held for o in complete), len(complete)))
     table(outcomes)
 
 
@@ -476,16 +485,21 @@ def table(outcomes: dict[str, list[Outcome]]) -> None:
     for row in rows:
         print("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)), flush=True)
     print("  (cut-offs by inserted pause; \"turn end p50\": speech_stopped after the end of a complete utterance)")
-    smart = outcomes[SMART_TURN]
-    for o in smart:
+    for name in MODELS:
+        details(name, outcomes[name])
+
+
+def details(name: str, results: list[Outcome]) -> None:
+    """Each pause the model cut, each it did not judge, and each complete utterance it held."""
+    for o in results:
         if o.cut_off:
             _, reason, p = o.stops[0]
-            print(f"  smart-turn cut {o.utterance.kind} {o.utterance.text!r} at {o.utterance.cut_s:.2f} s, "
+            print(f"  {name} cut {o.utterance.kind} {o.utterance.text!r} at {o.utterance.cut_s:.2f} s, "
                   f"{o.utterance.pause_ms} ms pause ({reason}{f', p={p:.2f}' if p is not None else ''})", flush=True)
         elif o.utterance.kind != "complete" and not o.paused:
-            print(f"  smart-turn did not judge the pause in {o.utterance.text!r} (a late judgement?)", flush=True)
+            print(f"  {name} did not judge the pause in {o.utterance.text!r} (a late judgement?)", flush=True)
         if o.utterance.kind == "complete" and o.held:
-            print(f"  smart-turn held {o.utterance.text!r} until max_silence "
+            print(f"  {name} held {o.utterance.text!r} until max_silence "
                   + (f"(judged unfinished, p={o.paused[0]:.2f})" if o.paused else "(no judgement)"), flush=True)
 
 

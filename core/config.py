@@ -234,7 +234,9 @@ class VADSettings(Section):
 
     ``end_of_turn`` = ``smart-turn``: after ``silence_ms`` of silence an audio end-of-turn model (Smart Turn v3.2,
     ``core.voice.smart_turn``) judges whether the user has finished; if not, the turn goes on until they speak again
-    or ``max_silence_ms`` of silence ends it (``core.voice.endpointing``). ``silence``: ``silence_ms`` of
+    or ``max_silence_ms`` of silence ends it (``core.voice.endpointing``). With ``end_of_turn_text``, the local LLM
+    reads the words too: below ``text_unfinished_below`` they hold the turn whatever the audio says, and at or
+    above ``text_finished_above`` they end it whatever the audio says. ``silence``: ``silence_ms`` of
     silence ends the turn (OpenAI's ``server_vad``; 500 ms suits it). Transcription and the reply start
     ``early_transcription_ms`` into a silence, and are kept only if the turn ends with the same words.
     """
@@ -244,6 +246,9 @@ class VADSettings(Section):
     silence_ms: int = Field(200, ge=100, le=5000)
     max_silence_ms: int = Field(2000, ge=100, le=10000)
     end_of_turn_threshold: float = Field(0.5, gt=0, lt=1)
+    end_of_turn_text: bool = True
+    text_unfinished_below: float = Field(0.01, ge=0, lt=1)
+    text_finished_above: float = Field(0.5, gt=0, le=1)
     early_transcription_ms: int = Field(120, ge=0, le=5000)
     # Speech while a reply is spoken pauses it; this much voiced speech (or its end) and its words decide.
     interrupt_min_ms: int = Field(700, ge=0, le=5000)

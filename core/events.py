@@ -113,20 +113,23 @@ EndReason = Literal["end_of_turn", "max_silence", "max_utterance", "push_to_talk
 @dataclass(frozen=True, slots=True)
 class SpeechStopped(Event):
     """Once per turn, when the turn is judged ended (not when a silence begins); ``probability`` is the end-of-turn
-    model's, when it judged."""
+    model's, when it judged, and ``text_probability`` the LLM's reading of the words, when it read them."""
 
     type: ClassVar[str] = "speech_stopped"
     reason: EndReason = "end_of_turn"
     probability: float | None = None
+    text_probability: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class SpeechPaused(Event):
-    """The user fell silent for ``silence_ms``, and the end-of-turn model judged they had not finished."""
+    """The user fell silent for ``silence_ms``, and the end-of-turn model (or the LLM reading their words,
+    ``text_probability``) judged they had not finished."""
 
     type: ClassVar[str] = "speech_paused"
     silence_ms: int
     probability: float
+    text_probability: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from core.models import (
     AudioChunk,
@@ -26,6 +26,21 @@ class LLMEngine(Protocol):
     def stream_reply(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class TurnTextJudge(Protocol):
+    """An LLM that can judge from a conversation's text whether the user's last message is a finished turn."""
+
+    @property
+    def reads_turns(self) -> bool:
+        """Whether ``end_of_turn`` can answer at all (else it always answers None)."""
+        ...
+
+    async def end_of_turn(self, messages: Sequence[ChatMessage]) -> float | None:
+        """Probability (0..1) that the user's turn ends where ``messages``' last (user) message ends; None if it
+        cannot tell."""
+        ...
 
 
 class STTEngine(Protocol):

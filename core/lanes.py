@@ -1,7 +1,7 @@
 """Lanes: each client's jobs run one after another, in order, while other clients' lanes run alongside.
 
-A lane exists only while it has work, so idle clients cost nothing. The job running a reply can be interrupted
-(barge-in) while it is writing or speaking it.
+A lane exists only while it has work, so idle clients cost nothing. A job is any coroutine (a turn, ``/clear``); the
+turn being run knows itself whether a barge-in may cut it (``core.turn``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ class _Lane:
     jobs: deque[tuple[Callable[[], Awaitable[Any]], asyncio.Future[Any]]] = field(default_factory=deque)
     task: asyncio.Task[None] | None = None
     current: asyncio.Task[Any] | None = None
-    replying: bool = False  # the current job is writing or speaking a reply: an interruption may cancel it
 
 
 class Lanes:
@@ -46,19 +45,6 @@ class Lanes:
             lane.task = asyncio.create_task(self._drain(client_id, lane), name=f"lane-{client_id}")
         return future
 
-    def interrupt(self, client_id: str) -> bool:
-        """Cancel the client's current job if it is replying; whether it was."""
-        lane = self._lanes.get(client_id)
-        if lane is None or not lane.replying or lane.current is None or lane.current.done():
-            return False
-        lane.current.cancel()
-        return True
-
-    def set_replying(self, client_id: str, replying: bool) -> None:
-        lane = self._lanes.get(client_id)
-        if lane is not None:
-            lane.replying = replying
-
     async def aclose(self) -> None:
         """Finish queued work (bounded by the caller's shutdown timeout)."""
         tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
@@ -71,7 +57,6 @@ class Lanes:
                 job, future = lane.jobs.popleft()
                 lane.current = asyncio.ensure_future(job())
                 await asyncio.wait([lane.current])
-                lane.replying = False
                 if future.done():
                     continue
                 if lane.current.cancelled():

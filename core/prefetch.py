@@ -5,6 +5,9 @@ reply can start then too: the LLM streams into a buffer while the rest of the si
 the turn comes, it takes the buffer only if its context (history and words) is exactly the one guessed, and the
 rest of the reply streams on live; otherwise, or if speech resumes, the early request is cancelled and nothing of it
 is shown or stored. This is what voice agents call preemptive generation.
+
+Nothing here starts a task: ``run`` is a coroutine, run by the turn the reply was started for (``core.turn``), and
+cancelling it cancels the model's stream and the held speech with it.
 """
 
 from __future__ import annotations
@@ -20,38 +23,40 @@ from core.speaking import Speaker
 
 
 class ReplyPrefetch:
-    """Streams one reply into a buffer from the moment it is made; ``claim`` replays it, then follows it live."""
+    """Streams one reply into a buffer while it is ``run``; ``claim`` replays it, then follows it live."""
 
     def __init__(self, llm: LLMEngine, context: Sequence[ChatMessage], speaker: Speaker | None = None) -> None:
         self.context = tuple(context)
         self.speaker = speaker  # held: it speaks once the turn releases it
         self.started = time.perf_counter()
+        self._llm = llm
         self._fragments: list[str] = []
         self._error: Exception | None = None
         self._finished = False
         self._claimed = False
+        self.dropped = False  # a turn asked for another reply: whoever runs this one cancels it
         self._changed = asyncio.Event()
-        self._task = asyncio.create_task(self._pump(llm), name="reply-prefetch")
 
     def claim(self, context: Sequence[ChatMessage], *, spoken: bool = False) -> AsyncIterator[str] | None:
         """The reply for ``context`` (spoken or not) if it is the one guessed, once; otherwise None, and the guess
-        is dropped. The claimed stream carries the text; a speaker was fed it already."""
+        is ``dropped``. The claimed stream carries the text; a speaker was fed it already."""
         same = tuple(context) == self.context and spoken == (self.speaker is not None)
-        if self._claimed or not same or self._task.cancelled():
-            self.discard()
+        if self._claimed or not same or self.dropped:
+            self.dropped = not self._claimed
             return None
         self._claimed = True
         return self._replay()
 
-    def discard(self) -> None:
-        """Cancel the request unless a turn has claimed it (a claimed one ends with its stream)."""
-        if not self._claimed:
-            self._task.cancel()
+    async def run(self) -> None:
+        """Stream the model's reply into the buffer (and the held speaker, which runs alongside) until both are
+        done; an error of the model is kept for the turn that claims the reply."""
+        async with asyncio.TaskGroup() as group:
             if self.speaker is not None:
-                self.speaker.stop()
+                group.create_task(self.speaker.run(), name="early-speech")
+            await self._pump()
 
-    async def _pump(self, llm: LLMEngine) -> None:
-        stream = llm.stream_reply(self.context)
+    async def _pump(self) -> None:
+        stream = self._llm.stream_reply(self.context)
         try:
             async for fragment in stream:
                 self._fragments.append(fragment)
@@ -63,6 +68,7 @@ class ReplyPrefetch:
         finally:
             self._finished = True
             self._changed.set()
+            # Closing the generator at once stops a cancelled model (and its HTTP stream) now, not at GC.
             close = getattr(stream, "aclose", None)
             if close is not None:
                 with contextlib.suppress(Exception):
@@ -70,19 +76,13 @@ class ReplyPrefetch:
 
     async def _replay(self) -> AsyncIterator[str]:
         sent = 0
-        try:
-            while True:
-                self._changed.clear()
-                while sent < len(self._fragments):
-                    yield self._fragments[sent]
-                    sent += 1
-                if self._finished:
-                    if self._error is not None:
-                        raise self._error
-                    return
-                await self._changed.wait()
-        finally:
-            if not self._task.done():  # the turn stopped early (barge-in): stop the model too
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
+        while True:
+            self._changed.clear()
+            while sent < len(self._fragments):
+                yield self._fragments[sent]
+                sent += 1
+            if self._finished:
+                if self._error is not None:
+                    raise self._error
+                return
+            await self._changed.wait()

@@ -16,7 +16,7 @@ from core.config import Settings, VADSettings
 from core.errors import BotError
 from core.history import SQLHistoryStore
 from core.hub import Hub
-from core.interfaces import HistoryStore, LLMEngine, STTEngine, TTSEngine
+from core.interfaces import HistoryStore, LLMEngine, STTEngine, TTSEngine, TurnTextJudge
 from core.language import TextLanguage
 from core.llm import build_llm
 from core.metrics import Metrics
@@ -188,7 +188,9 @@ async def build_bot(settings: Settings) -> Bot:
         if tts is not None:
             started.append(tts)
         vad_model = await asyncio.to_thread(SileroModel) if stt is not None else None
-        endpointer = await _endpointer(settings.vad) if stt is not None else None
+        judge = getattr(llm, "engine", llm)
+        reads_text = isinstance(judge, TurnTextJudge) and judge.reads_turns
+        endpointer = await _endpointer(settings.vad, reads_text=reads_text) if stt is not None else None
         text_language = await asyncio.to_thread(_text_language, settings)
     except BaseException:
         for engine in reversed(started):
@@ -232,9 +234,9 @@ async def build_bot(settings: Settings) -> Bot:
 FALLBACK_SILENCE_MS = 500
 
 
-async def _endpointer(vad: VADSettings) -> Endpointer:
+async def _endpointer(vad: VADSettings, *, reads_text: bool) -> Endpointer:
     """What ends a live turn: the end-of-turn model judging each pause, or (``vad.end_of_turn`` = ``silence``, or no
-    model file) a fixed silence."""
+    model file) a fixed silence; ``reads_text``: the LLM can read the words too (``TurnTextJudge``)."""
     if vad.end_of_turn == "silence":
         return Endpointer(None, silence_ms=vad.silence_ms, max_silence_ms=vad.max_silence_ms)
     from core.voice.smart_turn import SmartTurnModel
@@ -246,5 +248,11 @@ async def _endpointer(vad: VADSettings) -> Endpointer:
         logger.warning("the end-of-turn model is unavailable (%s): turns end after %d ms of silence", err, silence)
         return Endpointer(None, silence_ms=silence, max_silence_ms=vad.max_silence_ms)
     return Endpointer(
-        model, silence_ms=vad.silence_ms, max_silence_ms=vad.max_silence_ms, threshold=vad.end_of_turn_threshold
+        model,
+        silence_ms=vad.silence_ms,
+        max_silence_ms=vad.max_silence_ms,
+        threshold=vad.end_of_turn_threshold,
+        reads_text=vad.end_of_turn_text and reads_text,
+        text_unfinished_below=vad.text_unfinished_below,
+        text_finished_above=vad.text_finished_above,
     )

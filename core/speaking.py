@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
@@ -29,9 +28,10 @@ class Speaker:
     """Cuts streamed reply text into sentences and sends each one's audio as soon as it is synthesised, each in
     the voice of its language (the turn's, unless the sentence is plainly in another).
 
-    Text is fed from the LLM loop without waiting; synthesis runs in its own task, so the first sentence is
-    heard while the model is still writing the rest. A ``held`` speaker synthesises but sends nothing until it is
-    released: the speech of a reply started before the end of speech was certain (see ``core.prefetch``).
+    Text is fed from the LLM loop without waiting; synthesis is ``run``, a coroutine its owner runs beside the
+    model's stream (in the turn's task group, ``core.turn``), so the first sentence is heard while the model is still
+    writing the rest; cancelling it stops the speech at once. A ``held`` speaker synthesises but sends nothing until
+    it is released: the speech of a reply started before the end of speech was certain (see ``core.prefetch``).
     """
 
     def __init__(
@@ -56,7 +56,6 @@ class Speaker:
         # Raw pieces, so an interrupted reply can be stored as the text that was really heard.
         self._splitter = SentenceSplitter(clean=False, first_max_chars=FIRST_PIECE_MAX_CHARS)
         self._queue: asyncio.Queue[str | None] = asyncio.Queue()
-        self._task = asyncio.create_task(self._run(), name=f"speaker-{outlet.client_id}")
         self.first_sent = asyncio.Event()
         self.spoken: list[str] = []
         self.failed: TTSError | None = None
@@ -108,20 +107,8 @@ class Speaker:
         """Audio frames sent so far."""
         return self._seq
 
-    async def wait_done(self) -> None:
-        await asyncio.shield(self._task)
-
-    def stop(self) -> None:
-        """Stop speaking at once: nothing more is synthesised or sent."""
-        self._task.cancel()
-
-    async def cancel(self) -> None:
-        """Stop speaking, and wait until it has."""
-        self.stop()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-
-    async def _run(self) -> None:
+    async def run(self) -> None:
+        """Synthesise and send each sentence fed, in order, until ``finish`` and the last has been played."""
         while (piece := await self._queue.get()) is not _DONE:
             sentence = clean_for_speech(piece)
             if self.failed is not None or not sentence:

@@ -8,13 +8,14 @@ model answers within a chunk.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from core.history import SQLHistoryStore
 from core.hub import Hub
+from core.models import ChatMessage
 from core.pipeline import ChatPipeline, TurnRequest, TurnResult
 from core.recordings import Recordings
 from core.transcription import Transcriber
@@ -75,7 +76,7 @@ class Line:
     def __init__(
         self, store: SQLHistoryStore, tmp_path: Path, silero: SileroModel, endpointer: Endpointer,
         *, push_to_talk: bool = False, heard: str = "book a table", tts: GatedTTS | None = None,
-        interrupt_min_ms: int = 300,
+        interrupt_min_ms: int = 300, llm: ScriptedLLM | None = None,
     ) -> None:
         hub = Hub()
         self.sink = RecordingSink()
@@ -85,7 +86,7 @@ class Line:
             language=None,
         )
         self.pipeline = ChatPipeline(
-            llm=ScriptedLLM(REPLY), history=store, hub=hub, system_prompt="Test.", history_messages=10,
+            llm=llm or ScriptedLLM(REPLY), history=store, hub=hub, system_prompt="Test.", history_messages=10,
             transcriber=transcriber, tts=tts, voice_replies="always",
         )
         vad = VoiceActivityDetector(silero, silence_ms=30_000 if push_to_talk else endpointer.max_silence_ms)
@@ -106,6 +107,11 @@ class Line:
         return [{k: v for k, v in e.items() if k != "turn_id"} for e in self.sink.events if e["type"] in kinds]
 
 
+def stop_event(reason: str, probability: float | None = None) -> dict[str, object]:
+    """A ``speech_stopped`` event (the words are not read here: no ``text_probability``)."""
+    return {"type": "speech_stopped", "reason": reason, "probability": probability, "text_probability": None}
+
+
 def endpointer(model: ScriptedTurnModel | None, silence_ms: int = 200, max_silence_ms: int = 2000) -> Endpointer:
     return Endpointer(model, silence_ms=silence_ms, max_silence_ms=max_silence_ms, threshold=0.5)
 
@@ -117,7 +123,7 @@ async def test_a_finished_turn_ends_at_the_first_judgement(store, tmp_path, sile
     assert [e["type"] for e in line.events("speech_started", "speech_paused", "speech_stopped")] == [
         "speech_started", "speech_stopped"
     ]
-    assert line.events("speech_stopped")[0] == {"type": "speech_stopped", "reason": "end_of_turn", "probability": 0.9}
+    assert line.events("speech_stopped")[0] == stop_event("end_of_turn", 0.9)
     assert len(model.heard) == 1 and abs(model.heard[0] - len(sentence) / 32000) < 0.7  # the utterance so far
     result = await line.turns[0]
     assert result.status == "ok" and result.user_text == "book a table"
@@ -137,7 +143,7 @@ async def test_an_unfinished_pause_is_judged_once_and_max_silence_ends_it(
     if answer is not None:
         paused = line.events("speech_paused")[0]
         assert paused["probability"] == 0.1 and 200 <= paused["silence_ms"] < 300  # type: ignore[operator]
-    assert line.events("speech_stopped") == [{"type": "speech_stopped", "reason": "max_silence", "probability": None}]
+    assert line.events("speech_stopped") == [stop_event("max_silence")]
     assert len(model.heard) == 1
     assert len(line.turns) == 1 and (await line.turns[0]).status == "ok"
 
@@ -157,7 +163,7 @@ async def test_without_a_model_the_silence_ends_the_turn(store, tmp_path, silero
     line = Line(store, tmp_path, silero, endpointer(None, silence_ms=300))
     await line.stream(silence(0.3) + sentence + silence(0.3) + sentence + silence(0.6))
     stopped = line.events("speech_stopped")
-    assert stopped == [{"type": "speech_stopped", "reason": "end_of_turn", "probability": None}] * 2
+    assert stopped == [stop_event("end_of_turn")] * 2
     assert not line.events("speech_paused") and len(line.turns) == 2
 
 
@@ -166,7 +172,7 @@ async def test_push_to_talk_ends_the_turn_at_release(store, tmp_path, silero, se
     line = Line(store, tmp_path, silero, endpointer(model))
     await line.stream(silence(0.3) + sentence)
     await line.listener.stop()
-    assert line.events("speech_stopped") == [{"type": "speech_stopped", "reason": "push_to_talk", "probability": None}]
+    assert line.events("speech_stopped") == [stop_event("push_to_talk")]
     assert (await line.turns[0]).status == "ok"
 
 
@@ -178,7 +184,7 @@ async def test_pushing_to_talk_only_the_release_ends_the_turn(store, tmp_path, s
     await line.stream(silence(0.3) + sentence + silence(0.6) + sentence + silence(1.5))
     assert model.heard == [] and not line.events("speech_paused", "speech_stopped") and not line.turns
     assert await line.listener.stop()
-    assert line.events("speech_stopped") == [{"type": "speech_stopped", "reason": "push_to_talk", "probability": None}]
+    assert line.events("speech_stopped") == [stop_event("push_to_talk")]
     assert (await line.turns[0]).status == "ok"
 
 
@@ -265,3 +271,78 @@ async def test_a_cancelled_press_is_forgotten(store, tmp_path, silero, sentence)
     await line.listener.cancel()
     assert not line.turns and not line.events("speech_stopped")
     assert await store.recent("talker", 10) == []
+
+
+@pytest.mark.parametrize(
+    ("audio", "text", "finished"),
+    [
+        (0.95, None, True),  # no words read: the audio model alone
+        (0.95, 0.3, True),
+        (0.95, 0.001, False),  # "Remind me to call the": the words hold the turn whatever the audio says
+        (0.2, 0.6, True),  # words the LLM is sure of, though the audio model hesitates
+        (0.2, 0.4, False),
+        (None, 0.6, True),  # the audio model failed: words it is sure of still end the turn
+        (None, 0.4, None),  # no judgement: max_silence ends the turn
+        (None, None, None),
+    ],
+)
+def test_the_words_confirm_or_overrule_the_audio_model(audio, text, finished) -> None:
+    judge = Endpointer(ScriptedTurnModel(0.5), silence_ms=200, max_silence_ms=2000, reads_text=True,
+                       text_unfinished_below=0.01, text_finished_above=0.5)
+    assert judge.finished(audio, text) is finished
+
+
+class ReadingLLM(ScriptedLLM):
+    """Reads the words of each judged pause as told (``core.interfaces.TurnTextJudge``), and records them."""
+
+    reads_turns = True
+
+    def __init__(self, reading: float | None) -> None:
+        super().__init__(REPLY)
+        self.reading = reading
+        self.read: list[str] = []
+
+    async def end_of_turn(self, messages: Sequence[ChatMessage]) -> float | None:
+        self.read.append(messages[-1].content)
+        return self.reading
+
+
+@pytest.mark.parametrize(
+    ("audio", "words", "reads", "ended"),
+    [
+        (0.9, 0.001, True, False),  # the words hold the turn: max_silence ends it
+        (0.2, 0.6, True, True),  # the words end it, though the audio model hesitated
+        (0.9, 0.3, True, True),
+        (0.9, 0.001, False, True),  # vad.end_of_turn_text off: the words are not read
+    ],
+)
+async def test_the_words_of_a_pause_hold_or_end_the_turn(
+    store, tmp_path, silero, sentence, audio, words, reads, ended
+) -> None:
+    llm = ReadingLLM(words)
+    judge = Endpointer(ScriptedTurnModel(audio), silence_ms=200, max_silence_ms=1000, reads_text=reads,
+                       text_unfinished_below=0.01, text_finished_above=0.5)
+    line = Line(store, tmp_path, silero, judge, llm=llm)
+    await line.stream(silence(0.3) + sentence + silence(1.6))
+    assert llm.read == (["book a table"] if reads else [])  # the early transcript, read once
+    reading = words if reads else None
+    kinds = [e["type"] for e in line.events("speech_started", "speech_paused", "speech_stopped")]
+    if ended:
+        assert kinds == ["speech_started", "speech_stopped"]
+        assert line.events("speech_stopped") == [{**stop_event("end_of_turn", audio), "text_probability": reading}]
+    else:
+        assert kinds == ["speech_started", "speech_paused", "speech_stopped"]
+        paused = line.events("speech_paused")[0]
+        assert paused["probability"] == audio and paused["text_probability"] == reading
+        assert line.events("speech_stopped") == [stop_event("max_silence")]
+    result = await line.turns[0]
+    assert result.status == "ok" and result.user_text == "book a table"
+
+
+async def test_pushing_to_talk_no_words_are_read(store, tmp_path, silero, sentence) -> None:
+    llm = ReadingLLM(0.001)
+    judge = Endpointer(ScriptedTurnModel(0.9), silence_ms=200, max_silence_ms=1000, reads_text=True)
+    line = Line(store, tmp_path, silero, judge, llm=llm, push_to_talk=True)
+    await line.stream(silence(0.3) + sentence + silence(0.5))  # a pause while the button is held: transcribed early
+    assert await line.listener.stop()
+    assert (await line.turns[0]).status == "ok" and llm.read == []

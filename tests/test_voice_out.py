@@ -256,6 +256,29 @@ async def test_barge_in_off_queues_instead(serve, make_settings, connect) -> Non
     assert [e["text"][:16] for e in events if e["type"] == "reply"] == ["You said: first ", "You said: second"]
 
 
+async def test_the_local_model_reads_a_pause_and_holds_the_turn(serve, voice_settings, connect) -> None:
+    """"Remind me to call the" sounds finished (Piper ends it as a sentence), but its words are not: the local model
+    reads them, and the turn goes on until the user has said the rest. The pause outlasts the wait for the reading, so
+    without it the audio model would have decided alone."""
+    served = serve(voice_settings(voice={"replies": False}, llm={"engine": "local", "max_tokens": 12}))
+    async with httpx.AsyncClient(base_url=served.url) as http:
+        detection = (await http.get("/api/status")).json()["turn_detection"]
+    assert detection["end_of_turn"] == "smart-turn-v3.2" and detection["reads_text"] is True, detection
+    client = await connect(served, "reader")
+    await client.send({"type": "audio_start", "format": "pcm16", "sample_rate": 16000})
+    head, rest = "Remind me to call the", "dentist tomorrow at nine."
+    await stream_pcm(client, silence(0.5) + speech16k(head) + silence(1.6) + speech16k(rest) + silence(2.5))
+    await client.send({"type": "audio_stop"})
+    events = await frames(client, {"reply", "error"})
+    kinds = [e["type"] for e in events]
+    assert kinds.count("speech_started") == 1 and kinds.count("speech_stopped") == 1, kinds
+    paused = [e for e in events if e["type"] == "speech_paused"]
+    assert paused and paused[0]["text_probability"] < 0.01, paused
+    heard = next(e["text"] for e in events if e["type"] == "transcription")
+    assert wer(f"{head} {rest}", heard) <= 0.2, heard
+    assert [e["type"] for e in events][-1] == "reply"
+
+
 async def test_hands_free_one_turn_per_sentence(serve, voice_settings, connect) -> None:
     served = serve(voice_settings(voice={"replies": False}))
     client = await connect(served, "handsfree")

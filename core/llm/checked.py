@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 
-from core.interfaces import LLMEngine
+from core.interfaces import LLMEngine, TurnTextJudge
 from core.models import ChatMessage, EngineInfo
 from core.unicode import repaired
 
@@ -32,6 +32,17 @@ class CheckedLLM:
         async with self._slots:
             async for fragment in repaired(self.engine.stream_reply(messages)):
                 yield fragment
+
+    @property
+    def reads_turns(self) -> bool:
+        return isinstance(self.engine, TurnTextJudge) and self.engine.reads_turns
+
+    async def end_of_turn(self, messages: Sequence[ChatMessage]) -> float | None:
+        """The engine's probability that the user's turn ends with the last message (``TurnTextJudge``); None if
+        the engine cannot tell."""
+        if not isinstance(self.engine, TurnTextJudge):
+            return None
+        return await self.engine.end_of_turn(messages)
 
     async def aclose(self) -> None:
         await self.engine.aclose()

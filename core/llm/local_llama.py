@@ -19,11 +19,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
+
+import numpy as np
 
 from core.errors import LLMError
 from core.llm import few_shot
@@ -35,6 +38,8 @@ from core.models import ChatMessage, EngineInfo
 logger = logging.getLogger(__name__)
 
 _END = object()
+# What Whisper ends a transcript with, fragment or not: the words are judged without it.
+_FINAL_PUNCTUATION = re.compile(r"[\s.,;:!?…。？！]+$")
 # Tokens evaluated per step while preparing the next turn; a request arriving meanwhile waits at most one step.
 _PREPARE_CHUNK = 64
 
@@ -105,6 +110,20 @@ class _ChatPrompt:
         one = self.tokens([*messages, {"role": "user", "content": "a"}])
         two = self.tokens([*messages, {"role": "user", "content": "b"}])
         return one[: common_prefix(one, two)]
+
+    def up_to_turn_end(self, messages: Sequence[Message]) -> tuple[list[int], int] | None:
+        """The prompt's tokens up to the end of the last (user) message's text, and the token the template puts
+        next: the one that ends a turn (``<|im_end|>`` for Qwen). None if the text is not a token boundary there."""
+        prompt = self._formatter(messages=list(messages)).prompt
+        text = messages[-1]["content"]
+        end = prompt.rfind(text) + len(text)
+        if not text or end < len(text):
+            return None
+        whole = self.tokens(messages)
+        head = [int(t) for t in self._llama.tokenize(prompt[:end].encode("utf-8"), add_bos=False, special=True)]
+        if len(head) >= len(whole) or whole[: len(head)] != head:
+            return None
+        return head, whole[len(head)]
 
 
 class _FewShotPrompt(_ChatPrompt):
@@ -289,6 +308,104 @@ class LlamaCppLLM:
                 yield item
         finally:
             stop.set()
+
+    async def end_of_turn(self, messages: Sequence[ChatMessage]) -> float | None:
+        """The model's probability that the user's turn ends where the last message's words end: the chance that
+        its chat template's end-of-turn token comes next (as LiveKit's turn detector reads it, from a Qwen2.5 0.5B
+        fine-tune), directly or after a full stop, question or exclamation mark. None when the model is not
+        prompted through a chat template, or on failure (logged).
+
+        The words are read without their final punctuation: Whisper writes "?" or "." after a fragment as readily
+        as after a sentence ("How long does it take to drive from?"), and the model believes it. The prompt is the
+        reply's own up to the last word, so the reply that follows finds it in the KV cache.
+        """
+        if self._llama is None or not messages or messages[-1].role != "user":
+            return None
+        payload = [{"role": m.role, "content": m.content} for m in messages]
+        payload[-1]["content"] = _FINAL_PUNCTUATION.sub("", payload[-1]["content"])
+        if not payload[-1]["content"]:
+            return None
+
+        unwanted = threading.Event()
+
+        def judge() -> float | None:
+            with self._waiting_lock:
+                self._waiting -= 1
+            if unwanted.is_set():
+                return None
+            try:
+                return self._end_of_turn(payload)
+            except Exception:
+                logger.exception("local LLM: the end-of-turn judgement failed")
+                self._llama.n_tokens = 0  # forget the cache: the next request evaluates its whole prompt
+                return None
+
+        with self._waiting_lock:
+            self._waiting += 1
+        job = asyncio.get_running_loop().run_in_executor(self._executor, judge)
+        try:
+            # Shielded: a job cancelled while queued would never run, and never give back its place in _waiting.
+            return await asyncio.shield(job)
+        except asyncio.CancelledError:
+            unwanted.set()
+            raise
+
+    def _end_of_turn(self, payload: list[Message]) -> float | None:
+        """Worker thread: evaluate the prompt up to the last word (after what the cache holds), read the end-of-turn
+        token's probability, and add each sentence end's probability times that of the end-of-turn token after
+        it (one token evaluated each, then dropped again)."""
+        if self._prompt is None or self._format != "chat":
+            return None
+        found = self._prompt.up_to_turn_end(payload)
+        if found is None:
+            return None
+        head, end_token = found
+        llama = self._llama
+        if len(head) + 1 >= llama.n_ctx():
+            return None
+        # The last token is always evaluated again: its logits are the ones wanted.
+        start = min(common_prefix(llama.input_ids[: llama.n_tokens].tolist(), head), len(head) - 1)
+        if not self._truncate(start):
+            return None
+        llama.eval(head[start:])
+        after_words = self._next_token_probabilities()
+        probability = float(after_words[end_token])
+        for mark in ".?!":
+            token = llama.tokenize(mark.encode("utf-8"), add_bos=False, special=False)
+            if len(token) != 1:
+                continue
+            if not self._truncate(len(head)):
+                return None
+            llama.eval(token)
+            probability += float(after_words[token[0]] * self._next_token_probabilities()[end_token])
+        if not self._truncate(len(head)):
+            return None
+        llama._requires_eval = True  # the current logits are those of the last mark, not of the cached tokens
+        return min(1.0, probability)
+
+    def _truncate(self, length: int) -> bool:
+        """Keep the first ``length`` tokens of the KV cache (worker thread); False if it cannot be cut there
+        (recurrent models): then it is emptied, and the next request evaluates its whole prompt."""
+        llama = self._llama
+        if llama._ctx.kv_cache_seq_rm(-1, length, -1):
+            llama.n_tokens = length
+            return True
+        llama._ctx.kv_cache_clear()
+        llama.n_tokens = 0
+        return False
+
+    def _next_token_probabilities(self) -> np.ndarray[Any, np.dtype[np.float64]]:
+        """Softmax of the logits of the last token evaluated (worker thread)."""
+        llama = self._llama
+        logits = np.ctypeslib.as_array(llama._ctx.get_logits(), shape=(llama.n_vocab(),)).astype(np.float64)
+        weights = np.exp(logits - logits.max())
+        probabilities: np.ndarray[Any, np.dtype[np.float64]] = weights / weights.sum()
+        return probabilities
+
+    @property
+    def reads_turns(self) -> bool:
+        """Whether ``end_of_turn`` can read words: the model is loaded and prompted through its chat template."""
+        return self._llama is not None and self._prompt is not None and self._format == "chat"
 
     def _measure_prompt(self, payload: list[Message]) -> list[int] | None:
         """The prompt's tokens; records how many of them the KV cache already holds (worker thread)."""

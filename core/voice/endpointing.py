@@ -8,6 +8,14 @@ finished, the turn goes on until they speak again or ``max_silence_ms`` of silen
 The model is asked once because it answers for the pause it hears: as the silence grows, an unfinished sentence
 looks finished (measured on Piper speech: cuts scoring 0.01–0.1 after 200 ms of silence score above 0.9 after
 350–500 ms), which is why pipecat also asks it once, at 200 ms.
+The audio model hears how a sentence is said, not what it says: on our pause set it took "Remind me to call the",
+"Turn the volume" and "Convert 100" (Whisper's words before a mid-sentence pause) for finished turns at 0.9 and
+more. So the words are read too, when the LLM can read them (``core.interfaces.TurnTextJudge``: the local model's
+chance that its chat template's end-of-turn token comes next, as LiveKit's turn detector reads it): words it gives
+less than ``text_unfinished_below`` hold the turn whatever the audio says, and words it gives more than
+``text_finished_above`` end it even when the audio model hesitates, as it does on some complete questions. The words
+are those transcribed early (``vad.early_transcription_ms``, which must come before ``silence_ms``); a reading that
+takes longer than ``core.voice.listener.WORDS_WAIT_S`` (the model busy with another reply) is not waited for.
 Without a model (``vad.end_of_turn`` = ``silence``), ``silence_ms`` of silence ends the turn, as OpenAI's
 ``server_vad`` does.
 """
@@ -55,11 +63,17 @@ class Endpointer:
         max_silence_ms: int,
         threshold: float = 0.5,
         max_concurrent: int = 2,
+        reads_text: bool = False,
+        text_unfinished_below: float = 0.01,
+        text_finished_above: float = 0.5,
     ) -> None:
         self.model = model
         self.silence_ms = silence_ms
         self.max_silence_ms = max_silence_ms if model is not None else silence_ms
         self.threshold = threshold
+        self.reads_text = reads_text and model is not None
+        self.text_unfinished_below = text_unfinished_below
+        self.text_finished_above = text_finished_above
         self._slots = asyncio.Semaphore(max_concurrent)
 
     @property
@@ -88,9 +102,19 @@ class Endpointer:
                 logger.exception("the end-of-turn model failed on a %.1f s utterance", len(pcm) / 2 / SAMPLE_RATE)
                 return None
 
+    def finished(self, audio: float | None, text: float | None = None) -> bool | None:
+        """Whether a judged pause ends the turn, from the audio model's probability and the LLM's reading of the
+        words (None: not read); None when there is no judgement at all (the turn then ends at ``max_silence_ms``)."""
+        if text is not None and text > self.text_finished_above:
+            return True
+        if audio is None:
+            return None
+        return audio >= self.threshold and (text is None or text >= self.text_unfinished_below)
+
     def describe(self) -> dict[str, object]:
         return {
             "end_of_turn": self.name,
+            "reads_text": self.reads_text,
             "silence_ms": self.silence_ms,
             "max_silence_ms": self.max_silence_ms,
         }

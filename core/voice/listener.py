@@ -6,17 +6,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 
 from core.errors import BotError, ProtocolError
 from core.events import EndReason, SpeechPaused, SpeechStarted, SpeechStopped
 from core.hub import Hub
-from core.models import AudioClip, Transcript
-from core.outlet import TurnOutlet, new_turn_id
-from core.pipeline import ChatPipeline, TurnResult
-from core.prefetch import ReplyPrefetch
+from core.models import AudioClip
+from core.pipeline import ChatPipeline, Turn, TurnResult
 from core.voice.endpointing import Endpointer
 from core.voice.interruption import is_echo, new_words, words
 from core.voice.vad import SpeechEnd, SpeechStart, VoiceActivityDetector
@@ -24,19 +21,23 @@ from core.voice.vad import SpeechEnd, SpeechStart, VoiceActivityDetector
 logger = logging.getLogger(__name__)
 
 VAD_RATE = 16000
+# How long the end-of-turn decision waits for the LLM's reading of the words, after the audio model's verdict: longer
+# means the model is busy (another client's reply); the audio model then decides alone.
+WORDS_WAIT_S = 1.0
 
 
 class LiveListener:
     """Feeds streamed PCM16 to a VAD; the endpointer decides when each turn ends, and speech interrupts the bot.
 
-    Transcription starts early: once the speaker has been silent for ``early_transcription_ms``, the utterance holds
-    all the speech the end of the turn will deliver (only a little trailing silence differs), so it is transcribed
-    while the end of the turn is still being judged, and once it is transcribed the reply starts too (see
-    ``core.prefetch``). If speech resumes, that early work is dropped.
+    Each user turn is a ``core.turn.Turn``, made when its speech starts (every event of the turn carries its id, from
+    ``speech_started`` on) and handed to the pipeline when the turn ends; a turn can end between two chunks, when the
+    end-of-turn model's judgement comes back. Its future is handed to ``on_turn`` with the turn's id (the socket
+    reports its failures).
 
-    Each turn's future is handed to ``on_turn`` with the turn's id (the socket reports its failures); a turn can end
-    between two chunks, when the end-of-turn model's judgement comes back. A turn's id is made when its speech
-    starts, and every event of the turn carries it, from ``speech_started`` on.
+    Transcription starts early: once the speaker has been silent for ``early_transcription_ms``, the utterance holds
+    all the speech the end of the turn will deliver (only a little trailing silence differs), so the turn is asked to
+    hear it while the end of the turn is still being judged, and once heard it starts the reply too (see
+    ``core.prefetch``). If speech resumes, the turn drops that early work.
     """
 
     def __init__(
@@ -74,9 +75,7 @@ class LiveListener:
         self._checks: asyncio.Task[None] | None = None
         self._resampler = _Resampler(sample_rate) if sample_rate != VAD_RATE else None
         self._odd = b""
-        self._outlet = TurnOutlet(hub, client_id, new_turn_id())  # the turn being listened to
-        self._early: tuple[int, asyncio.Future[Transcript]] | None = None  # (last voiced ms, transcription)
-        self._prefetch: asyncio.Future[ReplyPrefetch | None] | None = None  # the early transcription's reply
+        self._turn: Turn | None = None  # the turn being listened to, from its speech start to its end
         # The end-of-turn judgement under way, if any, and the pause judged last (by its last voiced ms).
         self._judging: asyncio.Task[None] | None = None
         self._judged = -1
@@ -95,8 +94,9 @@ class LiveListener:
             # One Silero window costs ~0.1 ms: cheaper inline than a thread hop, and it keeps the events in order.
             for event in self._vad.feed(pcm):
                 if isinstance(event, SpeechStart):
-                    self._outlet = TurnOutlet(self._hub, self._client_id, new_turn_id())
-                    await self._outlet.send(SpeechStarted())
+                    self._drop_turn()
+                    self._turn = self._pipeline.new_turn(self._client_id)
+                    await self._turn.outlet.send(SpeechStarted())
                     await self._speech_started()
                 else:
                     await self._end_turn(event, self._endpointer.reason(event.reason))
@@ -112,7 +112,7 @@ class LiveListener:
         async with self._order:
             end = self._vad.flush(tentative=self.push_to_talk)
             if end is None:
-                self._drop_early()
+                self._drop_turn()
                 await self._clear_suspicion()
                 return False
             await self._end_turn(end, "push_to_talk")
@@ -130,7 +130,7 @@ class LiveListener:
             self._judging.cancel()
         async with self._order:
             self._vad.reset()
-            self._drop_early()
+            self._drop_turn()
             await self._clear_suspicion()
 
     def _maybe_judge(self) -> None:
@@ -149,57 +149,46 @@ class LiveListener:
     async def _judge(self, voiced_until: int, silence: int, audio: bytes) -> None:
         try:
             probability = await self._endpointer.judge(audio)
+            reading = None
+            if self._endpointer.reads_text and self._turn is not None:
+                reading = await self._turn.words_reading(voiced_until, WORDS_WAIT_S)
             async with self._order:
                 if not self._vad.speaking or self._vad.last_voiced_ms != voiced_until:
                     return  # speech resumed, or the turn ended otherwise, while the model was judging
-                if probability is not None and probability >= self._endpointer.threshold:
+                finished = self._endpointer.finished(probability, reading)
+                words = round(reading, 4) if reading is not None else None
+                if finished:
                     end = self._vad.cut()
                     if end is not None:
-                        await self._end_turn(end, "end_of_turn", probability)
-                elif probability is not None:
-                    logger.debug("a pause by %s: not the end of the turn (%.2f)", self._client_id, probability)
-                    await self._outlet.send(SpeechPaused(silence, round(probability, 3)))
+                        await self._end_turn(end, "end_of_turn", probability, words)
+                elif finished is False and probability is not None and self._turn is not None:
+                    logger.debug("a pause by %s: not the end of the turn (%.2f, words %s)", self._client_id,
+                                 probability, words)
+                    await self._turn.outlet.send(SpeechPaused(silence, round(probability, 3), words))
         finally:
             self._judging = None
 
     def _maybe_transcribe_early(self) -> None:
-        transcriber = self._pipeline.transcriber
-        if transcriber is None or not self._vad.speaking:
+        turn = self._turn
+        if self._pipeline.transcriber is None or turn is None or not self._vad.speaking:
             return
         voiced_until = self._vad.last_voiced_ms
-        if self._early is not None and self._early[0] != voiced_until:
-            self._drop_early()  # speech resumed: the early transcript is stale
-        if self._early is not None or self._vad.silence_so_far_ms < self._early_after_ms:
+        if turn.early_until is not None and turn.early_until != voiced_until:
+            turn.drop_early()  # speech resumed: the early words and reply are stale
+        if turn.early_until is not None or self._vad.silence_so_far_ms < self._early_after_ms:
             return
         audio = self._vad.utterance_so_far()
         if audio is None:
             return
-        fixed = self._pipeline.language(self._client_id)
-        task = asyncio.ensure_future(transcriber.transcribe(AudioClip(audio, VAD_RATE), fixed))
-        task.add_done_callback(_consume)
-        task.add_done_callback(self._start_reply)
-        self._early = (voiced_until, task)
+        # Pushing to talk, the release ends the turn: no pause is judged, so no words are read.
+        read = self._endpointer.reads_text and not self.push_to_talk
+        turn.hear_early(AudioClip(audio, VAD_RATE), voiced_until, read=read)
 
-    def _start_reply(self, task: asyncio.Future[Transcript]) -> None:
-        """The early transcription is in: start its reply, if it is still the current one."""
-        if self._early is None or self._early[1] is not task or task.cancelled() or task.exception() is not None:
-            return
-        heard = task.result()
-        reply = self._pipeline.prefetch(self._client_id, heard.text, heard.language, self._outlet.turn_id)
-        self._prefetch = asyncio.ensure_future(reply)
-        self._prefetch.add_done_callback(_consume)
-
-    def _drop_early(self) -> None:
-        if self._early is not None:
-            self._early[1].cancel()
-            self._early = None
-        prefetch, self._prefetch = self._prefetch, None
-        if prefetch is not None:
-            if prefetch.done() and not prefetch.cancelled() and prefetch.exception() is None:
-                reply = prefetch.result()
-                if reply is not None:
-                    reply.discard()
-            prefetch.cancel()
+    def _drop_turn(self) -> None:
+        """The utterance being listened to is no turn after all (or is over): its early work goes."""
+        turn, self._turn = self._turn, None
+        if turn is not None:
+            turn.drop_early()
 
     # -- speech over the bot's own reply ---------------------------------------------------------------------------
 
@@ -278,10 +267,13 @@ class LiveListener:
             self._held = False
             await self._pipeline.resume_reply(self._client_id)
 
-    async def _end_turn(self, end: SpeechEnd, reason: EndReason, probability: float | None = None) -> None:
+    async def _end_turn(
+        self, end: SpeechEnd, reason: EndReason, probability: float | None = None, reading: float | None = None
+    ) -> None:
         """The user's turn is over: say so, and answer the utterance (with its early work, if it still holds) —
         unless it was heard over the bot's reply and had no words of its own."""
-        outlet = self._outlet
+        # A word too short to have started a turn (pushing to talk) is a turn of its own all the same.
+        turn, self._turn = self._turn or self._pipeline.new_turn(self._client_id), None
         if self._suspect:  # the whole utterance decides: words of the user's own since the last look, or none
             if self._checks is not None:
                 self._checks.cancel()
@@ -290,30 +282,21 @@ class LiveListener:
             await self._conclude(interrupting)
             if not interrupting:
                 await self._clear_suspicion()
-                self._drop_early()
-                await outlet.send(SpeechStopped("echo"))
+                turn.drop_early()
+                await turn.outlet.send(SpeechStopped("echo"))
                 return
-        await outlet.send(SpeechStopped(reason, probability))
+        await turn.outlet.send(SpeechStopped(reason, probability, reading))
         # When the last voiced sample arrived: the VAD has judged this much audio since.
         lag_s = max(0, self._vad.position_ms - end.end_ms) / 1000 if end.reason != "flush" else 0.0
         origin = time.perf_counter() - lag_s
-        early = prefetch = None
-        if self._early is not None and self._early[0] == end.end_ms:
-            early, prefetch = self._early[1], self._prefetch
-            self._early = self._prefetch = None
-        self._drop_early()
+        if turn.early_until != end.end_ms:
+            turn.drop_early()  # it heard less than the turn said
         logger.info(
             "turn of %s ended: %.2f s (%s%s)", self._client_id, end.duration_s, reason,
-            ", transcribed early" if early is not None else "",
+            ", transcribed early" if turn.early_until is not None else "",
         )
-        turn = self._pipeline.submit_pcm(self._client_id, end.utterance, origin, early, prefetch, outlet.turn_id)
-        self._on_turn(turn, outlet.turn_id)
-
-
-def _consume(task: asyncio.Future[Any]) -> None:
-    """Early work nobody used must not report its error as never retrieved."""
-    if not task.cancelled():
-        task.exception()
+        future = self._pipeline.submit_pcm(self._client_id, end.utterance, origin, turn)
+        self._on_turn(future, turn.turn_id)
 
 
 class _Resampler:

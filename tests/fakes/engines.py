@@ -3,17 +3,39 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+import itertools
+from collections.abc import AsyncIterator, Iterable, Sequence
+from datetime import UTC, datetime
 
-from core.models import AudioChunk, AudioClip, ChatMessage, EngineInfo, NewMessage, StoredMessage, Transcript
+from core.models import (
+    AudioChunk,
+    AudioClip,
+    ChatMessage,
+    ClientSummary,
+    Deletion,
+    EngineInfo,
+    NewMessage,
+    StoredMessage,
+    Transcript,
+)
 
 
 class ScriptedLLM:
-    """Streams fixed chunks, optionally after a gate opens; records the contexts and how many ran at once."""
+    """Streams fixed chunks, waiting for ``gate`` (if given) before chunk number ``gate_after``, then raises
+    ``error`` (if given); records the contexts and how many ran at once."""
 
-    def __init__(self, chunks: list[str], gate: asyncio.Event | None = None) -> None:
+    def __init__(
+        self,
+        chunks: list[str],
+        gate: asyncio.Event | None = None,
+        *,
+        gate_after: int = 0,
+        error: Exception | None = None,
+    ) -> None:
         self.chunks = chunks
         self.gate = gate
+        self.gate_after = gate_after
+        self.error = error
         self.contexts: list[list[ChatMessage]] = []
         self.running = 0
         self.most = 0
@@ -26,10 +48,14 @@ class ScriptedLLM:
         self.running += 1
         self.most = max(self.most, self.running)
         try:
-            if self.gate is not None:
-                await self.gate.wait()
-            for chunk in self.chunks:
+            for number, chunk in enumerate(self.chunks):
+                if number == self.gate_after and self.gate is not None:
+                    await self.gate.wait()
                 yield chunk
+            if self.gate is not None and len(self.chunks) <= self.gate_after:
+                await self.gate.wait()
+            if self.error is not None:
+                raise self.error
         finally:
             self.running -= 1
 
@@ -55,13 +81,39 @@ class WordsSTT:
         pass
 
 
-class GatedTTS:
-    """'Speaks' each sentence as its UTF-8 bytes once ``gate`` is open, each said to play for ``duration_s``;
-    records the sentences."""
+class ScriptedSTT:
+    """Hears each answer in turn (the last one repeats); an exception answer is raised. Records the prompts."""
 
-    def __init__(self, gate: asyncio.Event | None = None, duration_s: float | None = None) -> None:
+    def __init__(self, *answers: str | Exception) -> None:
+        self.answers = list(answers)
+        self.prompts: list[str | None] = []
+
+    def info(self) -> EngineInfo:
+        return EngineInfo("scripted", "fake", True)
+
+    async def transcribe(
+        self, audio: AudioClip, *, language: str | None = None, prompt: str | None = None
+    ) -> Transcript:
+        self.prompts.append(prompt)
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return Transcript(answer, language or "en", audio.duration_s, 0.99)
+
+    async def aclose(self) -> None:
+        pass
+
+
+class GatedTTS:
+    """'Speaks' each sentence as its UTF-8 bytes once ``gate`` is open, each said to play for ``duration_s``, or
+    raises ``error``; records the sentences."""
+
+    def __init__(
+        self, gate: asyncio.Event | None = None, duration_s: float | None = None, *, error: Exception | None = None
+    ) -> None:
         self.gate = gate
         self.duration_s = duration_s
+        self.error = error
         self.sentences: list[str] = []
         self.languages: list[str | None] = []  # the language each sentence was asked in
         self.closed = 0
@@ -74,6 +126,8 @@ class GatedTTS:
         self.languages.append(language)
         if self.gate is not None:
             await self.gate.wait()
+        if self.error is not None:
+            raise self.error
         yield AudioChunk(text.encode(), "pcm", 16000, self.duration_s)
 
     async def aclose(self) -> None:
@@ -125,3 +179,68 @@ class SlowReplyWrites:
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._store, name)
+
+
+class MemoryHistory:
+    """A HistoryStore in a list: what the turn tests need, without a database; records every write."""
+
+    def __init__(self) -> None:
+        self.messages: list[StoredMessage] = []
+        self.writes: list[tuple[str, str, str]] = []  # ("append" | "update", content, status), in order
+        self._ids = itertools.count(1)
+
+    async def start(self) -> None:
+        pass
+
+    async def append(self, message: NewMessage) -> StoredMessage:
+        stored = StoredMessage(
+            next(self._ids), message.client_id, message.role, message.content, message.source, message.status,
+            datetime.now(UTC), message.audio_path, message.language, message.language_probability,
+            message.client_msg_id,
+        )
+        self.messages.append(stored)
+        self.writes.append(("append", message.content, message.status))
+        return stored
+
+    async def recent(
+        self, client_id: str, limit: int, *, before: int | None = None, statuses: Iterable[str] | None = None
+    ) -> list[StoredMessage]:
+        wanted = set(statuses) if statuses is not None else None
+        mine = [
+            m for m in self.messages
+            if m.client_id == client_id and (wanted is None or m.status in wanted) and (before is None or m.id < before)
+        ]
+        return mine[-limit:] if limit else []
+
+    async def update(self, message_id: int, content: str, status: str) -> int:
+        for number, message in enumerate(self.messages):
+            if message.id == message_id:
+                self.messages[number] = StoredMessage(
+                    message.id, message.client_id, message.role, content, message.source, status,  # type: ignore[arg-type]
+                    message.created_at, message.audio_path, message.language, message.language_probability,
+                    message.client_msg_id,
+                )
+                self.writes.append(("update", content, status))
+                return 1
+        return 0
+
+    async def clear(self, client_id: str) -> Deletion:
+        raise NotImplementedError
+
+    async def audio_paths(self) -> set[str]:
+        return {m.audio_path for m in self.messages if m.audio_path is not None}
+
+    async def count(self, client_id: str) -> int:
+        return sum(m.client_id == client_id for m in self.messages)
+
+    async def summary(self, client_id: str) -> ClientSummary:
+        raise NotImplementedError
+
+    async def ping(self) -> bool:
+        return True
+
+    async def aclose(self) -> None:
+        pass
+
+    def rows(self, client_id: str) -> list[tuple[str, str, str]]:
+        return [(m.role, m.content, m.status) for m in self.messages if m.client_id == client_id]
