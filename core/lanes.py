@@ -45,6 +45,11 @@ class Lanes:
             lane.task = asyncio.create_task(self._drain(client_id, lane), name=f"lane-{client_id}")
         return future
 
+    def queued(self, client_id: str) -> int:
+        """How many of the client's jobs wait behind the one running."""
+        lane = self._lanes.get(client_id)
+        return len(lane.jobs) if lane is not None else 0
+
     async def aclose(self) -> None:
         """Finish queued work (bounded by the caller's shutdown timeout)."""
         tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]

@@ -177,7 +177,7 @@ class ChatPipeline:
         else under way (its context could change first); the turn takes it only if its context is still the same.
         Its speech, if the reply is spoken, is held until the turn releases it."""
         text = text.strip()
-        if not self._preemptive or not text or client_id in self._lanes:
+        if not self._preemptive or not text or self._busy(client_id, turn_id):
             return None
         recent = await self.recent(client_id, self.history_messages)
         language = self.turn_language(client_id, text, language)
@@ -239,6 +239,14 @@ class ChatPipeline:
         """Interrupt the reply this client's lane is writing or speaking, if barge-in is on."""
         turn = self._running.get(client_id)
         return self.barge_in_enabled and turn is not None and turn.interrupt()
+
+    def _busy(self, client_id: str, turn_id: str | None) -> bool:
+        """Whether the client has work under way (its context could change) other than the turn ``turn_id`` itself,
+        which may have ended, and be waiting for its early reply, before its words were heard."""
+        if client_id not in self._lanes:
+            return False
+        running = self._running.get(client_id)
+        return running is None or running.turn_id != turn_id or self._lanes.queued(client_id) > 0
 
     def in_lane(self, client_id: str, job: Callable[[], Awaitable[T]]) -> asyncio.Future[T]:
         """Run ``job`` in the client's lane, after everything queued before it."""

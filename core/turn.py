@@ -38,6 +38,9 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 # The model's service is down or refuses us: /api/status reports the LLM unavailable until a turn gets a reply.
 UNHEALTHY_LLM = ("llm-unavailable", "llm-auth", "llm-timeout")
+# How long a turn waits, once its early words are heard, for the early reply to be under way (the LLM reads the words
+# first; the same budget as core.voice.listener.WORDS_WAIT_S).
+EARLY_REPLY_WAIT_S = 1.0
 
 
 class TurnState(StrEnum):
@@ -281,13 +284,16 @@ class Turn:
             await reply.run()
 
     async def _early_reply(self) -> ReplyPrefetch | None:
-        """The early reply, once its (short) history read is done; None if there is none, it was dropped, or the LLM
-        is still reading the words (busy with another reply: the reply would come no sooner than a fresh one)."""
+        """The early reply, once the early words are heard (the turn needs them anyway) and the reply's (short)
+        history read is done; None if there is none, it was dropped, or it is not under way within
+        ``EARLY_REPLY_WAIT_S`` of the words (the LLM's reading of them queued behind another reply: a fresh request
+        would come no later)."""
         early = self._early
-        if early is None or not early.reading.done():
+        if early is None:
             return None
-        await asyncio.wait([early.reply])
-        if early.reply.cancelled():
+        await asyncio.wait([early.heard])
+        await asyncio.wait([early.reply], timeout=EARLY_REPLY_WAIT_S)
+        if not early.reply.done() or early.reply.cancelled():
             return None
         return early.reply.result()  # its failure, if any, is the turn's own
 

@@ -16,7 +16,7 @@ import pytest
 
 from core.errors import LLMError, STTError, TTSError
 from core.hub import Hub
-from core.models import AudioClip
+from core.models import AudioClip, Transcript
 from core.pipeline import ChatPipeline, Turn, TurnRequest, TurnResult
 from core.recordings import Recordings
 from core.transcription import Transcriber
@@ -156,6 +156,34 @@ async def test_the_early_reply_is_kept_when_its_context_holds(tmp_path: Path) ->
     assert len(line.llm.contexts) == 1, "one request, made early and used"
     assert line.event("reply")["timings"]["llm_head_start_ms"] > 0  # type: ignore[index]
     assert line.history.rows("c") == [("user", WORDS, "ok"), ("assistant", "".join(REPLY).strip(), "ok")]
+
+
+class SlowSTT(ScriptedSTT):
+    """Hears its words only once ``gate`` opens."""
+
+    def __init__(self, gate: asyncio.Event) -> None:
+        super().__init__(WORDS)
+        self.gate = gate
+
+    async def transcribe(
+        self, audio: AudioClip, *, language: str | None = None, prompt: str | None = None
+    ) -> Transcript:
+        await self.gate.wait()
+        return await super().transcribe(audio, language=language, prompt=prompt)
+
+
+async def test_a_turn_that_ends_before_its_early_words_are_heard_still_keeps_the_early_reply(tmp_path: Path) -> None:
+    """The end of the turn is often judged (200 ms into the pause) before the words heard from 120 ms are in: the
+    turn waits for them, and for the reply started from them, rather than asking the model afresh."""
+    gate = asyncio.Event()
+    line = Line(tmp_path, stt=SlowSTT(gate))
+    turn = early_turn(line)
+    future = line.bot.submit_pcm("c", PCM, 0.0, turn)
+    await line.until(lambda: turn.state is T)
+    gate.set()
+    result = await future
+    assert result.status == "ok" and len(line.llm.contexts) == 1, "one request, made early and used"
+    assert "llm_head_start_ms" in line.event("reply")["timings"]  # type: ignore[operator]
 
 
 async def test_the_early_reply_is_dropped_when_speech_resumes(tmp_path: Path) -> None:
