@@ -188,8 +188,7 @@ async def build_bot(settings: Settings) -> Bot:
         if tts is not None:
             started.append(tts)
         vad_model = await asyncio.to_thread(SileroModel) if stt is not None else None
-        judge = getattr(llm, "engine", llm)
-        reads_text = isinstance(judge, TurnTextJudge) and judge.reads_turns
+        reads_text = isinstance(llm, TurnTextJudge) and llm.reads_turns  # CheckedLLM asks its engine
         endpointer = await _endpointer(settings.vad, reads_text=reads_text) if stt is not None else None
         text_language = await asyncio.to_thread(_text_language, settings)
     except BaseException:
