@@ -34,7 +34,8 @@ WORKDIR /app
 ENV PATH="/app/.venv/bin:$PATH" \
     PYTHONUNBUFFERED=1 \
     HF_HUB_OFFLINE=1 \
-    WEB_BOT_LOGGING__FILE=/app/data/web_bot.log
+    WEB_BOT_LOGGING__FILE=/app/data/web_bot.log \
+    WEB_BOT_AUTH__MODE=password
 COPY --from=builder /app/.venv /app/.venv
 COPY core ./core
 COPY web_bot ./web_bot

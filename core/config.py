@@ -42,6 +42,13 @@ def project_path(value: str) -> str:
 ProjectPath = Annotated[str, AfterValidator(project_path)]
 
 
+def word_list(value: object) -> object:
+    """A list from the environment is text: ``a,b`` or ``a b`` (empty: no list)."""
+    if isinstance(value, str):
+        return value.replace(",", " ").split()
+    return value
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -55,6 +62,69 @@ class ServerSettings(Section):
     send_timeout_s: float = Field(10.0, gt=0)
     delta_interval_ms: float = Field(30.0, ge=0)
     forwarded_allow_ips: str = "127.0.0.1"
+    # Origins (scheme://host[:port]) besides the server's own that may open a socket or post with a cookie.
+    allowed_origins: Annotated[list[str], BeforeValidator(word_list)] = []
+
+
+class AuthSettings(Section):
+    """Who may use the server (``core.auth``).
+
+    ``mode`` ``none``: no accounts, every conversation open to whoever knows its id; allowed only while the server
+    listens on loopback, unless ``allow_anonymous``. ``password``: accounts with argon2id password hashes, signed-in
+    sessions in an HttpOnly cookie, personal API tokens. ``proxy``: a reverse proxy at an address of
+    ``server.forwarded_allow_ips`` names the user in ``proxy_header`` (oauth2-proxy's ``X-Forwarded-User``); the
+    header from anywhere else is ignored. ``legacy_owner``: the user who is given, at start-up, every conversation
+    made before accounts existed (empty: those stay readable only in mode ``none``).
+    """
+
+    mode: Literal["none", "password", "proxy"] = "none"
+    allow_anonymous: bool = False
+    proxy_header: str = Field("X-Forwarded-User", min_length=1)
+    legacy_owner: str = ""
+    cookie_name: str = Field("web_bot_session", pattern=r"^[A-Za-z0-9_-]+$")
+    # auto: Secure when the request came over TLS (as the proxy's X-Forwarded-Proto says).
+    cookie_secure: Literal["auto", "always", "never"] = "auto"
+    session_idle_h: float = Field(7 * 24, gt=0)
+    session_max_h: float = Field(30 * 24, gt=0)
+    min_password_chars: int = Field(8, ge=1, le=128)
+
+
+def rate_limit(value: str) -> str:
+    """A ``limits`` rate string, like ``20/minute;300/hour`` (empty: no limit)."""
+    if value:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError as err:
+            raise ValueError(f"{value!r} is not a rate like 20/minute;300/hour") from err
+    return value
+
+
+RateLimit = Annotated[str, AfterValidator(rate_limit)]
+
+
+class LimitsSettings(Section):
+    """Abuse limits, per user and per client address (``core.auth.limits``), shared through Redis when
+    ``redis.url`` is set. Rates are ``limits`` strings (``N/second|minute|hour|day``, several with ``;``); empty
+    turns one off. ``sign_in`` counts failed sign-ins; after ``sign_in_slow_after`` of them each answer waits a
+    little longer, and past the rate they are refused. ``audio_seconds`` is seconds of speech sent (uploads and the
+    microphone). ``sockets_per_user`` and ``sockets_per_address`` cap open sockets (0: no cap)."""
+
+    enabled: bool = True
+    sign_in: RateLimit = "5/minute;30/hour"
+    sign_in_slow_after: int = Field(2, ge=0)
+    messages: RateLimit = "20/minute;300/hour"
+    messages_per_address: RateLimit = "60/minute"
+    audio_seconds: RateLimit = "600/hour"
+    sockets_per_user: int = Field(20, ge=0)
+    sockets_per_address: int = Field(100, ge=0)
+
+
+class MetricsSettings(Section):
+    """Who may read ``/metrics``: these addresses or networks, or an admin's API token."""
+
+    allow_ips: Annotated[list[str], BeforeValidator(word_list)] = ["127.0.0.1", "::1"]
 
 
 class LLMSettings(Section):
@@ -112,13 +182,6 @@ class LoggingSettings(Section):
     backup_count: int = Field(3, ge=0)
 
 
-def language_list(value: object) -> object:
-    """``stt.languages`` from the environment is text: ``en,ru`` or ``en ru`` (empty: no list)."""
-    if isinstance(value, str):
-        return value.replace(",", " ").split()
-    return value
-
-
 def language_code(value: str) -> str:
     """A Whisper language code, as ``stt.languages`` holds them."""
     if not (2 <= len(value) <= 3 and value.isascii() and value.isalpha() and value.islower()):
@@ -143,7 +206,7 @@ class STTSettings(Section):
     engine: Literal["whisper", "sphinx", "google", "openai", "none"] = "whisper"
     model: str = ""
     language: str = ""
-    languages: Annotated[list[LanguageCode], BeforeValidator(language_list)] = ["en", "ru"]
+    languages: Annotated[list[LanguageCode], BeforeValidator(word_list)] = ["en", "ru"]
     max_concurrent: int = Field(1, ge=1)
     base_url: str = ""
     api_key: SecretStr | None = None
@@ -286,6 +349,9 @@ class Settings(Section):
     voice: VoiceSettings = VoiceSettings()
     vad: VADSettings = VADSettings()
     redis: RedisSettings = RedisSettings()
+    auth: AuthSettings = AuthSettings()
+    limits: LimitsSettings = LimitsSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     _config_file: str | None = PrivateAttr(default=None)
 

@@ -9,7 +9,10 @@ BotError                      bot-error | internal-error
 ├── STTError                  no-speech | stt-unavailable | stt-auth | stt-rate-limited | stt-failed
 ├── TTSError                  tts-failed | tts-unavailable | tts-no-voice
 ├── AudioError                audio-too-large | audio-too-long | unsupported-audio | corrupt-audio | empty-audio
-└── HistoryError              history-unavailable | history-failed
+├── HistoryError              history-unavailable | history-failed
+├── AuthError                 auth-required | bad-credentials | account-disabled | forbidden | bad-origin
+│                             not-found | username-taken | weak-password | bad-username | setup-closed | last-admin
+└── RateLimited               rate-limited
 
 Vendor exceptions are caught once, at the engine boundary, and re-raised as one of these with ``from err``.
 ``ErrorCode`` lists every code above; raise sites still pass plain strings, and tests/test_error_codes.py checks
@@ -65,6 +68,20 @@ class ErrorCode(enum.StrEnum):
     # HistoryError
     HISTORY_UNAVAILABLE = "history-unavailable"  # the history database cannot be opened or read
     HISTORY_FAILED = "history-failed"  # a message could not be stored
+    # AuthError
+    AUTH_REQUIRED = "auth-required"  # no signed-in user, API token or proxy user where one is needed (HTTP 401)
+    BAD_CREDENTIALS = "bad-credentials"  # a wrong username or password (HTTP 401)
+    ACCOUNT_DISABLED = "account-disabled"  # the right password for a disabled account (HTTP 403)
+    FORBIDDEN = "forbidden"  # an admin's route asked by a user who is not one (HTTP 403)
+    BAD_ORIGIN = "bad-origin"  # a cookie-authenticated request from another site's page (HTTP 403)
+    NOT_FOUND = "not-found"  # no such conversation, token or user, or not yours: which is not said (HTTP 404)
+    USERNAME_TAKEN = "username-taken"  # an account of that name exists (HTTP 409)
+    WEAK_PASSWORD = "weak-password"  # a password shorter than auth.min_password_chars (HTTP 422)
+    BAD_USERNAME = "bad-username"  # a username that is not 1-64 of letters, digits and _ . - @ (HTTP 422)
+    SETUP_CLOSED = "setup-closed"  # the first-admin form after an account exists, or not from loopback (HTTP 403)
+    LAST_ADMIN = "last-admin"  # disabling or demoting the only admin left (HTTP 409)
+    # RateLimited
+    RATE_LIMITED = "rate-limited"  # too many sign-ins, messages, audio seconds or sockets; retry_after_ms says when
 
 
 class BotError(Exception):
@@ -127,3 +144,23 @@ class HistoryError(BotError):
     """The conversation store failed."""
 
     default_code = "history-failed"
+
+
+class AuthError(BotError):
+    """Who is asking could not be established, or may not do what they asked."""
+
+    default_code = "auth-required"
+
+
+class RateLimited(BotError):
+    """A limit of ``core.auth.limits`` is reached; ``retry_after_s`` is when the next attempt can succeed."""
+
+    default_code = "rate-limited"
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message, code="rate-limited")
+        self.retry_after_s = max(retry_after_s, 0.0)
+
+    @property
+    def retry_after_ms(self) -> int:
+        return max(1, round(self.retry_after_s * 1000))

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core import __version__
+from core.auth import Auth, build_auth
 from core.bus import build_bus
 from core.commands import Commands
 from core.config import Settings, VADSettings
@@ -50,6 +51,7 @@ class Bot:
     metrics: Metrics
     vad_model: SileroModel | None = None
     endpointer: Endpointer | None = None
+    auth: Auth | None = None
     commands: Commands = field(init=False)
     started_at: float = field(default_factory=time.monotonic)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -154,6 +156,8 @@ class Bot:
         for engine in (self.tts, self.stt, self.llm):
             if engine is not None:
                 await engine.aclose()
+        if self.auth is not None:
+            await self.auth.aclose()
         await self.history.aclose()
 
 
@@ -191,6 +195,7 @@ async def build_bot(settings: Settings) -> Bot:
         reads_text = isinstance(llm, TurnTextJudge) and llm.reads_turns  # CheckedLLM asks its engine
         endpointer = await _endpointer(settings.vad, reads_text=reads_text) if stt is not None else None
         text_language = await asyncio.to_thread(_text_language, settings)
+        auth = await build_auth(settings, history.engine)
     except BaseException:
         for engine in reversed(started):
             await engine.aclose()
@@ -221,7 +226,7 @@ async def build_bot(settings: Settings) -> Bot:
     bot = Bot(
         settings=settings, history=history, llm=llm, stt=stt, tts=tts, hub=hub, pipeline=pipeline,
         transcriber=transcriber, metrics=metrics, vad_model=vad_model,
-        endpointer=endpointer,
+        endpointer=endpointer, auth=auth,
     )
     bot.start_maintenance()
     hub.start()

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import hashlib
+import json
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,16 +20,21 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.websockets import WebSocketDisconnect
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from core import __version__
+from core.auth import is_loopback
 from core.config import Settings, load_settings
-from core.errors import BotError
+from core.errors import AuthError, BotError, ConfigError, RateLimited
 from core.events import Welcome
-from core.services import WELCOME_HISTORY, build_bot
+from core.services import WELCOME_HISTORY, Bot, build_bot
+from web_bot.accounts import router as accounts_router
 from web_bot.connections import WebSocketSink
-from web_bot.deps import BotDep
+from web_bot.deps import AuthDep, BotDep, PrincipalDep, get_credentials
+from web_bot.guard import SocketGuard, error_event
 from web_bot.logging_setup import configure_logging
 from web_bot.protocol import valid_client_id
+from web_bot.security import RecordPeer, SecurityHeaders, content_security_policy, in_networks, same_origin
 from web_bot.session import SocketSession
 from web_bot.uploads import read_upload
 
@@ -52,13 +62,52 @@ STATUS_FOR_CODE = {
     "history-unavailable": 503,
     "history-failed": 503,
     "internal-error": 500,
+    "auth-required": 401,
+    "bad-credentials": 401,
+    "account-disabled": 403,
+    "forbidden": 403,
+    "bad-origin": 403,
+    "setup-closed": 403,
+    "not-found": 404,
+    "username-taken": 409,
+    "last-admin": 409,
+    "weak-password": 422,
+    "bad-username": 422,
+    "rate-limited": 429,
 }
+# WebSocket close codes (4000-4999 are the application's): the page acts on each differently.
+CLOSE_SIGN_IN = 4401  # no user (password or proxy mode), or the session ended
+CLOSE_BAD_ORIGIN = 4403  # the handshake came from another site's page
+CLOSE_NOT_FOUND = 4404  # another user's conversation (or one made before accounts that nobody adopted)
+CLOSE_TOO_MANY = 4429  # too many open sockets for this user or address
+
+
+def import_map(static: Path, version: str) -> str:
+    """The page's import map: every module's URL to the same URL with the version, so one release's modules are
+    cached together. It is the page's only inline script; the Content-Security-Policy allows it by its hash."""
+    urls = {f"/static/{path.name}": f"/static/{path.name}?v={version}" for path in sorted(static.glob("*.js"))}
+    return json.dumps({"imports": urls}, separators=(",", ":"))
+
+
+def check_exposure(settings: Settings, host: str) -> None:
+    """``auth.mode`` none serves anyone who can connect: refuse to listen beyond loopback unless told to."""
+    if settings.auth.mode != "none" or settings.auth.allow_anonymous:
+        return
+    if host == "localhost" or is_loopback(host):
+        return
+    raise ConfigError(
+        f"auth.mode is none (no accounts) but the server would listen on {host}: set auth.mode to password or proxy, "
+        "or auth.allow_anonymous to true to let anyone who can reach it in"
+    )
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; engines are started in its lifespan, not here."""
     settings = settings or load_settings()
+    check_exposure(settings, settings.server.host)
     configure_logging(settings.logging)
+    page_imports = import_map(HERE / "static", __version__)
+    csp = content_security_policy([base64.b64encode(hashlib.sha256(page_imports.encode()).digest()).decode()])
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -72,6 +121,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="web-bot", version=__version__, lifespan=lifespan)
     app.state.settings = settings
+    # Added last runs first: the peer is recorded, then X-Forwarded-For from a trusted proxy is applied.
+    app.add_middleware(SecurityHeaders, csp=csp)
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.server.forwarded_allow_ips)
+    app.add_middleware(RecordPeer)
+    app.include_router(accounts_router)
     templates = Jinja2Templates(directory=HERE / "templates")
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
@@ -80,10 +134,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         request.app.state.bot.metrics.error(err.code)
         logger.info("%s %s: %s (%s)", request.method, request.url.path, err.code, err.__cause__ or err.message)
         # After a body that was too large, closing the connection is what makes the server stop reading it.
-        headers = {"connection": "close"} if err.code == "audio-too-large" else None
-        return JSONResponse(
-            {"code": err.code, "detail": err.message}, status_code=STATUS_FOR_CODE.get(err.code, 400), headers=headers
-        )
+        headers = {"connection": "close"} if err.code == "audio-too-large" else {}
+        body: dict[str, object] = {"code": err.code, "detail": err.message}
+        status = STATUS_FOR_CODE.get(err.code, 400)
+        if isinstance(err, RateLimited):
+            headers["retry-after"] = str(math.ceil(err.retry_after_s))
+            body["retry_after_ms"] = err.retry_after_ms
+        if status == 401:
+            headers["www-authenticate"] = 'Bearer realm="web-bot"'
+        return JSONResponse(body, status_code=status, headers=headers or None)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
@@ -93,30 +152,44 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/", response_class=HTMLResponse)
     async def index(request: Request) -> HTMLResponse:
-        return templates.TemplateResponse(request, "index.html", {"version": __version__})
+        return templates.TemplateResponse(
+            request, "index.html", {"version": __version__, "import_map": page_imports}
+        )
 
     @app.get("/api/status")
-    async def status(bot: BotDep) -> dict[str, Any]:
-        return await bot.status()
+    async def status(bot: BotDep, auth: AuthDep, principal: PrincipalDep) -> dict[str, Any]:
+        """Health for anyone (status, version, access mode); engines, counts and instances for admins."""
+        full = await bot.status()
+        if auth.sees_everything(principal):
+            return {**full, "auth": auth.describe()}
+        return {"status": full["status"], "version": full["version"], "auth": auth.describe()}
 
     @app.get("/api/history/{client_id}")
     async def history(
         client_id: str,
         bot: BotDep,
+        auth: AuthDep,
+        principal: PrincipalDep,
         limit: int = Query(50, ge=1, le=500),
         before: int | None = Query(None, ge=1),
     ) -> dict[str, Any]:
         if not valid_client_id(client_id):
             raise BotError("client_id must be 1-64 characters of A-Z a-z 0-9 _ -", code="bad-client-id")
+        await auth.open_conversation(principal, client_id, create=False)
         messages = await bot.history.recent(client_id, limit, before=before)
         return {"client_id": client_id, "messages": [m.to_dict() for m in messages]}
 
     @app.post("/upload_audio")
-    async def upload_audio(request: Request, bot: BotDep) -> dict[str, Any]:
+    async def upload_audio(request: Request, bot: BotDep, auth: AuthDep, principal: PrincipalDep) -> dict[str, Any]:
+        if not auth.may_use(principal):
+            auth.require_user(principal)
+        await auth.check_audio(principal)
         limit = int(settings.audio.max_upload_mb * 1_000_000)
         upload = await read_upload(request, limit)
+        await auth.open_conversation(principal, upload.client_id, create=True)
         logger.info("upload from %s: %d bytes", upload.client_id, len(upload.data))
         result = await bot.pipeline.submit_audio(upload.client_id, upload.data, "upload")
+        await auth.spend_audio(principal, result.timings.get("audio_s", 0.0))
         if result.error is not None:
             raise result.error
         return {
@@ -129,7 +202,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         }
 
     @app.get("/metrics")
-    async def metrics(bot: BotDep) -> Response:
+    async def metrics(bot: BotDep, auth: AuthDep, principal: PrincipalDep) -> Response:
+        """Prometheus metrics, for ``metrics.allow_ips`` (after trusted proxies) or an admin's API token."""
+        if not (in_networks(principal.address, settings.metrics.allow_ips) or principal.is_admin):
+            auth.require_admin(principal)
         return Response(bot.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     @app.websocket("/ws/{client_id}")
@@ -138,8 +214,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not valid_client_id(client_id):
             await websocket.close(code=1008, reason="client_id must be 1-64 characters of A-Z a-z 0-9 _ -")
             return
+        access = await _admit(websocket, client_id, bot)
+        if access is None:
+            return
+        slot, guard = access
         sink = WebSocketSink(websocket, settings.server.send_timeout_s)
-        session = SocketSession(bot, client_id, sink)
+        session = SocketSession(bot, client_id, sink, guard)
         try:
             recent = await bot.history.recent(client_id, WELCOME_HISTORY)
             welcome = Welcome(client_id, [m.to_dict() for m in recent], bot.client_settings(client_id))
@@ -150,6 +230,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 frame = await websocket.receive()
                 if frame["type"] == "websocket.disconnect":
                     break
+                if not await guard.still_valid(text=frame.get("text") is not None):
+                    await websocket.close(code=CLOSE_SIGN_IN, reason="sign in again")
+                    break
                 if frame.get("text") is not None:
                     await session.on_text(frame["text"])
                 elif frame.get("bytes") is not None:
@@ -159,7 +242,41 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             bot.hub.detach(client_id, sink)
             await session.close()
+            await guard.auth.give_back_socket(slot)
             logger.info("disconnected %s (%d connection(s))", client_id, bot.hub.connection_count)
+
+    async def _admit(websocket: WebSocket, client_id: str, bot: Bot) -> tuple[str, SocketGuard] | None:
+        """Check a new socket: its page's origin, who opens it, whether the conversation is theirs, and the cap on
+        open sockets; on a refusal, close it with the code the page acts on and return None."""
+        auth = bot.auth
+        assert auth is not None
+        if not same_origin(websocket.headers, settings.server.allowed_origins):
+            logger.info("socket for %s refused: Origin %s", client_id, websocket.headers.get("origin"))
+            await websocket.close(code=CLOSE_BAD_ORIGIN, reason="this page may not connect here")
+            return None
+        credentials = get_credentials(websocket)
+        try:
+            principal = await auth.authenticate(credentials)
+            if not auth.may_use(principal):
+                await websocket.close(code=CLOSE_SIGN_IN, reason="sign in first")
+                return None
+            await auth.open_conversation(principal, client_id, create=True)
+            slot = await auth.take_socket(principal)
+        except RateLimited as err:
+            with contextlib.suppress(Exception):
+                await websocket.send_json(error_event(err))
+                await websocket.close(code=CLOSE_TOO_MANY, reason="too many open connections")
+            return None
+        except AuthError as err:
+            code = CLOSE_NOT_FOUND if err.code == "not-found" else CLOSE_SIGN_IN
+            logger.info("socket for %s refused: %s", client_id, err.code)
+            await websocket.close(code=code, reason=err.message)
+            return None
+        except BotError as err:
+            logger.warning("socket for %s refused: %s", client_id, err.code)
+            await websocket.close(code=1011, reason=err.message)
+            return None
+        return slot, SocketGuard(auth, principal, credentials)
 
     return app
 

@@ -8,13 +8,14 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from core.errors import BotError, CommandError, ProtocolError, STTError
+from core.errors import BotError, CommandError, ProtocolError, RateLimited, STTError
 from core.events import ErrorEvent
 from core.outlet import new_turn_id
 from core.pipeline import TurnRequest, TurnResult
 from core.services import Bot
 from core.voice.listener import LiveListener
 from web_bot.connections import WebSocketSink
+from web_bot.guard import SocketGuard, error_event
 from web_bot.protocol import (
     AudioCancelIn,
     AudioStartIn,
@@ -32,8 +33,9 @@ logger = logging.getLogger(__name__)
 class SocketSession:
     """Handles frames without waiting for turns, so the socket keeps receiving (and can interrupt) meanwhile."""
 
-    def __init__(self, bot: Bot, client_id: str, sink: WebSocketSink) -> None:
+    def __init__(self, bot: Bot, client_id: str, sink: WebSocketSink, guard: SocketGuard) -> None:
         self._bot = bot
+        self._guard = guard
         self._client_id = client_id
         self._sink = sink
         self._tasks: set[asyncio.Task[None]] = set()
@@ -49,6 +51,7 @@ class SocketSession:
             elif isinstance(message, ConfigIn):
                 await self._configure(message)
             elif isinstance(message, AudioStartIn):
+                await self._guard.check_audio()
                 self._start_live(message)
                 await self._sink.send({"type": "audio_started", "sample_rate": message.sample_rate})
             elif isinstance(message, AudioStopIn):
@@ -57,6 +60,7 @@ class SocketSession:
                 await self._stop_live(cancel=True)
             else:
                 text = check_chat_text(message.text, self._bot.settings.server.max_message_chars)
+                await self._guard.count_message()
                 if text.startswith("/"):
                     self._spawn(self._command(text))
                 else:
@@ -79,6 +83,11 @@ class SocketSession:
         elif not data:
             await self.send_error(ProtocolError("the audio frame is empty", code="empty-audio"))
         else:
+            try:
+                await self._guard.check_audio()
+            except RateLimited as err:
+                await self.send_error(err)
+                return
             turn_id = new_turn_id()
             self._spawn(self._report(self._bot.pipeline.submit_audio(self._client_id, data, "voice", turn_id), turn_id))
 
@@ -93,7 +102,7 @@ class SocketSession:
     async def send_error(self, err: BotError) -> None:
         self._bot.metrics.error(err.code)
         with contextlib.suppress(Exception):
-            await self._sink.send(ErrorEvent(err.code, err.message).to_dict())
+            await self._sink.send(error_event(err))
 
     async def _configure(self, message: ConfigIn) -> None:
         if message.voice_replies is not None:
@@ -148,7 +157,8 @@ class SocketSession:
     async def _report(self, future: asyncio.Future[TurnResult], turn_id: str) -> None:
         """Failures before a turn starts (no speech, not audio) go to the socket that sent the audio."""
         try:
-            await future
+            result = await future
+            await self._guard.spend_audio(result.timings.get("audio_s", 0.0))
         except BotError as err:
             logger.info("audio from %s rejected: %s (%s)", self._client_id, err.code, err.__cause__ or err.message)
             with contextlib.suppress(Exception):
