@@ -10,7 +10,7 @@ BotError                      bot-error | internal-error
 ├── TTSError                  tts-failed | tts-unavailable | tts-no-voice
 ├── AudioError                audio-too-large | audio-too-long | unsupported-audio | corrupt-audio | empty-audio
 ├── HistoryError              history-unavailable | history-failed
-├── AuthError                 auth-required | bad-credentials | account-disabled | forbidden | bad-origin
+├── AuthError                 auth-required | bad-credentials | account-disabled | not-allowed | bad-origin
 │                             not-found | username-taken | weak-password | bad-username | setup-closed | last-admin
 └── RateLimited               rate-limited
 
@@ -72,7 +72,7 @@ class ErrorCode(enum.StrEnum):
     AUTH_REQUIRED = "auth-required"  # no signed-in user, API token or proxy user where one is needed (HTTP 401)
     BAD_CREDENTIALS = "bad-credentials"  # a wrong username or password (HTTP 401)
     ACCOUNT_DISABLED = "account-disabled"  # the right password for a disabled account (HTTP 403)
-    FORBIDDEN = "forbidden"  # an admin's route asked by a user who is not one (HTTP 403)
+    NOT_ALLOWED = "not-allowed"  # an admin's route asked by a user who is not one (HTTP 403)
     BAD_ORIGIN = "bad-origin"  # a cookie-authenticated request from another site's page (HTTP 403)
     NOT_FOUND = "not-found"  # no such conversation, token or user, or not yours: which is not said (HTTP 404)
     USERNAME_TAKEN = "username-taken"  # an account of that name exists (HTTP 409)

@@ -45,7 +45,9 @@ async def _admin(*statements: str) -> None:
 async def _reset(url: str) -> None:
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"), timeout=5)
     try:
-        await conn.execute("DROP TABLE IF EXISTS conversations, api_tokens, sessions, users, messages, alembic_version CASCADE")
+        await conn.execute(
+            "DROP TABLE IF EXISTS conversations, api_tokens, sessions, users, messages, alembic_version CASCADE"
+        )
     finally:
         await conn.close()
 

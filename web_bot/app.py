@@ -65,7 +65,7 @@ STATUS_FOR_CODE = {
     "auth-required": 401,
     "bad-credentials": 401,
     "account-disabled": 403,
-    "forbidden": 403,
+    "not-allowed": 403,
     "bad-origin": 403,
     "setup-closed": 403,
     "not-found": 404,

@@ -129,7 +129,7 @@ class Auth:
     def require_admin(self, principal: Principal) -> User:
         user = self.require_user(principal)
         if not user.is_admin:
-            raise AuthError("only an admin may do that", code="forbidden")
+            raise AuthError("only an admin may do that", code="not-allowed")
         return user
 
     def may_use(self, principal: Principal) -> bool:
@@ -162,7 +162,7 @@ class Auth:
         longer, past ``limits.sign_in`` they are refused (``RateLimited``) before the password is even checked.
         """
         if self._settings.mode != "password":
-            raise AuthError("this server signs users in through its proxy, not with passwords", code="forbidden")
+            raise AuthError("this server signs users in through its proxy, not with passwords", code="not-allowed")
         keys = (f"addr:{address}", f"name:{username.lower()[:64]}")
         for key in keys:
             await self.limits.check("sign_in", key)
@@ -196,7 +196,7 @@ class Auth:
         token is returned; None for an API token's request)."""
         user = self.require_user(principal)
         if principal.via == "proxy":
-            raise AuthError("this account signs in through the proxy and has no password here", code="forbidden")
+            raise AuthError("this account signs in through the proxy and has no password here", code="not-allowed")
         if not await self.passwords.verify(await self.accounts.password_hash(user.id), current[:MAX_PASSWORD_CHARS]):
             raise AuthError("the current password is wrong", code="bad-credentials")
         self._check_password(new)
