@@ -217,7 +217,7 @@ async def test_logout_and_revocation_hold_at_once(people: People) -> None:
 async def test_brute_force_sign_in_is_slowed_then_refused(
     serve: Callable[[Settings], Served], password_settings: Callable[..., Settings]
 ) -> None:
-    served = serve(password_settings(limits={"sign_in": "5/minute", "sign_in_slow_after": 2}))
+    served = serve(password_settings(limits={"enabled": True, "sign_in": "5/minute", "sign_in_slow_after": 2}))
     people = await People(served).start()
     async with httpx.AsyncClient(base_url=served.url, timeout=30) as http:
         took = []
@@ -262,7 +262,7 @@ async def test_a_foreign_origin_can_neither_connect_nor_post_with_the_cookie(peo
 async def test_socket_limits_refuse_with_retry_after_and_keep_the_socket(
     serve: Callable[[Settings], Served], password_settings: Callable[..., Settings]
 ) -> None:
-    served = serve(password_settings(limits={"messages": "2/minute", "sockets_per_user": 2}))
+    served = serve(password_settings(limits={"enabled": True, "messages": "2/minute", "sockets_per_user": 2}))
     people = await People(served).start()
     alice = people.cookie("alice")
     async with websockets.connect(f"{served.ws_url}/ws/{CHAT}", additional_headers=alice) as ws:
