@@ -3,6 +3,7 @@ owner, an admin}, sign-in limits, Origin checks, revocation, the modes, the CLI,
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -420,3 +421,18 @@ def test_the_users_command_adds_an_admin_from_stdin(tmp_path: Path, make_setting
     with sqlite3.connect(settings.database.db_path) as db:
         (hashed,) = db.execute("SELECT password_hash FROM users WHERE username='admin1'").fetchone()
     assert hashed.startswith("$argon2id$")
+
+
+async def test_a_silent_socket_is_closed_soon_after_its_session_ends(
+    people: People, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("web_bot.guard.IDLE_RECHECK_S", 0.2)
+    alice = people.cookie("alice")
+    async with websockets.connect(f"{people.served.ws_url}/ws/{CHAT}", additional_headers=alice) as ws:
+        assert json.loads(await ws.recv())["type"] == "welcome"
+        async with httpx.AsyncClient(base_url=people.served.url) as http:
+            assert (await http.post("/api/auth/logout", headers=alice)).status_code == 204
+        with pytest.raises(ConnectionClosed):  # it sends nothing: the server notices by itself
+            while True:
+                await asyncio.wait_for(ws.recv(), 10)
+        assert ws.close_code == 4401

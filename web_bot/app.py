@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
@@ -220,6 +221,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         slot, guard = access
         sink = WebSocketSink(websocket, settings.server.send_timeout_s)
         session = SocketSession(bot, client_id, sink, guard)
+
+        async def signed_out() -> None:
+            with contextlib.suppress(Exception):
+                await websocket.close(code=CLOSE_SIGN_IN, reason="sign in again")
+
+        watcher = asyncio.create_task(guard.watch(signed_out), name=f"guard-{client_id}")
         try:
             recent = await bot.history.recent(client_id, WELCOME_HISTORY)
             welcome = Welcome(client_id, [m.to_dict() for m in recent], bot.client_settings(client_id))
@@ -240,6 +247,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except (WebSocketDisconnect, BotError, TimeoutError, RuntimeError) as err:
             logger.info("connection of %s ended: %s", client_id, err or type(err).__name__)
         finally:
+            watcher.cancel()
             bot.hub.detach(client_id, sink)
             await session.close()
             await guard.auth.give_back_socket(slot)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from core.auth import Auth, Credentials, Principal
 from core.errors import AuthError, BotError, HistoryError, RateLimited
@@ -12,6 +14,7 @@ from core.events import ErrorEvent
 logger = logging.getLogger(__name__)
 
 RECHECK_S = 1.0  # while audio streams, the credential is looked up at most this often
+IDLE_RECHECK_S = 15.0  # a socket that sends nothing is looked up this often, so a signed-out tab stops receiving
 
 
 def error_event(err: BotError) -> dict[str, object]:
@@ -51,6 +54,17 @@ class SocketGuard:
                         else "?")
             return False
         return True
+
+    async def watch(self, close: Callable[[], Awaitable[None]]) -> None:
+        """Look the credential up every ``IDLE_RECHECK_S`` even while the socket is silent (it still receives its
+        conversation's events), and ``close`` the socket once it no longer holds."""
+        if self.principal.via not in ("session", "token"):
+            return
+        while True:
+            await asyncio.sleep(IDLE_RECHECK_S)
+            if not await self.still_valid(text=True):
+                await close()
+                return
 
     async def count_message(self) -> None:
         await self.auth.count_message(self.principal)
