@@ -118,6 +118,7 @@ class Bot:
             "config_loaded": self.settings.config_file is not None,
             **engines,
             "turn_detection": self.endpointer.describe() if self.endpointer is not None else None,
+            "auth": self.auth.describe() if self.auth is not None else None,
         }
 
     def start_maintenance(self) -> None:

@@ -162,8 +162,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Health for anyone (status, version, access mode); engines, counts and instances for admins."""
         full = await bot.status()
         if auth.sees_everything(principal):
-            return {**full, "auth": auth.describe()}
-        return {"status": full["status"], "version": full["version"], "auth": auth.describe()}
+            return full
+        return {"status": full["status"], "version": full["version"], "auth": full["auth"]}
 
     @app.get("/api/history/{client_id}")
     async def history(

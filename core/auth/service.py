@@ -162,7 +162,8 @@ class Auth:
         longer, past ``limits.sign_in`` they are refused (``RateLimited``) before the password is even checked.
         """
         if self._settings.mode != "password":
-            raise AuthError("this server signs users in through its proxy, not with passwords", code="not-allowed")
+            how = "through its proxy" if self._settings.mode == "proxy" else "not at all (it has no accounts)"
+            raise AuthError(f"this server signs users in {how}, not with passwords", code="not-allowed")
         keys = (f"addr:{address}", f"name:{username.lower()[:64]}")
         for key in keys:
             await self.limits.check("sign_in", key)
@@ -289,7 +290,7 @@ class Auth:
         """Allow ``principal`` into ``client_id`` or raise: ``auth-required`` without a user (outside mode none),
         ``not-found`` for a conversation someone else owns, or one made before accounts that nobody adopted.
         ``create``: an unused id becomes the principal's (a socket, an upload); a read leaves it unowned."""
-        if self.open and principal.user is None:
+        if self.open:
             return
         user = self.require_user(principal)
         owner = await self.accounts.owner_of(client_id)
