@@ -165,47 +165,53 @@ class AccountStore:
 
     # Conversations
 
-    async def owner_of(self, client_id: str) -> int | None:
+    async def owner_of(self, client_id: str) -> tuple[bool, int | None]:
+        """Whether ``client_id`` has a row, and its owner (None: nobody's)."""
         rows = await self._read(select(conversations.c.user_id).where(conversations.c.client_id == client_id))
-        return int(rows[0][0]) if rows else None
+        if not rows:
+            return False, None
+        return True, (int(rows[0][0]) if rows[0][0] is not None else None)
 
     async def has_messages(self, client_id: str) -> bool:
         rows = await self._read(select(exists().where(messages.c.client_id == client_id)))
         return bool(rows[0][0])
 
-    async def claim(self, client_id: str, user_id: int) -> int:
-        """Make ``user_id`` the owner of ``client_id`` unless it has one; returns the owner after the attempt."""
+    async def register(self, client_id: str) -> None:
+        """Give ``client_id`` a row with no owner unless it has one (mode ``none``: every conversation is listed)."""
+        try:
+            async with self._engine.begin() as conn:
+                await conn.execute(insert(conversations).values(client_id=client_id, user_id=None, created_at=now()))
+        except IntegrityError:
+            pass
+        except SQLAlchemyError as err:
+            raise _unavailable(err) from err
+
+    async def claim(self, client_id: str, user_id: int) -> int | None:
+        """Make ``user_id`` the owner of ``client_id`` if it is unused (no row, or a row with no owner and no
+        messages); returns the owner after the attempt."""
         try:
             async with self._engine.begin() as conn:
                 await conn.execute(
                     insert(conversations).values(client_id=client_id, user_id=user_id, created_at=now())
                 )
         except IntegrityError:
-            pass  # another request claimed it first: whoever won owns it
+            unused = ~exists().where(messages.c.client_id == client_id)
+            await self._write(
+                update(conversations)
+                .where(conversations.c.client_id == client_id, conversations.c.user_id.is_(None), unused)
+                .values(user_id=user_id)
+            )
         except SQLAlchemyError as err:
             raise _unavailable(err) from err
-        owner = await self.owner_of(client_id)
-        assert owner is not None
-        return owner
-
-    async def conversations_of(self, user_id: int) -> list[str]:
-        query = select(conversations.c.client_id).where(conversations.c.user_id == user_id)
-        return [row[0] for row in await self._read(query.order_by(conversations.c.created_at))]
+        return (await self.owner_of(client_id))[1]
 
     async def adopt_unowned(self, user_id: int) -> int:
-        """Give ``user_id`` every conversation that has messages and no owner (made before accounts)."""
-        owned = select(conversations.c.client_id)
-        unowned = select(messages.c.client_id).where(messages.c.client_id.not_in(owned)).distinct()
-        try:
-            async with self._engine.begin() as conn:
-                client_ids = [row[0] for row in (await conn.execute(unowned)).all()]
-                for client_id in client_ids:
-                    await conn.execute(
-                        insert(conversations).values(client_id=client_id, user_id=user_id, created_at=now())
-                    )
-        except SQLAlchemyError as err:
-            raise _unavailable(err) from err
-        return len(client_ids)
+        """Give ``user_id`` every conversation that has messages and no owner (made before accounts, or in mode
+        ``none``)."""
+        has_messages = exists().where(messages.c.client_id == conversations.c.client_id)
+        return await self._write(
+            update(conversations).where(conversations.c.user_id.is_(None), has_messages).values(user_id=user_id)
+        )
 
     async def _read(self, query: Any) -> Sequence[Any]:
         try:

@@ -49,12 +49,13 @@ api_tokens = Table(
     sqlite_autoincrement=True,
 )
 
-# Who each conversation (client_id) belongs to; a conversation with no row here was made before accounts.
+# Every conversation (client_id): who it belongs to (NULL: nobody — mode none, or made before accounts) and its title.
 conversations = Table(
     "conversations",
     metadata,
     Column("client_id", String(64), primary_key=True),
-    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", ID, ForeignKey("users.id", ondelete="CASCADE"), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("title", String(200), nullable=True),
     Index("ix_conversations_user_id", "user_id"),
 )

@@ -291,12 +291,14 @@ class Auth:
         ``not-found`` for a conversation someone else owns, or one made before accounts that nobody adopted.
         ``create``: an unused id becomes the principal's (a socket, an upload); a read leaves it unowned."""
         if self.open:
+            if create:
+                await self.accounts.register(client_id)
             return
         user = self.require_user(principal)
-        owner = await self.accounts.owner_of(client_id)
+        _, owner = await self.accounts.owner_of(client_id)
         if owner is None and not await self.accounts.has_messages(client_id):
             if not create:
-                return
+                return  # nothing there yet: an empty conversation, which stays nobody's until used
             owner = await self.accounts.claim(client_id, user.id)
         if owner != user.id:
             raise AuthError("no such conversation", code="not-found")
