@@ -164,6 +164,16 @@ class DatabaseSettings(Section):
     batch_max: int = Field(500, ge=1)
 
 
+class HistorySettings(Section):
+    """How long conversations are kept, and how they are titled. Messages older than ``keep_days`` are deleted
+    hourly, with their recordings and search entries (0: kept until their user deletes them). ``titles``: a new
+    conversation is titled from its first words at once, then by the model (``model``; ``auto``: when the model is a
+    remote, quick one, not the local model on the CPU) or not (``first-words``)."""
+
+    keep_days: float = Field(0.0, ge=0)
+    titles: Literal["auto", "model", "first-words"] = "auto"
+
+
 class AudioSettings(Section):
     """Limits and storage for audio users send."""
 
@@ -343,6 +353,7 @@ class Settings(Section):
     llm: LLMSettings = LLMSettings()
     database: DatabaseSettings = DatabaseSettings()
     audio: AudioSettings = AudioSettings()
+    history: HistorySettings = HistorySettings()
     logging: LoggingSettings = LoggingSettings()
     stt: STTSettings = STTSettings()
     tts: TTSSettings = TTSSettings()

@@ -159,3 +159,20 @@ class Cleared(Event):
 
     type: ClassVar[str] = "cleared"
     deleted: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationTitled(Event):
+    """A conversation got its title (made from the first exchange, or the user renamed it)."""
+
+    type: ClassVar[str] = "conversation"
+    client_id: str
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationDeleted(Event):
+    """The conversation is gone (messages, recordings, search entries): its tabs start another."""
+
+    type: ClassVar[str] = "conversation_deleted"
+    client_id: str

@@ -45,6 +45,7 @@ class StoredMessage:
             "created_at": self.created_at.isoformat(),
             "language": self.language,
             "client_msg_id": self.client_msg_id,
+            "has_recording": self.audio_path is not None,
         }
 
 

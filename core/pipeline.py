@@ -82,6 +82,8 @@ class ChatPipeline:
         self._voices: dict[str, tuple[Speaker, TurnOutlet]] = {}  # each client's reply being spoken, if any
         self._spoke: dict[str, tuple[str, float]] = {}  # each client's last spoken reply, and when it ended
         self.llm_healthy = True
+        # Told of every stored reply: (client_id, the user's words, the reply) — conversations title themselves.
+        self.after_reply: Callable[[str, str, str], None] | None = None
 
     @property
     def hub(self) -> Hub:
@@ -261,7 +263,10 @@ class ChatPipeline:
     async def _run(self, turn: Turn) -> TurnResult:
         self._running[turn.client_id] = turn
         try:
-            return await turn.run()
+            result = await turn.run()
+            if self.after_reply is not None and result.message_id is not None and result.status == "ok":
+                self.after_reply(turn.client_id, result.user_text, result.reply)
+            return result
         finally:
             if self._running.get(turn.client_id) is turn:
                 del self._running[turn.client_id]

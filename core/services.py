@@ -7,6 +7,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from core import __version__
@@ -14,6 +15,7 @@ from core.auth import Auth, build_auth
 from core.bus import build_bus
 from core.commands import Commands
 from core.config import Settings, VADSettings
+from core.conversations import Conversations
 from core.errors import BotError
 from core.history import SQLHistoryStore
 from core.hub import Hub
@@ -52,6 +54,7 @@ class Bot:
     vad_model: SileroModel | None = None
     endpointer: Endpointer | None = None
     auth: Auth | None = None
+    conversations: Conversations | None = None
     commands: Commands = field(init=False)
     started_at: float = field(default_factory=time.monotonic)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -145,6 +148,11 @@ class Bot:
                 await asyncio.to_thread(self.transcriber.prune)
             except OSError as err:
                 logger.warning("pruning stored audio failed: %s", err)
+            if self.conversations is not None:
+                try:
+                    await self.conversations.prune(self.settings.history.keep_days)
+                except BotError as err:
+                    logger.warning("pruning old messages failed: %s", err.code)
             await asyncio.sleep(PRUNE_EVERY_S)
 
     async def aclose(self) -> None:
@@ -157,6 +165,8 @@ class Bot:
         for engine in (self.tts, self.stt, self.llm):
             if engine is not None:
                 await engine.aclose()
+        if self.conversations is not None:
+            await self.conversations.aclose()
         if self.auth is not None:
             await self.auth.aclose()
         await self.history.aclose()
@@ -229,6 +239,18 @@ async def build_bot(settings: Settings) -> Bot:
         transcriber=transcriber, metrics=metrics, vad_model=vad_model,
         endpointer=endpointer, auth=auth,
     )
+    bot.conversations = Conversations(
+        history.engine,
+        clear=lambda client_id: pipeline.in_lane(client_id, lambda: history.clear(client_id)),
+        forget=transcriber.forget,
+        publish=hub.publish,
+        recordings_dir=Path(settings.audio.dir),
+        llm=llm,
+        # A local model on the CPU is not quick (and would hold up the next turn): the first words do.
+        llm_titles=settings.history.titles == "model"
+        or (settings.history.titles == "auto" and llm.info().engine != "local"),
+    )
+    pipeline.after_reply = bot.conversations.after_reply
     bot.start_maintenance()
     hub.start()
     logger.info("engines: %s", {stage: info["engine"] for stage, info in bot.engines().items()})

@@ -14,6 +14,7 @@ import pytest
 import websockets
 
 from core.config import Settings, load_settings
+from tests.accounts import password_settings, people  # noqa: F401  (fixtures for every test module)
 from tests.backends import (  # noqa: F401  (fixtures for every test module)
     postgres_database,
     postgres_url,
@@ -69,6 +70,8 @@ def make_settings(tmp_path: Path, fake_openai: FakeOpenAI) -> Callable[..., Sett
             "tts": {"engine": "none"},
             # Abuse limits would refuse the bursts other tests send from one address; tests of limits turn them on.
             "limits": {"enabled": False},
+            # A title asked of the fake model would be one more request in what other tests count.
+            "history": {"titles": "first-words"},
         }
         path = tmp_path / "config.json"
         path.write_text(json.dumps(merge(config, overrides or {})))

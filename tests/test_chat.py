@@ -104,7 +104,7 @@ async def test_history_survives_restart(serve, make_settings, connect) -> None:
         body = (await http.get("/api/history/durable")).json()
     assert body["client_id"] == "durable"
     assert [m["id"] for m in body["messages"]] == [m["id"] for m in history]
-    fields = {"id", "role", "content", "source", "status", "created_at", "language", "client_msg_id"}
+    fields = {"id", "role", "content", "source", "status", "created_at", "language", "client_msg_id", "has_recording"}
     assert set(body["messages"][0]) == fields
 
 

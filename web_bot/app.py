@@ -31,6 +31,7 @@ from core.events import Welcome
 from core.services import WELCOME_HISTORY, Bot, build_bot
 from web_bot.accounts import router as accounts_router
 from web_bot.connections import WebSocketSink
+from web_bot.conversations import router as conversations_router
 from web_bot.deps import AuthDep, BotDep, PrincipalDep, get_credentials
 from web_bot.guard import SocketGuard, error_event
 from web_bot.logging_setup import configure_logging
@@ -127,6 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.server.forwarded_allow_ips)
     app.add_middleware(RecordPeer)
     app.include_router(accounts_router)
+    app.include_router(conversations_router)
     templates = Jinja2Templates(directory=HERE / "templates")
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 

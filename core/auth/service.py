@@ -303,6 +303,21 @@ class Auth:
         if owner != user.id:
             raise AuthError("no such conversation", code="not-found")
 
+    async def own_conversation(self, principal: Principal, client_id: str) -> None:
+        """Raise unless ``client_id`` exists and is ``principal``'s (in mode none: unless it exists):
+        ``auth-required`` without a user, else ``not-found``."""
+        if not self.open:
+            self.require_user(principal)
+        known, owner = await self.accounts.owner_of(client_id)
+        if not known or (not self.open and owner != principal.user_id):
+            raise AuthError("no such conversation", code="not-found")
+
+    def owner_key(self, principal: Principal) -> int | None:
+        """Whose conversations ``principal`` lists: their own; in mode none everybody's (None)."""
+        if self.open:
+            return None
+        return self.require_user(principal).id
+
     # Limits
 
     def _keys(self, principal: Principal) -> tuple[str, str]:

@@ -1,0 +1,254 @@
+"""Many conversations per user (issue 14), through a real server: create, list, title, rename, delete (messages,
+recordings, tabs on every instance told), export and import, recordings with range requests, retention."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import sqlite3
+import zipfile
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from core.config import Settings
+from core.conversations import Conversations, first_words_title
+from core.recordings import Recordings
+from tests.accounts import People
+from tests.conftest import Client, Served
+from tests.fakes.openai_server import FakeOpenAI
+from tests.speech import speak, wav
+
+
+def stt_settings(fake: FakeOpenAI) -> dict[str, Any]:
+    return {"stt": {"engine": "openai", "base_url": f"{fake.url}/v1", "api_key": "test"}}  # type: ignore[attr-defined]
+
+
+async def chat(
+    served: Served, client_id: str, text: str, headers: dict[str, str] | None = None
+) -> list[dict[str, Any]]:
+    async with websockets.connect(f"{served.ws_url}/ws/{client_id}", additional_headers=headers or {}) as ws:
+        client = Client(ws)
+        assert (await client.recv())["type"] == "welcome"
+        return await client.chat(text)
+
+
+def test_a_title_is_the_first_words() -> None:
+    assert first_words_title("What is the weather like in Paris today, and tomorrow too?") == (
+        "What is the weather like in Paris today…"
+    )
+    assert first_words_title("  Привет!  ") == "Привет!"
+    assert first_words_title("a" * 300) == "a" * 60 + "…"
+    assert first_words_title("   ") is None
+
+
+async def test_conversations_are_listed_newest_first_titled_and_renamed(server: Served) -> None:
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        made = (await http.post("/api/conversations", json={})).json()
+        assert made["title"] is None and len(made["client_id"]) >= 16
+        await chat(server, made["client_id"], "Tell me about the Moon landing")
+        await chat(server, "second-chat", "Recipes with apples please")
+        listed = (await http.get("/api/conversations")).json()["conversations"]
+        assert [c["client_id"] for c in listed][:2] == ["second-chat", made["client_id"]]
+        for _ in range(100):  # titles are made just after the reply is stored
+            titles = {
+                c["client_id"]: c["title"] for c in (await http.get("/api/conversations")).json()["conversations"]
+            }
+            if titles["second-chat"] and titles[made["client_id"]]:
+                break
+            await asyncio.sleep(0.05)
+        assert titles[made["client_id"]] == "Tell me about the Moon landing"
+        assert titles["second-chat"] == "Recipes with apples please"
+        renamed = await http.patch(f"/api/conversations/{made['client_id']}", json={"title": "  Apollo\n11 "})
+        assert renamed.status_code == 200 and renamed.json()["title"] == "Apollo 11"
+        assert (await http.patch("/api/conversations/nope", json={"title": "x"})).status_code == 404
+        assert (await http.patch(f"/api/conversations/{made['client_id']}", json={"title": "  "})).status_code == 400
+        paged = (await http.get("/api/conversations", params={"limit": 1, "offset": 1})).json()
+        assert [c["client_id"] for c in paged["conversations"]] == [made["client_id"]] and paged["next_offset"] == 2
+
+
+async def test_the_model_titles_a_conversation_when_it_is_quick(
+    serve: Callable[[Settings], Served],
+    make_settings: Callable[..., Settings],
+    fake_openai: FakeOpenAI,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(fake_openai.by_system, "Write a title", '"Moon landing facts."')
+    served = serve(make_settings({"history": {"titles": "model"}}))
+    async with websockets.connect(f"{served.ws_url}/ws/moon") as ws:
+        client = Client(ws)
+        await client.recv()
+        await client.chat("Tell me about the Moon landing in 1969 please")
+        titled = await client.until("conversation")  # the first words are stored at once, without an event
+        assert titled[-1] == {"type": "conversation", "client_id": "moon", "title": "Moon landing facts"}
+
+
+async def test_deleting_a_conversation_leaves_nothing_and_tells_every_tab(
+    serve: Callable[[Settings], Served], make_settings: Callable[..., Settings], fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    served = serve(make_settings(stt_settings(fake_openai)))
+    pcm, rate = speak("Hello there")
+    async with httpx.AsyncClient(base_url=served.url, timeout=30) as http:
+        sent = await http.post(
+            "/upload_audio", files={"file": ("hi.wav", wav(pcm, rate), "audio/wav")}, data={"client_id": "doomed"}
+        )
+        assert sent.status_code == 200, sent.text
+        recordings = [p for p in (tmp_path / "audio").rglob("*") if p.is_file()]
+        assert len(recordings) == 1
+        async with websockets.connect(f"{served.ws_url}/ws/doomed") as ws:
+            tab = Client(ws)
+            welcome = await tab.recv()
+            assert [m["has_recording"] for m in welcome["history"]] == [True, False]
+            assert (await http.delete("/api/conversations/doomed")).status_code == 204
+            assert (await tab.until("conversation_deleted"))[-1]["client_id"] == "doomed"
+    assert not [p for p in (tmp_path / "audio").rglob("*") if p.is_file()]
+    assert served.stored("doomed") == []
+    with sqlite3.connect(served.settings.database.db_path) as db:
+        assert db.execute("SELECT count(*) FROM conversations WHERE client_id='doomed'").fetchone() == (0,)
+
+
+async def test_export_and_import_round_trip(server: Served) -> None:
+    await chat(server, "source", "First question *with* <markup>")
+    await chat(server, "source", "Второй вопрос")
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        exported = await http.get("/api/conversations/source/export", params={"format": "json"})
+        assert exported.status_code == 200 and "attachment" in exported.headers["content-disposition"]
+        document = exported.json()
+        assert document["format"] == "web-bot.conversation" and len(document["messages"]) == 4
+        markdown = (await http.get("/api/conversations/source/export", params={"format": "md"})).text
+        assert "\\*with\\* \\<markup\\>" in markdown and "Второй вопрос" in markdown
+        text = (await http.get("/api/conversations/source/export", params={"format": "txt"})).text
+        assert "user: First question *with* <markup>" in text
+        imported = await http.post("/api/conversations/import", json=document)
+        assert imported.status_code == 201, imported.text
+        copy_id = imported.json()["client_id"]
+        assert copy_id != "source"
+        again = (await http.get(f"/api/conversations/{copy_id}/export")).json()
+        keys = ("role", "content", "source", "status", "created_at", "language", "client_msg_id")
+        assert [[m[k] for k in keys] for m in again["messages"]] == [[m[k] for k in keys] for m in document["messages"]]
+        assert [m["id"] for m in again["messages"]] != [m["id"] for m in document["messages"]]
+        bad = await http.post("/api/conversations/import", json={"format": "something else", "messages": []})
+        assert bad.status_code == 400 and bad.json()["code"] == "bad-request"
+        assert (await http.post("/api/conversations/import", content=b"{not json")).status_code == 400
+
+
+async def test_export_everything_as_a_zip_with_the_recordings(
+    serve: Callable[[Settings], Served], make_settings: Callable[..., Settings], fake_openai: FakeOpenAI
+) -> None:
+    served = serve(make_settings(stt_settings(fake_openai)))
+    pcm, rate = speak("Hello there")
+    async with httpx.AsyncClient(base_url=served.url, timeout=30) as http:
+        await http.post(
+            "/upload_audio", files={"file": ("hi.wav", wav(pcm, rate), "audio/wav")}, data={"client_id": "a1"}
+        )
+        await chat(served, "b2", "typed")
+        archive = zipfile.ZipFile(io.BytesIO((await http.get("/api/export", params={"recordings": True})).content))
+        names = archive.namelist()
+        assert {"a1.json", "a1.md", "b2.json", "b2.md"} <= set(names)
+        audio = [n for n in names if n.startswith("recordings/")]
+        assert len(audio) == 1 and archive.read(audio[0])[:4] == b"RIFF"
+        document = json.loads(archive.read("a1.json"))
+        assert document["messages"][0]["recording"] == audio[0].removeprefix("recordings/")
+        bare = zipfile.ZipFile(io.BytesIO((await http.get("/api/export")).content))
+        assert not [n for n in bare.namelist() if n.startswith("recordings/")]
+
+
+async def test_recordings_play_back_with_ranges_for_their_owner_only(
+    serve: Callable[[Settings], Served], make_settings: Callable[..., Settings], fake_openai: FakeOpenAI
+) -> None:
+    served = serve(make_settings({"auth": {"mode": "password"}, **stt_settings(fake_openai)}))
+    people = await People(served).start()
+    pcm, rate = speak("Hello there")
+    audio = wav(pcm, rate)
+    async with httpx.AsyncClient(base_url=served.url, timeout=30) as http:
+        sent = await http.post(
+            "/upload_audio",
+            files={"file": ("hi.wav", audio, "audio/wav")},
+            data={"client_id": "alice-voice"},
+            headers=people.cookie("alice"),
+        )
+        assert sent.status_code == 200, sent.text
+        message_id = sent.json()["message_id"] - 1  # the user's message comes just before the reply
+        whole = await http.get(f"/api/recordings/{message_id}", headers=people.cookie("alice"))
+        assert whole.status_code == 200 and whole.content == audio and whole.headers["accept-ranges"] == "bytes"
+        part = await http.get(
+            f"/api/recordings/{message_id}", headers={**people.cookie("alice"), "Range": "bytes=4-11"}
+        )
+        assert part.status_code == 206 and part.content == audio[4:12]
+        for who in ("bob", "root"):
+            assert (await http.get(f"/api/recordings/{message_id}", headers=people.cookie(who))).status_code == 404
+        assert (await http.get(f"/api/recordings/{message_id}")).status_code == 401
+        assert (await http.get("/api/recordings/999999", headers=people.cookie("alice"))).status_code == 404
+
+
+async def test_each_user_sees_only_their_conversations(people: People) -> None:
+    served = people.served
+    await chat(served, "bobs-own", "hello", people.cookie("bob"))
+    async with httpx.AsyncClient(base_url=served.url) as http:
+        made = await http.post("/api/conversations", json={"title": "Plans"}, headers=people.cookie("alice"))
+        alice_id = made.json()["client_id"]
+        alice = [
+            c["client_id"]
+            for c in (await http.get("/api/conversations", headers=people.cookie("alice"))).json()["conversations"]
+        ]
+        bob = [
+            c["client_id"]
+            for c in (await http.get("/api/conversations", headers=people.cookie("bob"))).json()["conversations"]
+        ]
+        assert alice_id in alice and "alice-chat" in alice and "bobs-own" not in alice
+        assert bob == ["bobs-own"]
+        assert (await http.get("/api/conversations")).status_code == 401
+        for method, path in (
+            ("PATCH", f"/api/conversations/{alice_id}"),
+            ("DELETE", f"/api/conversations/{alice_id}"),
+            ("GET", f"/api/conversations/{alice_id}/export"),
+        ):
+            body = {"title": "mine now"} if method == "PATCH" else None
+            answer = await http.request(method, path, json=body, headers=people.cookie("bob"))
+            assert answer.status_code == 404, (method, path, answer.text)
+        # a conversation made on the list is the user's before anything is said in it
+        async with websockets.connect(f"{served.ws_url}/ws/{alice_id}", additional_headers=people.cookie("bob")) as ws:
+            with pytest.raises(websockets.ConnectionClosed):
+                await ws.recv()
+            assert ws.close_code == 4404
+
+
+async def test_messages_past_keep_days_are_deleted_with_their_recordings(
+    serve: Callable[[Settings], Served], make_settings: Callable[..., Settings], fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    served = serve(make_settings({**stt_settings(fake_openai), "history": {"keep_days": 7}}))
+    pcm, rate = speak("Hello there")
+    async with httpx.AsyncClient(base_url=served.url, timeout=30) as http:
+        await http.post(
+            "/upload_audio", files={"file": ("hi.wav", wav(pcm, rate), "audio/wav")}, data={"client_id": "old"}
+        )
+    await chat(served, "new", "recent words")
+    old = (datetime.now(UTC) - timedelta(days=8)).strftime("%Y-%m-%d %H:%M:%S.000000")
+    with sqlite3.connect(served.settings.database.db_path) as db:
+        db.execute("UPDATE messages SET created_at=? WHERE client_id='old'", (old,))
+    recordings = Recordings(served.settings.audio.dir, keep_days=30)
+
+    async def forget(paths: list[str | None]) -> int:
+        return recordings.delete(paths)
+
+    engine = create_async_engine(served.settings.database_url)
+    try:
+        conversations = Conversations(
+            engine,
+            clear=None,
+            forget=forget,
+            publish=None,  # type: ignore[arg-type]
+            recordings_dir=recordings.dir,
+        )
+        assert await conversations.prune(7) == 2
+    finally:
+        await engine.dispose()
+    assert served.stored("old") == [] and len(served.stored("new")) == 2
+    assert not [p for p in (tmp_path / "audio").rglob("*") if p.is_file()]
