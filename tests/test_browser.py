@@ -450,7 +450,7 @@ def test_voice_button_hold_tap_and_space_stream_what_was_said(new_tab, serve, ma
     def answered(count: int) -> None:
         """The count-th turn is over, spoken reply and all (a press while the bot speaks would be barge-in)."""
         expect(replies(page)).to_have_count(count, timeout=20000)
-        page.wait_for_function(f"wire.filter(f => f.type === 'audio_done').length >= {count}", timeout=20000)
+        page.wait_for_function(f"() => wire.filter(f => f.type === 'audio_done').length >= {count}", timeout=20000)
 
     # Hold the button (pointer events) while the sentence plays.
     page.locator("#mic").hover()
@@ -571,9 +571,9 @@ def test_hands_free_turn_with_spoken_reply_and_barge_in(new_tab, serve, make_set
     # Nothing else is pressed: the server's VAD hears the sentence, and a turn follows.
     expect(voice_messages(page).first).to_have_text(re.compile(r"green", re.I), timeout=20000)
     assert wer(MIC_SENTENCE, voice_messages(page).first.text_content() or "") <= 0.2
-    page.wait_for_function("webBot.player.stats.scheduled > 0", timeout=20000)
+    page.wait_for_function("() => webBot.player.stats.scheduled > 0", timeout=20000)
     # The sentence comes round again while the bot is still talking: playback stops, the reply is cut.
-    page.wait_for_function("webBot.player.stats.stopped > 0", timeout=20000)
+    page.wait_for_function("() => webBot.player.stats.stopped > 0", timeout=20000)
     cut = page.locator('.msg.bot[data-state="interrupted"]').first
     expect(cut).to_be_visible(timeout=20000)
     assert len(cut.locator(".text").text_content() or "") < len(LONG_REPLY)
@@ -825,7 +825,7 @@ def test_screenshots_desktop_and_phone_light_and_dark(new_tab, serve, make_setti
         send(page, "What can you do?")
         expect(replies(page)).to_have_count(1, timeout=10000)
         # Until the whole reply has been spoken: a new message while the server still speaks would interrupt it.
-        page.wait_for_function(f"webBot.player.stats.frames >= {spoken_parts(intro)}", timeout=20000)
+        page.wait_for_function(f"() => webBot.player.stats.frames >= {spoken_parts(intro)}", timeout=20000)
         page.set_input_files("#file", str(clip))
         expect(replies(page)).to_have_count(2, timeout=20000)
         page.locator("#input").blur()

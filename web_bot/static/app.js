@@ -1,27 +1,35 @@
-// web-bot chat page: wires the socket, the conversation view, voice in and out, and file uploads together.
+// web-bot chat page: wires the socket, the conversation view, voice in and out, and file uploads together, behind
+// the sign-in the server asks for (none, a password, or a proxy that names the user).
 // Every piece of user or model text is shown through textContent, never parsed as HTML.
 "use strict";
 
+import { Account } from "./account.js";
+import { ok, problem, request } from "./api.js";
 import { Player, audioContext, unlockOnGesture } from "./audio.js";
-import { Connection } from "./connection.js";
+import { CLOSE, Connection } from "./connection.js";
 import { Conversation } from "./conversation.js";
 import { AUDIO_CODES, friendlyError } from "./errors.js";
 import {
   formatNumber, language, languages, msg, onLanguageChange, setLanguage, startLanguage, t,
 } from "./i18n.js";
+import { Gate } from "./gate.js";
 import { Notice } from "./notice.js";
 import { Suggest } from "./suggest.js";
 import { clearlyNotAudio, dropZone, uploadAudio } from "./uploads.js";
 import { Voice } from "./voice.js";
 
 const $ = (id) => document.getElementById(id);
-const ID_KEY = "web-bot-client-id";
+const ID_KEY = "web-bot-client-id"; // signed in: one per username, ID_KEY + ":" + username
 const VOICE_KEY = "web-bot-voice-replies";
 const OUTBOX_KEY = "web-bot-outbox:";
 const CLIENT_ID = /^[A-Za-z0-9_-]{1,64}$/;
 const HISTORY_PAGE = 50; // what the server's welcome carries, and what "load earlier" asks for
 // Errors that mean the message still marked "sending" was refused before it was stored.
-const REFUSED = /^(message-too-long|empty-message|bad-message|bad-json|history-.*|internal-error)$/;
+const REFUSED = /^(message-too-long|empty-message|bad-message|bad-json|history-.*|internal-error|rate-limited)$/;
+const AUTH_RETRY_MS = 5000; // the server could not say who is signed in: ask again after this
+const DEFAULT_SETTINGS = {
+  voice_replies: false, voice_available: false, speech_input: false, max_upload_mb: 16, commands: [],
+};
 
 await startLanguage(); // before anything is written on the page
 
@@ -64,18 +72,27 @@ function newClientId() {
   return "c-" + randomHex();
 }
 
+/** Where this browser keeps the conversation id: two people signed in on one browser never share one. */
+function idKey() {
+  return session.user ? ID_KEY + ":" + session.user.username : ID_KEY;
+}
+
 function loadClientId() {
-  let id = storage.get(ID_KEY);
+  let id = storage.get(idKey());
   if (!id || !CLIENT_ID.test(id)) {
     id = newClientId();
-    storage.set(ID_KEY, id);
+    storage.set(idKey(), id);
   }
   return id;
 }
 
+/** Who is signed in (user null: nobody, which mode "none" needs not), as GET /api/auth/me said. */
+const session = { mode: "none", user: null, authTimer: null };
+
 const state = {
-  clientId: loadClientId(),
-  settings: { voice_replies: false, voice_available: false, speech_input: false, max_upload_mb: 16, commands: [] },
+  clientId: null, // set once the page knows who is signed in
+  settings: { ...DEFAULT_SETTINGS },
+  foreignCloses: 0, // 4404 closes since the last welcome (a new id each time: more than a few is a loop)
   welcomed: false, // the current socket's welcome arrived
   outbox: [], // typed while offline: {kind: "text"|"command", text, message}
   unconfirmed: [], // text messages sent, waiting for the server's user_message
@@ -105,7 +122,7 @@ const player = new Player({
     action: msg("sound.play"), onAction: () => audioContext().resume(), key: "sound",
   }),
 });
-const connection = new Connection(socketUrl, { onEvent, onBinary: (data) => player.frame(data), onState });
+const connection = new Connection(socketUrl, { onEvent, onBinary: (data) => player.frame(data), onState, onClose });
 const voice = new Voice({
   ui, player, connection, notice,
   unavailable: () => (state.settings.speech_input ? null : () => friendlyError("stt-unavailable")),
@@ -187,6 +204,7 @@ function onEvent(event) {
 
 function welcome(event) {
   state.welcomed = true;
+  state.foreignCloses = 0;
   applySettings(event.settings || {});
   const history = Array.isArray(event.history) ? event.history : [];
   view.reset(history);
@@ -248,7 +266,9 @@ function transcription(event) {
 }
 
 function serverError(event) {
-  const text = () => friendlyError(event.code, event.message, { maxUploadMb: state.settings.max_upload_mb });
+  const text = () => friendlyError(event.code, event.message, {
+    maxUploadMb: state.settings.max_upload_mb, retryAfterMs: Number(event.retry_after_ms) || 0,
+  });
   if (AUDIO_CODES.has(event.code)) {
     // A push-to-talk stream with nothing said: the voice button explains it (quietly after a cancel).
     if (event.code === "no-speech" && voice.noSpeech()) return;
@@ -335,7 +355,7 @@ function onState(kind, info) {
 
 function showConnection() {
   const [kind, info] = state.connection;
-  ui.conn.dataset.state = kind;
+  ui.conn.dataset.state = kind === "stopped" ? "offline" : kind;
   document.body.dataset.connection = kind;
   ui.connText.textContent = t(kind === "open" ? "conn.online"
     : kind === "connecting" ? (info.attempt ? "conn.reconnecting" : "conn.connecting") : "conn.offline");
@@ -490,7 +510,7 @@ function switchConversation(id) {
   if (voice.recording) voice.stopRecording({ cancel: true });
   player.stop();
   state.clientId = id;
-  storage.set(ID_KEY, id);
+  storage.set(idKey(), id);
   state.outbox = [];
   state.unconfirmed = [];
   state.audioSlots = [];
@@ -516,6 +536,146 @@ async function loadEarlier() {
   } finally {
     ui.earlier.disabled = false;
   }
+}
+
+// ---- signing in ----------------------------------------------------------------------------------------------
+
+const gate = new Gate({ onSignedIn: (user) => enterChat(user), onRetry: () => checkAuth() });
+const account = new Account({
+  onSignOut: () => signOut(),
+  notify: (text) => notice.show(text, { timeout: 8000, key: "account" }),
+  onChanged: (user) => {
+    // An admin who disabled themselves is signed out by the server; one who is no admin any more loses the menu.
+    if (user.disabled) {
+      checkAuth();
+    } else if (session.user) {
+      session.user = { ...session.user, role: user.role };
+      account.show(session.user, session.mode);
+    }
+  },
+});
+
+function signedIn() {
+  return document.body.dataset.auth === "in";
+}
+
+/** Asks the server who is signed in and shows the chat, or what stands before it; `note` says why (a msg()). */
+async function checkAuth({ note = null } = {}) {
+  clearTimeout(session.authTimer);
+  const result = await request("GET", "api/auth/me");
+  if (result.status === 404) {
+    enterChat(null); // a server without accounts: everything works as it always did
+    return;
+  }
+  if (!ok(result)) {
+    showGate("unreachable");
+    session.authTimer = setTimeout(() => checkAuth({ note }), AUTH_RETRY_MS);
+    return;
+  }
+  const me = result.body;
+  session.mode = me.mode || "none";
+  if (session.mode === "none" || me.user) {
+    enterChat(session.mode === "none" ? null : me.user);
+  } else if (session.mode === "proxy") {
+    showGate("proxy");
+  } else {
+    showGate(me.setup_needed ? "setup" : "signin", note);
+  }
+}
+
+/** The chat for `user` (null in mode "none"): its own conversation id, and the socket. */
+function enterChat(user) {
+  const same = signedIn() && (user?.username ?? null) === (session.user?.username ?? null);
+  session.user = user;
+  gate.hide();
+  document.body.dataset.auth = "in";
+  account.show(user, session.mode);
+  if (same && state.clientId) return; // asked again, same answer: the socket carries on (or its caller decides)
+  leaveChat();
+  state.clientId = loadClientId();
+  restoreOutbox();
+  view.updateEmpty();
+  refreshControls();
+  connection.restart();
+  if (user) ui.input.focus();
+}
+
+/** Forgets everything the page holds of the conversation: the next person at this browser sees none of it. */
+function leaveChat() {
+  if (voice.live) voice.stopLive();
+  if (voice.recording) voice.stopRecording({ cancel: true });
+  connection.stop();
+  player.stop();
+  view.clear();
+  notice.hide();
+  state.clientId = null;
+  state.settings = { ...DEFAULT_SETTINGS };
+  state.outbox = [];
+  state.unconfirmed = [];
+  state.audioSlots = [];
+  state.welcomed = false;
+  state.turnLanguage = null;
+  state.foreignCloses = 0;
+  applySettings({});
+  ui.input.value = "";
+  autosize();
+  suggest.close();
+  ui.earlier.hidden = true;
+}
+
+function showGate(kind, note = null) {
+  if (signedIn()) leaveChat();
+  session.user = null;
+  account.show(null, session.mode);
+  document.body.dataset.auth = "gate";
+  gate.open(kind, { note });
+}
+
+async function signOut() {
+  const clientId = state.clientId;
+  connection.stop(); // first: the server closes this session's sockets, which must not look like an expiry
+  const result = await request("POST", "api/auth/logout");
+  if (!ok(result) && result.status !== 401) {
+    notice.show(problem(result), { timeout: 8000, key: "account" });
+    connection.restart();
+    return;
+  }
+  storage.set(OUTBOX_KEY + clientId, null); // words typed but never sent stay with nobody on a shared browser
+  showGate("signin", msg("signin.signed-out"));
+}
+
+/** A socket closed: a final close says what to do; one refused before it opened may mean the same. */
+async function onClose(code, { opened, final }) {
+  if (!signedIn()) return;
+  if (code === CLOSE.signIn) {
+    await checkAuth({ note: msg("signin.expired") });
+    if (signedIn()) connection.retryLater(); // still signed in after all: not at once, and not in a loop
+  } else if (code === CLOSE.foreignConversation) {
+    foreignConversation();
+  } else if (code === CLOSE.foreignPage) {
+    notice.show(msg("error.bad-origin"), { key: "connection" });
+  } else if (!final && !opened && session.mode !== "none") {
+    // Refused before the handshake finished (the browser says only 1006): still signed in, and still ours?
+    const me = await request("GET", "api/auth/me");
+    if (!ok(me) || !signedIn()) return; // the server is away: the socket's own retries will find it back
+    if (!me.body.user) {
+      checkAuth({ note: msg("signin.expired") });
+      return;
+    }
+    const history = await request("GET", `api/history/${encodeURIComponent(state.clientId)}?limit=1`);
+    if (history.status === 404 && history.body.code === "not-found" && signedIn()) foreignConversation();
+  }
+}
+
+/** The conversation id is another user's: start a new one (not again and again: then back off). */
+function foreignConversation() {
+  state.foreignCloses += 1;
+  if (state.foreignCloses > 3) {
+    connection.retryLater();
+    return;
+  }
+  switchConversation(newClientId());
+  notice.show(msg("conversation.foreign"), { timeout: 8000, key: "conversation" });
 }
 
 // ---- controls ------------------------------------------------------------------------------------------------
@@ -570,7 +730,9 @@ ui.file.addEventListener("change", () => {
   ui.file.value = "";
   uploadFiles(files);
 });
-dropZone(ui.drop, (files) => uploadFiles(files));
+dropZone(ui.drop, (files) => {
+  if (signedIn()) uploadFiles(files);
+});
 ui.newChat.addEventListener("click", () => {
   const previous = state.clientId;
   switchConversation(newClientId());
@@ -603,6 +765,7 @@ window.webBot = {
   get clientId() {
     return state.clientId;
   },
+  session,
   state,
   player,
   voice,
@@ -617,7 +780,5 @@ window.webBot = {
 };
 
 showLanguages();
-restoreOutbox();
-view.updateEmpty();
 refreshControls();
-connection.connect();
+checkAuth();

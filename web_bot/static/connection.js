@@ -1,22 +1,27 @@
 // The chat socket: reconnects with exponential backoff and jitter, keeps itself alive with pings, and tells
-// the page what state it is in.
+// the page what state it is in. A close the server means as final (sign in first, a foreign page, someone
+// else's conversation) is not retried: the page decides what follows.
 "use strict";
 
 const BASE_DELAY_MS = 500;
 const MAX_DELAY_MS = 10000;
 const PING_EVERY_MS = 20000;
 const SILENT_LIMIT_MS = 45000; // no frame at all for this long: the connection is dead even if TCP says not
+/** Close codes after which trying again as before cannot help. */
+export const CLOSE = { signIn: 4401, foreignPage: 4403, foreignConversation: 4404 };
+const FINAL = new Set(Object.values(CLOSE));
 
 export class Connection {
   /**
    * @param {() => string} url  the socket URL (asked again on every attempt: the client id may change)
-   * @param {{onEvent, onBinary, onState}} handlers
+   * @param {{onEvent, onBinary, onState, onClose}} handlers  onClose(code, {opened, final}) after every close
    */
-  constructor(url, { onEvent, onBinary, onState }) {
+  constructor(url, { onEvent, onBinary, onState, onClose = () => {} }) {
     this.url = url;
     this.onEvent = onEvent;
     this.onBinary = onBinary;
     this.onState = onState;
+    this.onClose = onClose;
     this.socket = null;
     this.attempts = 0;
     this.retryAt = 0;
@@ -56,7 +61,9 @@ export class Connection {
     }
     socket.binaryType = "arraybuffer";
     this.socket = socket;
+    let opened = false;
     socket.onopen = () => {
+      opened = true;
       this.lastFrame = Date.now();
       this.pingTimer = setInterval(() => this.keepAlive(), PING_EVERY_MS);
     };
@@ -79,10 +86,13 @@ export class Connection {
       }
       this.onEvent(event);
     };
-    socket.onclose = () => {
+    socket.onclose = (event) => {
       if (this.socket !== socket) return;
       this.socket = null;
-      this.scheduleRetry();
+      const final = FINAL.has(event.code);
+      if (final) this.stop();
+      else this.scheduleRetry();
+      this.onClose(event.code, { opened, final });
     };
   }
 
@@ -91,6 +101,19 @@ export class Connection {
     this.attempts = 0;
     this.dropSocket();
     this.connect();
+  }
+
+  /** No socket and no retries until restart(): signed out, or refused for good. */
+  stop() {
+    this.dropSocket();
+    this.clearTimers();
+    this.setState("stopped");
+  }
+
+  /** After a final close that may pass (a session that is still valid after all): try again after the backoff. */
+  retryLater() {
+    this.dropSocket();
+    this.scheduleRetry();
   }
 
   retryNow() {

@@ -13,7 +13,8 @@ const FRIENDLY = new Set([
   "bad-client-id", "llm-timeout", "llm-rate-limited", "llm-auth", "llm-unavailable", "llm-failed", "no-speech",
   "stt-unavailable", "stt-auth", "stt-rate-limited", "stt-failed", "tts-unavailable", "tts-failed", "tts-no-voice",
   "audio-too-large", "audio-too-long", "unsupported-audio", "corrupt-audio", "empty-audio", "history-unavailable",
-  "history-failed",
+  "history-failed", "auth-required", "bad-credentials", "account-disabled", "not-allowed", "bad-origin", "not-found",
+  "rate-limited", "username-taken", "weak-password", "bad-username", "setup-closed", "last-admin",
 ]);
 
 // Codes whose server message is already the most useful thing to show (it names limits or commands).
@@ -23,11 +24,15 @@ const SERVER_WORDS = new Set(["unknown-command", "bad-command", "message-too-lon
 // body is reported as "http-<status>", which falls back to the server's words or the generic sentence.
 const PAGE_CODES = new Set(["network"]);
 
-/** A sentence for `code` in the page's language; `message` is the server's own text, used when it says more. */
-export function friendlyError(code, message, { maxUploadMb } = {}) {
+/** A sentence for `code` in the page's language; `message` is the server's own text, used when it says more.
+ * `retryAfterMs` (what a rate-limited answer says) turns "too fast" into "wait so many seconds". */
+export function friendlyError(code, message, { maxUploadMb, retryAfterMs } = {}) {
   if (SERVER_WORDS.has(code) && message) return sentence(message);
   if (code === "audio-too-large" && maxUploadMb) {
     return t("problem.too-large-limit", { limit: formatNumber(maxUploadMb, { maximumFractionDigits: 1 }) });
+  }
+  if (code === "rate-limited" && retryAfterMs > 0) {
+    return t("problem.wait", { count: Math.max(1, Math.ceil(retryAfterMs / 1000)) });
   }
   if (FRIENDLY.has(code) || PAGE_CODES.has(code)) return t("error." + code);
   if (message) return sentence(message);

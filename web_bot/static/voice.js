@@ -400,6 +400,8 @@ export class Voice {
       if (target && target !== mic && target.closest("textarea, input, select, [contenteditable], button, a, summary")) {
         return;
       }
+      // Not while a dialog is open, nor while the chat is not on screen (signing in).
+      if (target?.closest("dialog") || document.body.dataset.auth !== "in") return;
       event.preventDefault();
       if (event.repeat || this.refused(mic)) return;
       if (this.recording) {
