@@ -6,6 +6,7 @@ import importlib
 import sys
 
 BENCHMARKS = ["bench.bench_chat", "bench.bench_stt", "bench.bench_voice", "bench.bench_turns", "bench.bench_llm"]
+BENCHMARKS.append("bench.bench_search")  # SQLite and PostgreSQL, a million messages (BENCH_SEARCH_MESSAGES)
 
 
 def main() -> int:

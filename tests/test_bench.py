@@ -24,6 +24,8 @@ KEY_LINES = [
     "voice turns/s, 4 clients uploading speech at once",
     ": time to first token p50",  # bench_llm: "llm <configured model>: …", beside the baseline
     ": peak RSS",
+    "sqlite: search p50 (",  # bench_search, beside a LIKE '%word%' scan
+    "sqlite: search p99 (",
 ]
 
 
@@ -42,7 +44,7 @@ def test_make_bench_quick() -> None:
     assert any(line.startswith("whisper wer: ") for line in lines), output
     assert any(line.startswith("llm ") and ": English correct: " in line for line in lines), output
     assert any(line.startswith("llm ") and ": Russian correct: " in line for line in lines), output
-    assert sum("(quick)" in line for line in lines) == 5, output
+    assert sum("(quick)" in line for line in lines) == 6, output
 
 
 TURNS_LINES = [
@@ -73,3 +75,24 @@ def test_bench_turns_quick() -> None:
         assert any(line.startswith(f"{model}: complete utterances held until max_silence: ") for line in lines), output
     early = next(line for line in lines if line.startswith("complete utterances answered before they ended: "))
     assert re.findall(r" (\d+)/\d+", early) == ["0", "0", "0", "0"], output
+
+
+SEARCH_LINES = ["search p50 (", "search p99 (", "search p50 over the", "latest 50 messages of a conversation p50"]
+
+
+@pytest.mark.postgres
+def test_bench_search_quick() -> None:
+    """The search benchmark on its own, quick: SQLite and PostgreSQL, each beside its LIKE scan."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WEB_BOT_", "OPENAI_"))}
+    env.update(BENCH_QUICK="1")
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "bench_search"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    lines = output.splitlines()
+    assert any(line.startswith("# search benchmark (quick)") for line in lines), output
+    for database in ("sqlite", "postgresql"):
+        for key in SEARCH_LINES:
+            assert any(line.startswith(f"{database}: {key}") for line in lines), f"no {database} {key!r}:\n{output}"
+        assert any(line.startswith(f"{database}: search p50 (") and "ratio" in line for line in lines), output

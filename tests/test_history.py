@@ -20,6 +20,7 @@ from core.history import SQLHistoryStore
 from core.history.__main__ import main as migrate_cli
 from core.history.migrate import current_revision, head_revision
 from core.history.schema import messages, metadata
+from core.history.search import include_name
 from core.models import NewMessage
 
 
@@ -264,7 +265,8 @@ async def test_writes_after_close_are_refused(tmp_path: Path) -> None:
 
 
 def _schema_differences(conn: Connection) -> list[object]:
-    context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+    opts = {"compare_type": True, "compare_server_default": True, "include_name": include_name}
+    context = MigrationContext.configure(conn, opts=opts)
     return list(compare_metadata(context, metadata))
 
 
