@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-Handler = Callable[["Bot", str, str], Awaitable[CommandResult]]
+# (bot, client_id, arguments, privileged): privileged callers (admins; the local user in mode none) see everything
+Handler = Callable[["Bot", str, str, bool], Awaitable[CommandResult]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,16 +29,21 @@ class Command:
     handler: Handler
 
 
-async def _help(bot: Bot, client_id: str, args: str) -> CommandResult:
+async def _help(bot: Bot, client_id: str, args: str, privileged: bool) -> CommandResult:
     locale = bot.pipeline.locale(client_id)
     commands = bot.commands.described(locale)
     lines = [f"/{c['name']} — {c['summary']}" for c in commands]
     return CommandResult("help", translate(locale, "help.title") + "\n" + "\n".join(lines), {"commands": commands})
 
 
-async def _status(bot: Bot, client_id: str, args: str) -> CommandResult:
+async def _status(bot: Bot, client_id: str, args: str, privileged: bool) -> CommandResult:
     status = await bot.status()
     locale = bot.pipeline.locale(client_id)
+    if not privileged:  # what /api/status tells anyone: health, version, access mode
+        brief = {key: status[key] for key in ("status", "version", "auth")}
+        text = translate(locale, "status.brief", status=translate(locale, f"status.{status['status']}"),
+                         version=status["version"])
+        return CommandResult("status", text, brief)
     text = translate(
         locale,
         "status.text",
@@ -52,7 +58,7 @@ async def _status(bot: Bot, client_id: str, args: str) -> CommandResult:
     return CommandResult("status", text, status)
 
 
-async def _clear(bot: Bot, client_id: str, args: str) -> CommandResult:
+async def _clear(bot: Bot, client_id: str, args: str, privileged: bool) -> CommandResult:
     # In the client's lane, so a reply being written is stored before the history goes.
     deletion = await bot.pipeline.in_lane(client_id, lambda: bot.history.clear(client_id))
     deleted = deletion.messages
@@ -64,9 +70,12 @@ async def _clear(bot: Bot, client_id: str, args: str) -> CommandResult:
     return CommandResult("clear", text, {"deleted": deleted})
 
 
-async def _info(bot: Bot, client_id: str, args: str) -> CommandResult:
+async def _info(bot: Bot, client_id: str, args: str, privileged: bool) -> CommandResult:
     summary = await bot.history.summary(client_id)
     engines = bot.engines()
+    if not privileged:  # which engines and models answer, not where they run
+        engines = {stage: {k: v for k, v in info.items() if k in ("engine", "model", "ready")}
+                   for stage, info in engines.items()}
     data: dict[str, object] = {
         "client_id": client_id,
         "message_count": summary.message_count,
@@ -91,7 +100,7 @@ async def _info(bot: Bot, client_id: str, args: str) -> CommandResult:
     return CommandResult("info", text, data)
 
 
-async def _voice(bot: Bot, client_id: str, args: str) -> CommandResult:
+async def _voice(bot: Bot, client_id: str, args: str, privileged: bool) -> CommandResult:
     locale = bot.pipeline.locale(client_id)
     choice = args.lower()
     if choice not in ("on", "off", ""):
@@ -132,8 +141,9 @@ class Commands:
             out.append({"name": c.name, "summary": summary})
         return out
 
-    async def run(self, client_id: str, line: str) -> CommandResult:
-        """Run a line starting with ``/``; raise CommandError for an unknown command."""
+    async def run(self, client_id: str, line: str, *, privileged: bool = True) -> CommandResult:
+        """Run a line starting with ``/``; raise CommandError for an unknown command. Unprivileged callers (users
+        who are not admins) get what ``/api/status`` would show them."""
         name, _, args = line[1:].strip().partition(" ")
         command = self._commands.get(name.lower())
         if command is None:
@@ -141,6 +151,6 @@ class Commands:
             locale = self._bot.pipeline.locale(client_id)
             raise CommandError(translate(locale, "command.unknown", name=name, known=known), code="unknown-command")
         logger.info("command /%s from %s", command.name, client_id)
-        result = await command.handler(self._bot, client_id, args.strip())
+        result = await command.handler(self._bot, client_id, args.strip(), privileged)
         # A command's words can quote stored text and engine names: as untrusted as any engine's output.
         return dataclasses.replace(result, text=valid_text(result.text))

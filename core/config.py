@@ -64,6 +64,8 @@ class ServerSettings(Section):
     forwarded_allow_ips: str = "127.0.0.1"
     # Origins (scheme://host[:port]) besides the server's own that may open a socket or post with a cookie.
     allowed_origins: Annotated[list[str], BeforeValidator(word_list)] = []
+    # Host names the server answers to besides loopback's (empty: any, except in mode none: loopback's only).
+    allowed_hosts: Annotated[list[str], BeforeValidator(word_list)] = []
 
 
 class AuthSettings(Section):
@@ -107,12 +109,14 @@ RateLimit = Annotated[str, AfterValidator(rate_limit)]
 class LimitsSettings(Section):
     """Abuse limits, per user and per client address (``core.auth.limits``), shared through Redis when
     ``redis.url`` is set. Rates are ``limits`` strings (``N/second|minute|hour|day``, several with ``;``); empty
-    turns one off. ``sign_in`` counts failed sign-ins; after ``sign_in_slow_after`` of them each answer waits a
-    little longer, and past the rate they are refused. ``audio_seconds`` is seconds of speech sent (uploads and the
+    turns one off. ``sign_in`` counts sign-in attempts per username (a success clears them), ``sign_in_per_address``
+    per client address; after ``sign_in_slow_after`` attempts at one name each answer waits a little longer, and past
+    the rate they are refused. ``audio_seconds`` is seconds of speech sent (uploads and the
     microphone). ``sockets_per_user`` and ``sockets_per_address`` cap open sockets (0: no cap)."""
 
     enabled: bool = True
     sign_in: RateLimit = "5/minute;30/hour"
+    sign_in_per_address: RateLimit = "20/minute;100/hour"
     sign_in_slow_after: int = Field(2, ge=0)
     messages: RateLimit = "20/minute;300/hour"
     messages_per_address: RateLimit = "60/minute"

@@ -29,6 +29,7 @@ from core.auth.schema import conversations
 from core.errors import AuthError, BotError, HistoryError, ProtocolError
 from core.events import ConversationDeleted, ConversationTitled
 from core.history.schema import messages
+from core.history.search import SearchHit, search_messages
 from core.history.writes import to_stored
 from core.interfaces import LLMEngine
 from core.models import ChatMessage, StoredMessage
@@ -245,6 +246,12 @@ class Conversations:
             conversations.c.client_id == client_id, conversations.c.title == old
         ).values(title=new)
         return await self._write(statement) > 0
+
+    async def search(
+        self, user_id: int | None, query: str, *, limit: int = 20, before_id: int | None = None
+    ) -> list[SearchHit]:
+        """Full-text search over ``user_id``'s messages (everyone's: None), newest first (``core.history.search``)."""
+        return await search_messages(self._engine, query=query, user_id=user_id, limit=limit, before_id=before_id)
 
     # Deleting
 

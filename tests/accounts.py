@@ -51,6 +51,8 @@ class People:
         return self
 
     async def sign_in(self, http: httpx.AsyncClient, name: str) -> str:
+        """Sign ``name`` in as a browser of their own would (signing in revokes a session the request carries)."""
+        http.cookies.clear()
         answer = await http.post("/api/auth/login", json={"username": name, "password": PASSWORDS[name]})
         assert answer.status_code == 200, answer.text
         cookie = answer.headers["set-cookie"].lower()

@@ -26,7 +26,9 @@ from core.config import LimitsSettings, Settings
 from core.errors import ConfigError, RateLimited
 from tests.accounts import CHAT, PASSWORDS, People
 from tests.conftest import Served
+from tests.fakes.openai_server import FakeOpenAI
 from web_bot.app import create_app
+from web_bot.security import LOOPBACK_HOSTS, GuardHosts
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,8 +48,12 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, tuple[int, int, int, int]]] 
     ("GET", "/api/users", None, (401, 403, 403, 200)),
     ("POST", "/api/users", {"username": "u{n}", "password": "long-enough-pw"}, (401, 403, 403, 201)),
     ("PATCH", "/api/users/{bob}", {"role": "user"}, (401, 403, 403, 200)),
-    ("POST", "/api/auth/password", {"current_password": "wrong-one", "new_password": "whatever-x"},
-     (401, 401, 401, 401)),
+    (
+        "POST",
+        "/api/auth/password",
+        {"current_password": "wrong-one", "new_password": "whatever-x"},
+        (401, 401, 401, 401),
+    ),
     ("POST", "/api/auth/setup", {"username": "late", "password": "long-enough-pw"}, (403, 403, 403, 403)),
     ("GET", "/metrics", None, (200, 200, 200, 200)),  # 127.0.0.1 is in metrics.allow_ips
 ]
@@ -74,8 +80,9 @@ async def test_every_route_answers_each_kind_of_caller_as_the_table_says(people:
         # an upload to alice's conversation: bob and root are told it does not exist; alice gets past the checks
         files = {"file": ("a.wav", b"RIFF0000WAVE", "audio/wav")}
         for who, status in (("anonymous", 401), ("other", 404), ("admin", 404), ("owner", 503)):
-            answer = await http.post("/upload_audio", files=files, data={"client_id": CHAT},
-                                     headers=people.headers(NAME[who]))
+            answer = await http.post(
+                "/upload_audio", files=files, data={"client_id": CHAT}, headers=people.headers(NAME[who])
+            )
             if answer.status_code != status:
                 wrong.append(f"POST /upload_audio as {who}: {answer.status_code}, expected {status}")
         # revoking alice's token: bob cannot (it is not his: 404), alice can
@@ -138,7 +145,8 @@ async def test_logout_and_revocation_hold_at_once(people: People) -> None:
         bob = people.cookie("bob")
         second = await people.sign_in(http, "bob")
         changed = await http.post(
-            "/api/auth/password", json={"current_password": PASSWORDS["bob"], "new_password": "bob-new-password"},
+            "/api/auth/password",
+            json={"current_password": PASSWORDS["bob"], "new_password": "bob-new-password"},
             headers=bob,
         )
         assert changed.status_code == 204
@@ -159,7 +167,8 @@ async def test_logout_and_revocation_hold_at_once(people: People) -> None:
 async def test_brute_force_sign_in_is_slowed_then_refused(
     serve: Callable[[Settings], Served], password_settings: Callable[..., Settings]
 ) -> None:
-    served = serve(password_settings(limits={"enabled": True, "sign_in": "5/minute", "sign_in_slow_after": 2}))
+    limits = {"enabled": True, "sign_in": "5/minute", "sign_in_per_address": "8/minute", "sign_in_slow_after": 2}
+    served = serve(password_settings(limits=limits))
     people = await People(served).start()
     async with httpx.AsyncClient(base_url=served.url, timeout=30) as http:
         took = []
@@ -173,27 +182,47 @@ async def test_brute_force_sign_in_is_slowed_then_refused(
         refused = await http.post("/api/auth/login", json={"username": "alice", "password": PASSWORDS["alice"]})
         assert refused.status_code == 429, refused.text
         assert int(refused.headers["retry-after"]) >= 1 and refused.json()["retry_after_ms"] >= 1000
-        # the limit is per address and per name: another name from this address is refused too
+        # per address too: two sign-ins at the start, five failures and that refusal make eight; bob is refused
         other = await http.post("/api/auth/login", json={"username": "bob", "password": PASSWORDS["bob"]})
         assert other.status_code == 429
     assert people.ids["alice"]
 
 
+async def test_parallel_guesses_cannot_slip_under_the_sign_in_limit(
+    serve: Callable[[Settings], Served], password_settings: Callable[..., Settings]
+) -> None:
+    served = serve(password_settings(limits={"enabled": True, "sign_in": "5/minute"}))
+    await People(served).start()
+    async with httpx.AsyncClient(base_url=served.url, timeout=60) as http:
+        guess = {"username": "alice", "password": "guess"}
+        guesses = [http.post("/api/auth/login", json={**guess, "password": f"guess-{n}"}) for n in range(12)]
+        answers = await asyncio.gather(*guesses)
+        assert sorted(a.status_code for a in answers) == [401] * 5 + [429] * 7
+        right = await http.post("/api/auth/login", json={"username": "alice", "password": PASSWORDS["alice"]})
+        assert right.status_code == 429
+
+
 async def test_a_foreign_origin_can_neither_connect_nor_post_with_the_cookie(people: People) -> None:
     alice = people.cookie("alice")
     async with websockets.connect(
-        f"{people.served.ws_url}/ws/{CHAT}", additional_headers=alice, origin="https://evil.example"  # type: ignore[arg-type]
+        f"{people.served.ws_url}/ws/{CHAT}",
+        additional_headers=alice,
+        origin="https://evil.example",  # type: ignore[arg-type]
     ) as ws:
         with pytest.raises(ConnectionClosed):
             await ws.recv()
         assert ws.close_code == 4403
     own = people.served.url
     async with websockets.connect(
-        f"{people.served.ws_url}/ws/{CHAT}", additional_headers=alice, origin=own  # type: ignore[arg-type]
+        f"{people.served.ws_url}/ws/{CHAT}",
+        additional_headers=alice,
+        origin=own,  # type: ignore[arg-type]
     ) as ws:
         assert json.loads(await ws.recv())["type"] == "welcome"
     async with httpx.AsyncClient(base_url=own) as http:
-        foreign = await http.post("/api/tokens", json={"name": "x"}, headers={**alice, "Origin": "https://evil.example"})
+        foreign = await http.post(
+            "/api/tokens", json={"name": "x"}, headers={**alice, "Origin": "https://evil.example"}
+        )
         assert foreign.status_code == 403 and foreign.json()["code"] == "bad-origin"
         cross = await http.post("/api/tokens", json={"name": "x"}, headers={**alice, "Sec-Fetch-Site": "cross-site"})
         assert cross.status_code == 403
@@ -350,12 +379,19 @@ def test_the_users_command_adds_an_admin_from_stdin(tmp_path: Path, make_setting
     config = tmp_path / "config.json"
     assert config.is_file() and settings.config_file == str(config)
     run = [sys.executable, "-m", "web_bot", "users", "--config", str(config)]
-    added = subprocess.run([*run, "add", "admin1", "--admin", "--password-stdin"], input="a-long-password\n",
-                           capture_output=True, text=True, cwd=ROOT, timeout=120)
+    added = subprocess.run(
+        [*run, "add", "admin1", "--admin", "--password-stdin"],
+        input="a-long-password\n",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert added.returncode == 0, added.stderr
     assert "created admin admin1" in added.stdout
-    short = subprocess.run([*run, "add", "u2", "--password-stdin"], input="short\n", capture_output=True, text=True,
-                           cwd=ROOT, timeout=120)
+    short = subprocess.run(
+        [*run, "add", "u2", "--password-stdin"], input="short\n", capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
     assert short.returncode == 1 and "weak-password" in short.stderr
     listed = subprocess.run([*run, "list"], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert re.search(r"admin1\s+admin\s+active", listed.stdout), listed.stdout
@@ -377,3 +413,153 @@ async def test_a_silent_socket_is_closed_soon_after_its_session_ends(
             while True:
                 await asyncio.wait_for(ws.recv(), 10)
         assert ws.close_code == 4401
+
+
+async def test_mode_none_answers_only_this_machine_and_its_own_host_names(
+    serve: Callable[[Settings], Served], make_settings: Callable[..., Settings]
+) -> None:
+    local = serve(make_settings())
+    async with httpx.AsyncClient(base_url=local.url) as http:
+        # 127.0.0.1 is a trusted proxy here, so X-Forwarded-For stands for a client elsewhere
+        remote = await http.get("/api/conversations", headers={"X-Forwarded-For": "192.0.2.9"})
+        assert remote.status_code == 403 and remote.json()["code"] == "not-allowed"
+        rebound = await http.get("/api/conversations", headers={"Host": "rebind.attacker.example"})
+        assert rebound.status_code == 403 and rebound.json()["code"] == "bad-origin"
+        assert (
+            await http.get("/api/conversations", headers={"Host": f"localhost:{local.url.rsplit(':', 1)[1]}"})
+        ).is_success
+    shared = serve(make_settings({"auth": {"allow_anonymous": True}, "server": {"allowed_hosts": ["chat.example"]}}))
+    async with httpx.AsyncClient(base_url=shared.url) as http:
+        assert (await http.get("/api/status", headers={"X-Forwarded-For": "192.0.2.9"})).status_code == 200
+        assert (await http.get("/api/status", headers={"Host": "chat.example"})).status_code == 200
+        assert (await http.get("/api/status", headers={"Host": "other.example"})).status_code == 403
+
+
+async def test_a_rebound_host_name_cannot_reach_the_setup_form(
+    serve: Callable[[Settings], Served], password_settings: Callable[..., Settings]
+) -> None:
+    served = serve(password_settings())
+    async with httpx.AsyncClient(base_url=served.url) as http:
+        rebound = {"Host": "rebind.attacker.example", "Origin": "http://rebind.attacker.example"}
+        assert (await http.get("/api/auth/me", headers=rebound)).json()["setup_needed"] is False
+        setup = await http.post(
+            "/api/auth/setup", json={"username": "x", "password": "long-enough-pw"}, headers=rebound
+        )
+        assert setup.status_code == 403 and setup.json()["code"] == "setup-closed"
+        assert (await http.get("/api/auth/me")).json()["setup_needed"] is True
+
+
+async def test_a_reset_or_disable_ends_tokens_and_tokens_make_no_tokens(people: People) -> None:
+    async with httpx.AsyncClient(base_url=people.served.url) as http:
+        root, alice = people.cookie("root"), people.cookie("alice")
+        bearer = {"Authorization": f"Bearer {people.tokens['alice']}"}
+        assert (await http.get("/api/tokens", headers=bearer)).status_code == 200
+        minted = await http.post("/api/tokens", json={"name": "child"}, headers=bearer)
+        assert minted.status_code == 403 and minted.json()["code"] == "not-allowed"
+        changed = await http.post(
+            "/api/auth/password",
+            json={"current_password": PASSWORDS["alice"], "new_password": "x" * 12},
+            headers=bearer,
+        )
+        assert changed.status_code == 403
+        reset = await http.patch(f"/api/users/{people.ids['alice']}", json={"password": "reset-by-admin"}, headers=root)
+        assert reset.status_code == 200
+        assert (await http.get("/api/tokens", headers=bearer)).status_code == 401
+        assert (await http.get("/api/tokens", headers=alice)).status_code == 401
+        bob_token = (await http.post("/api/tokens", json={"name": "b"}, headers=people.cookie("bob"))).json()["token"]
+        await http.patch(f"/api/users/{people.ids['bob']}", json={"disabled": True}, headers=root)
+        await http.patch(f"/api/users/{people.ids['bob']}", json={"disabled": False}, headers=root)
+        assert (await http.get("/api/tokens", headers={"Authorization": f"Bearer {bob_token}"})).status_code == 401
+
+
+async def test_guessing_the_current_password_is_limited_like_a_sign_in(
+    serve: Callable[[Settings], Served], password_settings: Callable[..., Settings]
+) -> None:
+    served = serve(password_settings(limits={"enabled": True, "sign_in": "3/minute", "sign_in_slow_after": 10}))
+    people = await People(served).start()
+    async with httpx.AsyncClient(base_url=served.url) as http:
+        codes = []
+        for n in range(4):
+            body = {"current_password": f"guess-{n}", "new_password": "whatever-long"}
+            codes.append((await http.post("/api/auth/password", json=body, headers=people.cookie("bob"))).status_code)
+    assert codes == [401, 401, 401, 429]
+
+
+async def test_users_who_are_not_admins_get_the_brief_status_everywhere(
+    serve: Callable[[Settings], Served], password_settings: Callable[..., Settings], fake_openai: FakeOpenAI
+) -> None:
+    leaky = f"http://svc:TOPSECRETPW@127.0.0.1:{fake_openai.url.rsplit(':', 1)[1]}/v1?api-key=KEY123"  # type: ignore[attr-defined]
+    served = serve(password_settings(llm={"base_url": leaky}))
+    people = await People(served).start()
+    async with websockets.connect(f"{served.ws_url}/ws/{CHAT}", additional_headers=people.cookie("alice")) as ws:
+        await ws.recv()
+        for command in ("/status", "/info"):
+            await ws.send(json.dumps({"type": "text", "text": command}))
+            event = json.loads(await ws.recv())
+            while event["type"] != "command":
+                event = json.loads(await ws.recv())
+            text = json.dumps(event)
+            assert "TOPSECRETPW" not in text and "KEY123" not in text and "base_url" not in text, text
+            if command == "/status":
+                assert set(event["data"]) == {"status", "version", "auth"}
+    async with httpx.AsyncClient(base_url=served.url) as http:
+        full = (await http.get("/api/status", headers=people.cookie("root"))).text
+    assert "TOPSECRETPW" not in full and "KEY123" not in full and '"base_url":"http://127.0.0.1:' in full
+
+
+async def test_odd_requests_get_json_errors_not_500s(people: People) -> None:
+    huge = "99999999999999999999999"
+    async with httpx.AsyncClient(base_url=people.served.url) as http:
+        alice, root = people.cookie("alice"), people.cookie("root")
+        for method, path, headers in (
+            ("DELETE", f"/api/tokens/{huge}", alice),
+            ("PATCH", f"/api/users/{huge}", root),
+            ("GET", f"/api/recordings/{huge}", alice),
+            ("GET", f"/api/history/{CHAT}?before={huge}", alice),
+            ("GET", f"/api/conversations?offset={huge}", alice),
+            ("GET", "/no/such/route", alice),
+            ("POST", "/api/status", alice),
+        ):
+            answer = await http.request(method, path, headers=headers, json={} if method == "PATCH" else None)
+            assert 400 <= answer.status_code < 500 and answer.json()["code"], (method, path, answer.text)
+            assert answer.headers["x-content-type-options"] == "nosniff"
+        # an Origin of another scheme, or with a path, is not the server's own
+        for origin in (people.served.url.replace("http:", "https:"), people.served.url + "/page"):
+            answer = await http.post("/api/tokens", json={"name": "x"}, headers={**alice, "Origin": origin})
+            assert answer.status_code == 403, origin
+
+
+def test_the_users_command_takes_config_after_the_action(
+    tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    make_settings({"auth": {"mode": "password"}})
+    config = str(tmp_path / "config.json")
+    for argv in (["users", "list", "--config", config], ["--config", config, "users", "list"]):
+        listed = subprocess.run(
+            [sys.executable, "-m", "web_bot", *argv], capture_output=True, text=True, cwd=ROOT, timeout=120
+        )
+        assert listed.returncode == 0 and "no accounts yet" in listed.stdout, (argv, listed.stderr)
+    empty = subprocess.run(
+        [sys.executable, "-m", "web_bot", "users", "add", "x", "--password-stdin", "--config", config],
+        input="",
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert empty.returncode == 1 and "Traceback" not in empty.stderr
+
+
+async def test_a_socket_for_another_host_name_is_closed_before_it_opens() -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("the app must not see it")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    guard = GuardHosts(app, hosts=LOOPBACK_HOSTS, loopback_only=True)
+    scope = {"type": "websocket", "headers": [(b"host", b"rebind.attacker.example")], "client": ("127.0.0.1", 1)}
+    await guard(scope, None, send)
+    assert sent == [{"type": "websocket.close", "code": 4403, "reason": sent[0]["reason"]}]

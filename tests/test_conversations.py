@@ -252,3 +252,23 @@ async def test_messages_past_keep_days_are_deleted_with_their_recordings(
         await engine.dispose()
     assert served.stored("old") == [] and len(served.stored("new")) == 2
     assert not [p for p in (tmp_path / "audio").rglob("*") if p.is_file()]
+
+
+async def test_search_finds_ones_own_words_in_any_form(people: People) -> None:
+    served = people.served
+    await chat(served, "alice-chat", "Какая погода будет завтра в Москве?", people.cookie("alice"))
+    await chat(served, "bob-notes", "Running shoes for the marathon", people.cookie("bob"))
+    async with httpx.AsyncClient(base_url=served.url) as http:
+        found = (await http.get("/api/search", params={"q": "погоду"}, headers=people.cookie("alice"))).json()
+        assert {r["client_id"] for r in found["results"]} == {"alice-chat"}  # her words, and the echo of them
+        asked = next(r for r in found["results"] if r["role"] == "user")
+        assert [part["text"] for part in asked["snippet"] if part["matched"]] == ["погода"]
+        assert (await http.get("/api/search", params={"q": "погода"}, headers=people.cookie("bob"))).json()[
+            "results"
+        ] == []
+        runs = (await http.get("/api/search", params={"q": "run"}, headers=people.cookie("bob"))).json()["results"]
+        assert {r["client_id"] for r in runs} == {"bob-notes"}
+        assert (await http.get("/api/search", params={"q": "run"})).status_code == 401
+        assert (
+            await http.get("/api/search", params={"q": '" AND ( *'}, headers=people.cookie("bob"))
+        ).status_code == 200

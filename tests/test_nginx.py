@@ -334,3 +334,11 @@ def test_websocket_idle_longer_than_nginx_default_timeout_survives(stack: Stack)
         if event["type"] == "reply":
             break
     assert "still there" in event["text"]
+
+
+async def test_a_clients_own_forwarded_for_is_replaced_by_nginx(stack: Stack) -> None:
+    # The stack runs in mode none, which answers only this machine: were the client's X-Forwarded-For believed,
+    # this request (from 127.0.0.1) would pass as 192.0.2.9 and be refused; nginx writes the real address instead.
+    async with httpx.AsyncClient(verify=stack.tls) as http:
+        spoofed = await http.get(f"{stack.https}/api/status", headers={"X-Forwarded-For": "192.0.2.9"})
+    assert spoofed.status_code == 200, spoofed.text

@@ -15,10 +15,11 @@ from web_bot.app import check_exposure, create_app
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["users"]:
+    if "users" in argv[:3]:  # `users ...`, or `--config F users ...`
         from web_bot.users import main as users_main
 
-        return users_main(argv[1:])
+        at = argv.index("users")
+        return users_main(argv[:at] + argv[at + 1 :])
     parser = argparse.ArgumentParser(prog="python -m web_bot", description="Run the web-bot server.")
     parser.add_argument("--host", help="address to listen on (default: server.host from the config)")
     parser.add_argument("--port", type=int, help="port to listen on (default: server.port from the config)")

@@ -8,8 +8,10 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.auth import Principal
 from core.auth.models import Role
-from web_bot.deps import AuthDep, PrincipalDep
+from web_bot.deps import AuthDep, PrincipalDep, RowId
+from web_bot.security import LOOPBACK_HOSTS, host_name
 
 logger = logging.getLogger(__name__)
 
@@ -59,19 +61,26 @@ def clear_session_cookie(request: Request, response: Response) -> None:
     response.delete_cookie(request.app.state.settings.auth.cookie_name, path="/", httponly=True, samesite="lax")
 
 
+def setup_address(request: Request, principal: Principal) -> str:
+    """The address the first-admin form is judged by: none unless the page was asked for by a loopback name, so a
+    site whose DNS name was rebound to 127.0.0.1 cannot reach the form from a browser on this machine."""
+    return principal.address if host_name(request.headers.get("host", "")) in LOOPBACK_HOSTS else ""
+
+
 @router.get("/api/auth/me")
-async def me(principal: PrincipalDep, auth: AuthDep) -> dict[str, Any]:
+async def me(request: Request, principal: PrincipalDep, auth: AuthDep) -> dict[str, Any]:
     return {
         "mode": auth.mode,
         "user": principal.user.public() if principal.user is not None else None,
         "via": principal.via,
-        "setup_needed": await auth.setup_needed(principal.address),
+        "setup_needed": await auth.setup_needed(setup_address(request, principal)),
     }
 
 
 @router.post("/api/auth/login")
 async def login(body: SignIn, request: Request, response: Response, principal: PrincipalDep, auth: AuthDep) -> Any:
     user, token = await auth.sign_in(body.username, body.password, principal.address)
+    await auth.sign_out(principal)  # a browser signing in as someone else leaves no session of the first behind
     set_session_cookie(request, response, token)
     return {"user": user.public()}
 
@@ -84,7 +93,7 @@ async def logout(request: Request, response: Response, principal: PrincipalDep, 
 
 @router.post("/api/auth/setup", status_code=201)
 async def setup(body: SignIn, request: Request, response: Response, principal: PrincipalDep, auth: AuthDep) -> Any:
-    user, token = await auth.set_up(body.username, body.password, principal.address)
+    user, token = await auth.set_up(body.username, body.password, setup_address(request, principal))
     set_session_cookie(request, response, token)
     return {"user": user.public()}
 
@@ -110,7 +119,7 @@ async def create_token(body: NewToken, principal: PrincipalDep, auth: AuthDep) -
 
 
 @router.delete("/api/tokens/{token_id}", status_code=204)
-async def revoke_token(token_id: int, principal: PrincipalDep, auth: AuthDep) -> None:
+async def revoke_token(token_id: RowId, principal: PrincipalDep, auth: AuthDep) -> None:
     await auth.revoke_token(principal, token_id)
 
 
@@ -125,7 +134,7 @@ async def add_user(body: NewUser, principal: PrincipalDep, auth: AuthDep) -> dic
 
 
 @router.patch("/api/users/{user_id}")
-async def update_user(user_id: int, body: UserChange, principal: PrincipalDep, auth: AuthDep) -> dict[str, Any]:
+async def update_user(user_id: RowId, body: UserChange, principal: PrincipalDep, auth: AuthDep) -> dict[str, Any]:
     user = await auth.update_user(
         principal, user_id, disabled=body.disabled, role=body.role, password=body.password
     )

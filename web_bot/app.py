@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.websockets import WebSocketDisconnect
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
@@ -32,11 +33,20 @@ from core.services import WELCOME_HISTORY, Bot, build_bot
 from web_bot.accounts import router as accounts_router
 from web_bot.connections import WebSocketSink
 from web_bot.conversations import router as conversations_router
-from web_bot.deps import AuthDep, BotDep, PrincipalDep, get_credentials
+from web_bot.deps import ROW_ID_MAX, AuthDep, BotDep, PrincipalDep, get_credentials
 from web_bot.guard import SocketGuard, error_event
 from web_bot.logging_setup import configure_logging
 from web_bot.protocol import valid_client_id
-from web_bot.security import RecordPeer, SecurityHeaders, content_security_policy, in_networks, same_origin
+from web_bot.security import (
+    LOOPBACK_HOSTS,
+    GuardHosts,
+    RecordPeer,
+    SecurityHeaders,
+    content_security_policy,
+    host_name,
+    in_networks,
+    same_origin,
+)
 from web_bot.session import SocketSession
 from web_bot.uploads import read_upload
 
@@ -91,6 +101,20 @@ def import_map(static: Path, version: str) -> str:
     return json.dumps({"imports": urls}, separators=(",", ":"))
 
 
+def local_only(settings: Settings) -> bool:
+    """Mode none without ``auth.allow_anonymous``: only this machine's clients are answered, however it listens."""
+    return settings.auth.mode == "none" and not settings.auth.allow_anonymous
+
+
+def served_hosts(settings: Settings) -> frozenset[str] | None:
+    """The ``Host`` names answered: ``server.allowed_hosts`` and loopback's when set; loopback's alone for a
+    local-only server (so a rebound DNS name cannot reach it); None (any) otherwise."""
+    configured = frozenset(host_name(h) for h in settings.server.allowed_hosts)
+    if configured:
+        return configured | LOOPBACK_HOSTS
+    return LOOPBACK_HOSTS if local_only(settings) else None
+
+
 def check_exposure(settings: Settings, host: str) -> None:
     """``auth.mode`` none serves anyone who can connect: refuse to listen beyond loopback unless told to."""
     if settings.auth.mode != "none" or settings.auth.allow_anonymous:
@@ -123,10 +147,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="web-bot", version=__version__, lifespan=lifespan)
     app.state.settings = settings
-    # Added last runs first: the peer is recorded, then X-Forwarded-For from a trusted proxy is applied.
-    app.add_middleware(SecurityHeaders, csp=csp)
+    # Added last runs first: security headers on every answer; the peer recorded, then X-Forwarded-For from a
+    # trusted proxy applied; then the host and (mode none) loopback checks.
+    app.add_middleware(GuardHosts, hosts=served_hosts(settings), loopback_only=local_only(settings))
     app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.server.forwarded_allow_ips)
     app.add_middleware(RecordPeer)
+    app.add_middleware(SecurityHeaders, csp=csp)
     app.include_router(accounts_router)
     app.include_router(conversations_router)
     templates = Jinja2Templates(directory=HERE / "templates")
@@ -146,6 +172,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if status == 401:
             headers["www-authenticate"] = 'Bearer realm="web-bot"'
         return JSONResponse(body, status_code=status, headers=headers or None)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not-found", 401: "auth-required", 403: "not-allowed"}.get(err.status_code, "bad-request")
+        return JSONResponse({"code": code, "detail": str(err.detail)}, status_code=err.status_code,
+                            headers=getattr(err, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
@@ -174,7 +206,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         auth: AuthDep,
         principal: PrincipalDep,
         limit: int = Query(50, ge=1, le=500),
-        before: int | None = Query(None, ge=1),
+        before: int | None = Query(None, ge=1, le=ROW_ID_MAX),
     ) -> dict[str, Any]:
         if not valid_client_id(client_id):
             raise BotError("client_id must be 1-64 characters of A-Z a-z 0-9 _ -", code="bad-client-id")
@@ -260,7 +292,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         open sockets; on a refusal, close it with the code the page acts on and return None."""
         auth = bot.auth
         assert auth is not None
-        if not same_origin(websocket.headers, settings.server.allowed_origins):
+        if not same_origin(websocket.headers, settings.server.allowed_origins, websocket.url.scheme):
             logger.info("socket for %s refused: Origin %s", client_id, websocket.headers.get("origin"))
             await websocket.close(code=CLOSE_BAD_ORIGIN, reason="this page may not connect here")
             return None

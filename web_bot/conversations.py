@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.conversations import Conversations
 from core.errors import AuthError, ProtocolError
-from web_bot.deps import AuthDep, BotDep, PrincipalDep
+from web_bot.deps import ROW_ID_MAX, AuthDep, BotDep, PrincipalDep, RowId
 from web_bot.protocol import valid_client_id
 
 router = APIRouter()
@@ -49,7 +49,7 @@ async def list_conversations(
     auth: AuthDep,
     conversations: ConversationsDep,
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=ROW_ID_MAX),
 ) -> dict[str, Any]:
     page = await conversations.of_user(auth.owner_key(principal), limit=limit, offset=offset)
     more = offset + len(page) if len(page) == limit else None
@@ -114,13 +114,18 @@ async def import_conversation(
 
 @router.get("/api/recordings/{message_id}")
 async def recording(
-    message_id: int, principal: PrincipalDep, auth: AuthDep, conversations: ConversationsDep
+    message_id: RowId, principal: PrincipalDep, auth: AuthDep, conversations: ConversationsDep
 ) -> FileResponse:
     """A user's recording, for its owner only; HTTP range requests are answered, so players can seek."""
     message = await conversations.message(message_id)
     if message is None:
         raise AuthError("no such recording", code="not-found")
-    await auth.own_conversation(principal, message.client_id)
+    try:
+        await auth.own_conversation(principal, message.client_id)
+    except AuthError as err:  # someone else's message is "no such recording" too: which ids exist is not said
+        if err.code == "not-found":
+            raise AuthError("no such recording", code="not-found") from None
+        raise
     path = conversations.recording_path(message)
     if path is None:
         raise AuthError("no such recording", code="not-found")
@@ -128,6 +133,21 @@ async def recording(
              ".m4a": "audio/mp4", ".mp4": "audio/mp4", ".flac": "audio/flac", ".opus": "audio/ogg"}
     return FileResponse(path, media_type=media.get(path.suffix.lower(), "application/octet-stream"),
                         headers={"cache-control": "private, max-age=3600"})
+
+
+@router.get("/api/search")
+async def search(
+    principal: PrincipalDep,
+    auth: AuthDep,
+    conversations: ConversationsDep,
+    q: str = Query(min_length=1, max_length=500),
+    limit: int = Query(20, ge=1, le=100),
+    before: int | None = Query(None, ge=1, le=ROW_ID_MAX),
+) -> dict[str, Any]:
+    """Full-text search over the caller's own messages (every conversation's in mode none), newest first."""
+    owner = auth.owner_key(principal)
+    hits = await conversations.search(owner, q, limit=limit, before_id=before)
+    return {"query": q, "results": [hit.to_dict() for hit in hits]}
 
 
 def _attachment(filename: str) -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Path
 from starlette.requests import HTTPConnection
 
 from core.auth import Auth, Credentials, Principal
@@ -41,11 +41,15 @@ async def get_principal(connection: HTTPConnection) -> Principal:
     principal = await get_auth(connection).authenticate(credentials)
     unsafe = connection.scope.get("method", "GET") in ("POST", "PUT", "PATCH", "DELETE")
     if unsafe and credentials.bearer_token is None and not same_origin(
-        connection.headers, bot.settings.server.allowed_origins
+        connection.headers, bot.settings.server.allowed_origins, connection.url.scheme
     ):
         raise AuthError("this request came from another site's page", code="bad-origin")
     return principal
 
+
+# A database row id in a path or query: SQL integers end at 2^63 - 1, so anything past it is refused as a bad request.
+ROW_ID_MAX = 2**63 - 1
+RowId = Annotated[int, Path(ge=1, le=ROW_ID_MAX)]
 
 BotDep = Annotated[Bot, Depends(get_bot)]
 AuthDep = Annotated[Auth, Depends(get_auth)]

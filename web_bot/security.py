@@ -4,6 +4,7 @@ proxies, the Origin checks that keep other sites out, and the security headers e
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
@@ -11,7 +12,8 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from core.auth import Credentials
+from core.auth import Credentials, is_loopback
+from core.errors import AuthError
 
 PEER = "web_bot.peer"  # the scope key holding the direct peer's address, before X-Forwarded-For rewrote it
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -59,6 +61,54 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def host_name(host_header: str) -> str:
+    """The name in a ``Host`` header, without its port (``[::1]:8000`` → ``::1``), lowercased."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class GuardHosts:
+    """Refuses requests for a ``Host`` the server does not go by (DNS rebinding: a page of another site, its name
+    pointed at this server, would otherwise be same-origin with it), and in mode ``none`` without
+    ``auth.allow_anonymous``, requests from any client but this machine. ``hosts`` None: any host."""
+
+    def __init__(self, app: ASGIApp, hosts: frozenset[str] | None, loopback_only: bool) -> None:
+        self.app = app
+        self.hosts = hosts
+        self.loopback_only = loopback_only
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        refusal = self._refusal(scope)
+        if refusal is None:
+            await self.app(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 4403, "reason": refusal.message[:120]})
+        else:
+            body = json.dumps({"code": refusal.code, "detail": refusal.message}).encode()
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            await send({"type": "http.response.start", "status": 403, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+
+    def _refusal(self, scope: Scope) -> AuthError | None:
+        headers = Headers(scope=scope)
+        if self.hosts is not None and host_name(headers.get("host", "")) not in self.hosts:
+            return AuthError("this server does not answer to that host name (server.allowed_hosts)", code="bad-origin")
+        client = scope.get("client")
+        if self.loopback_only and not (client and is_loopback(client[0])):
+            return AuthError(
+                "this server has no accounts (auth.mode none) and answers only its own machine", code="not-allowed"
+            )
+        return None
 
 
 def content_security_policy(script_hashes: Iterable[str]) -> str:
@@ -112,14 +162,23 @@ def credentials_of(conn: HTTPConnection, *, cookie: str, proxy_header: str, trus
     return Credentials(address, conn.cookies.get(cookie) or None, bearer, proxy_user)
 
 
-def same_origin(headers: Headers, allowed: Iterable[str]) -> bool:
-    """Whether a browser request comes from the server's own page (or an allowed origin). A request without
-    ``Origin`` and ``Sec-Fetch-Site`` comes from no browser page at all (a script), and passes."""
+def same_origin(headers: Headers, allowed: Iterable[str], scheme: str = "") -> bool:
+    """Whether a browser request comes from the server's own page (or an allowed origin): same scheme (``ws`` and
+    ``wss`` are ``http`` and ``https``), same host and port. A request without ``Origin`` and ``Sec-Fetch-Site``
+    comes from no browser page at all (a script), and passes."""
     origin = headers.get("origin")
     if origin is not None:
         if origin in allowed:
             return True
         parts = urlsplit(origin)
-        return origin != "null" and bool(parts.netloc) and parts.netloc.lower() == headers.get("host", "").lower()
+        own_scheme = {"ws": "http", "wss": "https"}.get(scheme, scheme)
+        return (
+            origin != "null"
+            and bool(parts.netloc)
+            and parts.path in ("", "/")
+            and not parts.query
+            and (not own_scheme or parts.scheme == own_scheme)
+            and parts.netloc.lower() == headers.get("host", "").lower()
+        )
     site = headers.get("sec-fetch-site")
     return site is None or site in ("same-origin", "none")

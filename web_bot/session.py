@@ -144,7 +144,8 @@ class SocketSession:
 
     async def _command(self, line: str) -> None:
         try:
-            result = await self._bot.commands.run(self._client_id, line)
+            privileged = self._guard.auth.sees_everything(self._guard.principal)
+            result = await self._bot.commands.run(self._client_id, line, privileged=privileged)
         except CommandError as err:
             await self.send_error(err)
             return

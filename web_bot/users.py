@@ -26,20 +26,24 @@ OPERATOR = Principal(
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="python -m web_bot users", description="Manage web-bot accounts.")
-    top.add_argument("--config", help="configuration file (default: $WEB_BOT_CONFIG or data/config.json)")
+    # --config is accepted before the action or after it (`users --config F list`, `users list --config F`).
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument("--config", default=argparse.SUPPRESS,
+                        help="configuration file (default: $WEB_BOT_CONFIG or data/config.json)")
+    top = argparse.ArgumentParser(prog="python -m web_bot users", description="Manage web-bot accounts.",
+                                  parents=[config])
     actions = top.add_subparsers(dest="action", required=True)
-    add = actions.add_parser("add", help="create an account (the first one should be --admin)")
+    add = actions.add_parser("add", help="create an account (the first one should be --admin)", parents=[config])
     add.add_argument("username")
     add.add_argument("--admin", action="store_true", help="an admin manages accounts")
     add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
-    actions.add_parser("list", help="list the accounts")
+    actions.add_parser("list", help="list the accounts", parents=[config])
     for name, text in (("disable", "disable an account and end its sessions"), ("enable", "enable an account")):
-        actions.add_parser(name, help=text).add_argument("username")
-    passwd = actions.add_parser("passwd", help="set an account's password and end its sessions")
+        actions.add_parser(name, help=text, parents=[config]).add_argument("username")
+    passwd = actions.add_parser("passwd", help="set an account's password and end its sessions", parents=[config])
     passwd.add_argument("username")
     passwd.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
-    role = actions.add_parser("role", help="make an account an admin or a user")
+    role = actions.add_parser("role", help="make an account an admin or a user", parents=[config])
     role.add_argument("username")
     role.add_argument("role", choices=ROLES)
     return top
@@ -47,9 +51,16 @@ def parser() -> argparse.ArgumentParser:
 
 def read_password(from_stdin: bool) -> str:
     if from_stdin:
-        return sys.stdin.readline().rstrip("\r\n")
-    first = getpass.getpass("Password: ")
-    if getpass.getpass("Again: ") != first:
+        line = sys.stdin.readline()
+        if not line:
+            raise BotError("no password on standard input", code="bad-request")
+        return line.rstrip("\r\n")
+    try:
+        first = getpass.getpass("Password: ")
+        again = getpass.getpass("Again: ")
+    except (EOFError, KeyboardInterrupt) as err:
+        raise BotError("no password was typed", code="bad-request") from err
+    if again != first:
         raise BotError("the two passwords differ", code="bad-request")
     return first
 
@@ -94,7 +105,7 @@ async def act(auth: Auth, args: argparse.Namespace) -> str:
 def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     try:
-        settings = load_settings(args.config)
+        settings = load_settings(getattr(args, "config", None))
     except ConfigError as err:
         print(f"web-bot users: {err}", file=sys.stderr)
         return 2

@@ -37,7 +37,7 @@ async def build_auth(settings: Settings, engine: AsyncEngine) -> Auth:
     await service.start()
     if auth.mode == "none" and auth.allow_anonymous:
         logger.warning("auth.mode is none and auth.allow_anonymous is set: anyone who can reach this server can use "
-                       "it and read any conversation whose id they know")
+                       "it, and list, read, export and delete every conversation")
     logger.info("auth: mode %s, sessions in %s, limits %s", auth.mode, "Redis" if redis.url else "the database",
                 "shared through Redis" if limits.shared else "per instance")
     return service

@@ -39,7 +39,7 @@ class RateLimits:
         self._slow_after = settings.sign_in_slow_after
         self._rules: dict[str, list[RateLimitItem]] = {
             name: parse_many(getattr(settings, name)) if getattr(settings, name) else []
-            for name in ("sign_in", "messages", "messages_per_address", "audio_seconds")
+            for name in ("sign_in", "sign_in_per_address", "messages", "messages_per_address", "audio_seconds")
         }
         self._storage: Storage
         self._pool: aioredis.ConnectionPool | None = None
@@ -94,10 +94,10 @@ class RateLimits:
             return 0
         return item.amount - stats.remaining
 
-    async def sign_in_delay(self, *keys: str) -> float:
-        """Seconds to wait before answering a sign-in, growing with the failures already counted for ``keys``:
-        nothing for the first ``sign_in_slow_after``, then 0.5 s, 1 s, 2 s, up to 4 s."""
-        failures = max([await self.used("sign_in", key) for key in keys] or [0])
+    async def sign_in_delay(self, name_key: str) -> float:
+        """Seconds to wait before answering a sign-in, growing with the attempts counted for its name (a success
+        clears them): nothing for the first ``sign_in_slow_after``, then 0.5 s, 1 s, 2 s, up to 4 s."""
+        failures = await self.used("sign_in", name_key) - 1  # this attempt is counted already
         if failures < self._slow_after or failures == 0:
             return 0.0
         return float(min(0.5 * 2 ** (failures - self._slow_after), 4.0))
@@ -126,12 +126,14 @@ class RateLimits:
         if not self._enabled:
             return
         items = self._rules[rule]
-        refused = [item for item in items if not await self._limiter.test(item, rule, key, cost=cost)]
+        if count:
+            # Each hit is atomic (a lock in memory, a script in Redis) and says whether it fitted: requests that
+            # arrive together cannot all pass a test before any of them counts.
+            refused = [item for item in items if not await self._limiter.hit(item, rule, key, cost=cost)]
+        else:
+            refused = [item for item in items if not await self._limiter.test(item, rule, key, cost=cost)]
         if refused:
             raise self._refusal(rule, refused, await self._waits(rule, key, refused))
-        if count:
-            for item in items:
-                await self._limiter.hit(item, rule, key, cost=cost)
 
     async def _waits(self, rule: str, key: str, items: Sequence[RateLimitItem]) -> float:
         now = time.time()
@@ -140,7 +142,8 @@ class RateLimits:
 
     @staticmethod
     def _refusal(rule: str, items: Sequence[RateLimitItem], wait_s: float) -> RateLimited:
-        what = {"sign_in": "sign-in attempts", "messages": "messages", "messages_per_address": "messages",
+        what = {"sign_in": "sign-in attempts", "sign_in_per_address": "sign-in attempts", "messages": "messages",
+                "messages_per_address": "messages",
                 "audio_seconds": "seconds of audio"}[rule]
         limit = items[0]
         return RateLimited(

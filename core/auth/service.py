@@ -66,6 +66,7 @@ class Auth:
         self.limits = limits
         self.slots = slots
         self._touched: dict[str, float] = {}
+        self._setting_up = asyncio.Lock()
 
     @property
     def mode(self) -> str:
@@ -149,9 +150,12 @@ class Auth:
 
     async def set_up(self, username: str, password: str, address: str) -> tuple[User, str]:
         """Create the first admin and sign them in; ``setup-closed`` once any account exists or off loopback."""
-        if not await self.setup_needed(address):
-            raise AuthError("the first account exists (or this is not the server's own machine)", code="setup-closed")
-        user = await self.add_user(username, password, "admin")
+        async with self._setting_up:  # two forms sent at once make one admin, not two
+            if not await self.setup_needed(address):
+                raise AuthError(
+                    "the first account exists (or this is not the server's own machine)", code="setup-closed"
+                )
+            user = await self.add_user(username, password, "admin")
         logger.info("first admin %s created from the setup form", user.username)
         return user, await self.sessions.create(user.id)
 
@@ -164,23 +168,24 @@ class Auth:
         if self._settings.mode != "password":
             how = "through its proxy" if self._settings.mode == "proxy" else "not at all (it has no accounts)"
             raise AuthError(f"this server signs users in {how}, not with passwords", code="not-allowed")
-        keys = (f"addr:{address}", f"name:{username.lower()[:64]}")
-        for key in keys:
-            await self.limits.check("sign_in", key)
-        delay = await self.limits.sign_in_delay(*keys)
+        name_key, address_key = f"name:{username.lower()[:64]}", f"addr:{address}"
+        # Every attempt is counted before its password is checked (atomically, in memory or Redis), so parallel
+        # guesses cannot all slip in under the limit; a success clears its name's count.
+        await self.limits.hit("sign_in_per_address", address_key)
+        await self.limits.hit("sign_in", name_key)
+        delay = await self.limits.sign_in_delay(name_key)
         if delay:
             await asyncio.sleep(delay)
         user = await self.accounts.user_by_name(username) if USERNAME.match(username) else None
         hashed = await self.accounts.password_hash(user.id) if user is not None else None
-        if not await self.passwords.verify(hashed, password[:MAX_PASSWORD_CHARS]):
-            for key in keys:
-                await self.limits.spend("sign_in", key, 1)
+        long = len(password) > MAX_PASSWORD_CHARS  # no stored password is this long: checked for the time only
+        if not await self.passwords.verify(hashed, password[:MAX_PASSWORD_CHARS]) or long:
             logger.info("failed sign-in for %r from %s", username[:64], address)
             raise AuthError("wrong username or password", code="bad-credentials")
         assert user is not None and hashed is not None
         if user.disabled:
             raise AuthError("this account is disabled; ask an admin", code="account-disabled")
-        await self.limits.forget("sign_in", keys[1])
+        await self.limits.forget("sign_in", name_key)
         if self.passwords.needs_rehash(hashed):
             await self.accounts.update_user(user.id, password_hash=await self.passwords.hash(password))
         await self.accounts.touch_user(user.id)
@@ -196,10 +201,16 @@ class Auth:
         """Change one's own password; every session ends, and one signed in by a session gets a new one (its
         token is returned; None for an API token's request)."""
         user = self.require_user(principal)
-        if principal.via == "proxy":
-            raise AuthError("this account signs in through the proxy and has no password here", code="not-allowed")
-        if not await self.passwords.verify(await self.accounts.password_hash(user.id), current[:MAX_PASSWORD_CHARS]):
+        if principal.via != "session":
+            raise AuthError("a password is changed from a signed-in page, not with a token or a proxy's user",
+                            code="not-allowed")
+        # The current password is a guess like any sign-in's: a stolen cookie must not make it a free oracle.
+        name_key = f"name:{user.username.lower()}"
+        await self.limits.hit("sign_in", name_key)
+        hashed = await self.accounts.password_hash(user.id)
+        if len(current) > MAX_PASSWORD_CHARS or not await self.passwords.verify(hashed, current):
             raise AuthError("the current password is wrong", code="bad-credentials")
+        await self.limits.forget("sign_in", name_key)
         self._check_password(new)
         await self.accounts.update_user(user.id, password_hash=await self.passwords.hash(new))
         await self.sessions.revoke_user(user.id)
@@ -210,6 +221,8 @@ class Auth:
 
     async def create_token(self, principal: Principal, name: str) -> tuple[ApiToken, str]:
         user = self.require_user(principal)
+        if principal.via == "token":
+            raise AuthError("a token cannot make tokens: make them from a signed-in page", code="not-allowed")
         name = _clean_name(name)
         token = new_token(TOKEN_PREFIX)
         info = await self.accounts.add_token(user.id, name, token[: len(TOKEN_PREFIX) + 4], token_hash(token))
@@ -276,7 +289,9 @@ class Auth:
         updated = await self.accounts.update_user(user_id, disabled=disabled, role=role, password_hash=hashed)
         assert updated is not None
         if disabled or password is not None:
+            # A reset or a disabled account ends everything that signed in as it: sessions and API tokens.
             await self.sessions.revoke_user(user_id)
+            await self.accounts.delete_tokens(user_id)
         logger.info(
             "%s updated account %s:%s%s%s", admin.username, updated.username,
             f" disabled={disabled}" if disabled is not None else "", f" role={role}" if role else "",
@@ -355,7 +370,8 @@ class Auth:
         anonymous_network = self.open and self._settings.allow_anonymous
         return {
             "mode": self._settings.mode,
-            "warning": "anyone who can reach this server can use it and read any conversation whose id they know"
+            "warning": "anyone who can reach this server can use it, and list, read, export and delete every "
+            "conversation"
             if anonymous_network
             else None,
         }

@@ -13,6 +13,7 @@ from openai.types.chat import ChatCompletion
 
 from core.errors import LLMError
 from core.models import ChatMessage, EngineInfo
+from core.urls import public_url
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class OpenAIChatLLM:
         self._client = openai_client(api_key=api_key, base_url=base_url, timeout_s=timeout_s, max_retries=max_retries)
 
     def info(self) -> EngineInfo:
-        return EngineInfo("openai", self._model, True, {"base_url": str(self._client.base_url)})
+        return EngineInfo("openai", self._model, True, {"base_url": public_url(str(self._client.base_url))})
 
     async def stream_reply(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
         body = {

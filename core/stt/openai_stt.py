@@ -11,6 +11,7 @@ from core.audio import pcm_to_wav
 from core.errors import STTError
 from core.llm.openai_chat import openai_client, openai_error
 from core.models import AudioClip, EngineInfo, Transcript
+from core.urls import public_url
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class OpenAISTT:
         self._slots = asyncio.Semaphore(max_concurrent)
 
     def info(self) -> EngineInfo:
-        return EngineInfo("openai", self._model, True, {"base_url": str(self._client.base_url)})
+        return EngineInfo("openai", self._model, True, {"base_url": public_url(str(self._client.base_url))})
 
     async def transcribe(
         self, audio: AudioClip, *, language: str | None = None, prompt: str | None = None
