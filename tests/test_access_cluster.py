@@ -365,3 +365,26 @@ async def test_a_conversation_is_its_owners_on_the_other_instance_too(cluster: C
     for where in (B, NGINX):
         refused = await tabs.open(where, client_id, others, welcome=False)
         assert await close_code(refused) == CLOSE_NOT_FOUND, where
+
+
+async def test_deleting_a_conversation_on_one_instance_empties_it_everywhere(cluster: Cluster, tabs: Tabs) -> None:
+    owner = await cluster.add_user()
+    owners = await cluster.sign_in(owner)
+    async with cluster.http(A) as http:
+        made = await http.post("/api/conversations", json={"title": "Short-lived"}, headers=owners)
+    assert made.status_code == 201, made.text
+    client_id = made.json()["client_id"]
+    on_a = await tabs.open(A, client_id, owners)
+    assert (await chat(on_a, "soon gone words"))["type"] == "reply"
+    on_b = await tabs.open(B, client_id, owners)
+    async with cluster.http(B) as http:
+        found = (await http.get("/api/search", params={"q": "soon gone"}, headers=owners)).json()["results"]
+        assert {hit["client_id"] for hit in found} == {client_id}
+        assert (await http.delete(f"/api/conversations/{client_id}", headers=owners)).status_code == 204
+    for ws in (on_a, on_b):  # the tab on the other instance is told through Redis
+        assert (await event_of(ws, "conversation_deleted"))["client_id"] == client_id
+    async with cluster.http(A) as http:
+        assert (await http.get(f"/api/history/{client_id}", headers=owners)).json()["messages"] == []
+        assert (await http.get("/api/search", params={"q": "soon gone"}, headers=owners)).json()["results"] == []
+        listed = (await http.get("/api/conversations", headers=owners)).json()["conversations"]
+        assert client_id not in [c["client_id"] for c in listed]
