@@ -1,4 +1,4 @@
-// The account routes over HTTP (the session cookie goes by itself, same-origin): every call resolves with
+// The server's HTTP routes (the session cookie goes by itself, same-origin): every call resolves with
 // {status, body}, never throws; status 0 means the server could not be reached.
 "use strict";
 
@@ -51,4 +51,49 @@ export function showError(node, text) {
   live(node, () => {
     node.textContent = resolve(text);
   });
+}
+
+/** Downloads `path` as a file (named as the server says, else `fallback`); resolves {status, body} like
+ * request(): on failure the body is the server's {code, detail}, so the page can say what went wrong. */
+export async function download(path, fallback) {
+  let response;
+  try {
+    response = await fetch(new URL(path, document.baseURI), { credentials: "same-origin" });
+  } catch {
+    return { status: 0, body: { code: "network" } };
+  }
+  if (!response.ok) {
+    let body = {};
+    try {
+      body = await response.json();
+    } catch {
+      body = {};
+    }
+    return { status: response.status, body: body && typeof body === "object" ? body : {} };
+  }
+  let blob;
+  try {
+    blob = await response.blob();
+  } catch {
+    return { status: 0, body: { code: "network" } };
+  }
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = fileName(response.headers.get("content-disposition")) || fallback;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 60000);
+  return { status: response.status, body: {} };
+}
+
+/** The file name a Content-Disposition header gives, or "". */
+function fileName(disposition) {
+  const match = /filename\*?=(?:UTF-8'')?"?([^";]+)"?/i.exec(disposition || "");
+  if (!match) return "";
+  try {
+    return decodeURIComponent(match[1]);
+  } catch {
+    return match[1];
+  }
 }

@@ -1,5 +1,6 @@
-// web-bot chat page: wires the socket, the conversation view, voice in and out, and file uploads together, behind
-// the sign-in the server asks for (none, a password, or a proxy that names the user).
+// web-bot chat page: wires the socket, the conversation view, the list of conversations (with search, export and
+// import), voice in and out, and file uploads together, behind the sign-in the server asks for (none, a password, or
+// a proxy that names the user).
 // Every piece of user or model text is shown through textContent, never parsed as HTML.
 "use strict";
 
@@ -8,12 +9,16 @@ import { ok, problem, request } from "./api.js";
 import { Player, audioContext, unlockOnGesture } from "./audio.js";
 import { CLOSE, Connection } from "./connection.js";
 import { Conversation } from "./conversation.js";
+import { Drawer } from "./drawer.js";
 import { AUDIO_CODES, friendlyError } from "./errors.js";
 import {
   formatNumber, language, languages, msg, onLanguageChange, setLanguage, startLanguage, t,
 } from "./i18n.js";
 import { Gate } from "./gate.js";
 import { Notice } from "./notice.js";
+import * as route from "./route.js";
+import { Search } from "./search.js";
+import { ConversationList } from "./sidebar.js";
 import { Suggest } from "./suggest.js";
 import { clearlyNotAudio, dropZone, uploadAudio } from "./uploads.js";
 import { Voice } from "./voice.js";
@@ -24,6 +29,11 @@ const VOICE_KEY = "web-bot-voice-replies";
 const OUTBOX_KEY = "web-bot-outbox:";
 const CLIENT_ID = /^[A-Za-z0-9_-]{1,64}$/;
 const HISTORY_PAGE = 50; // what the server's welcome carries, and what "load earlier" asks for
+const SEEK_PAGE = 500; // pages back to a message searched for come this big (the server's largest)
+const EARLIER_NEAR_PX = 240; // scrolled this close to the top, earlier messages load by themselves
+const SCROLL_INTENT_MS = 1500; // ... when the user scrolled (wheel, touch, keys, scrollbar) this recently
+const BRAND = document.title;
+const LIST_NOTICE = "conversations"; // the notice's key for what the list says (exports, imports, deletions)
 // Errors that mean the message still marked "sending" was refused before it was stored.
 const REFUSED = /^(message-too-long|empty-message|bad-message|bad-json|history-.*|internal-error|rate-limited)$/;
 const AUTH_RETRY_MS = 5000; // the server could not say who is signed in: ask again after this
@@ -42,6 +52,7 @@ const ui = {
   panel: $("voice-panel"), panelText: $("voice-text"), panelHint: $("voice-hint"), panelTime: $("voice-time"),
   panelStop: $("voice-stop"),
   language: $("language"), languageName: $("language-name"), languagePicker: $("language-picker"),
+  sideNew: $("side-new"),
 };
 
 const storage = {
@@ -99,6 +110,9 @@ const state = {
   audioSlots: [], // voice messages and uploads sent, waiting for their transcription, oldest first
   turnLanguage: null, // what the server heard the current turn's speech in (its reply is in it too); typed: null
   connection: ["connecting", {}], // the socket's last state, to say again in another language
+  reveal: null, // a message (searched for) to show once the conversation's history is in
+  loadingEarlier: false,
+  scrolledAt: 0, // when the user last scrolled the log themselves (performance.now())
 };
 
 // ---- the pieces ----------------------------------------------------------------------------------------------
@@ -128,6 +142,20 @@ const voice = new Voice({
   unavailable: () => (state.settings.speech_input ? null : () => friendlyError("stt-unavailable")),
   onChange: () => refreshControls(),
 });
+const drawer = new Drawer({
+  panel: $("sidebar"), button: $("drawer-button"), close: $("drawer-close"), scrim: $("scrim"),
+  behind: [document.querySelector(".bar"), document.querySelector(".stage"), document.querySelector(".dock")],
+  onOpen: () => conversations.refresh(),
+});
+const conversations = new ConversationList({
+  current: () => state.clientId,
+  onOpen: (id) => pick(id),
+  onGone: (id, { elsewhere, next }) => conversationGone(id, { elsewhere, next }),
+  onChange: () => showTitle(),
+  notify: (text) => notice.show(text, { timeout: 8000, key: LIST_NOTICE }),
+  quiet: () => notice.hide(LIST_NOTICE),
+});
+const search = new Search({ onOpen: (id, messageId) => pick(id, messageId) });
 
 function socketUrl() {
   const url = new URL("ws/" + encodeURIComponent(state.clientId), document.baseURI);
@@ -154,6 +182,7 @@ function onEvent(event) {
     case "reply":
       view.reply({ ...event, language: event.language ?? state.turnLanguage });
       voice.setThinking(false);
+      conversations.replied();
       break;
     case "reply_paused":
       player.duck(true); // the server is checking whether the user is interrupting
@@ -194,6 +223,12 @@ function onEvent(event) {
     case "config":
       applySettings(event);
       break;
+    case "conversation":
+      conversations.titled(event.client_id, event.title);
+      break;
+    case "conversation_deleted":
+      conversations.deleted(event.client_id);
+      break;
     case "error":
       serverError(event);
       break;
@@ -220,6 +255,9 @@ function welcome(event) {
   syncVoicePreference();
   syncLocale();
   voice.openStream();
+  if (!conversations.titleFor(state.clientId)) conversations.refresh(); // listed now (the socket registered it)
+  if (state.reveal != null) revealMessage(state.reveal);
+  else fillScreen();
 }
 
 /** The server answers commands (/help, /status…) in the page's language. */
@@ -505,7 +543,13 @@ function until(test, ms) {
 
 // ---- identity and history ------------------------------------------------------------------------------------
 
-function switchConversation(id) {
+/** Opens conversation `id`: `how` the address follows ("push": a new history entry, "replace", or "none" when back
+ * or forward moved it already); `reveal` is a message to scroll to once its history is in. */
+function switchConversation(id, { how = "push", reveal = null } = {}) {
+  if (id === state.clientId) {
+    if (reveal != null) revealMessage(reveal);
+    return;
+  }
   if (voice.live) voice.stopLive();
   if (voice.recording) voice.stopRecording({ cancel: true });
   player.stop();
@@ -514,28 +558,95 @@ function switchConversation(id) {
   state.outbox = [];
   state.unconfirmed = [];
   state.audioSlots = [];
+  state.reveal = reveal;
   view.clear();
   restoreOutbox();
+  if (how === "push") route.push(id);
+  else if (how === "replace") route.replace(id);
+  conversations.setCurrent(id);
   connection.restart();
 }
 
-async function loadEarlier() {
+/** A conversation picked in the list or the search results (on a phone the drawer closes: the chat is the point). */
+function pick(id, messageId = null) {
+  const narrow = drawer.narrow;
+  drawer.close({ refocus: false });
+  switchConversation(id, { reveal: messageId });
+  if (narrow && messageId == null) ui.input.focus({ preventScroll: true });
+}
+
+function startNew() {
+  const previous = state.clientId;
+  drawer.close({ refocus: false });
+  switchConversation(newClientId());
+  notice.show(msg("new-chat.started"), {
+    action: msg("new-chat.back"), onAction: () => switchConversation(previous), timeout: 8000, key: "conversation",
+  });
+  ui.input.focus();
+}
+
+/** A conversation was deleted: when it is the open one, the most recent other opens (or a new one). */
+function conversationGone(id, { elsewhere, next }) {
+  if (id !== state.clientId) return;
+  switchConversation(next || newClientId(), { how: "replace" });
+  if (elsewhere) notice.show(msg("conversations.deleted-elsewhere"), { timeout: 10000, key: "conversation" });
+}
+
+/** The window's title: the open conversation's, then the bot's name. */
+function showTitle() {
+  const title = state.clientId ? conversations.titleFor(state.clientId) : null;
+  document.title = title ? [title, BRAND].join(" · ") : BRAND;
+}
+
+/** Loads a page of earlier messages (`limit` of them); true when it worked. */
+async function loadEarlier({ limit = HISTORY_PAGE } = {}) {
   const before = view.oldestId();
-  if (before == null) return;
+  if (before == null || state.loadingEarlier) return false;
+  const clientId = state.clientId;
+  state.loadingEarlier = true;
   ui.earlier.disabled = true;
   try {
-    const url = new URL(`api/history/${encodeURIComponent(state.clientId)}`, document.baseURI);
-    url.search = new URLSearchParams({ limit: String(HISTORY_PAGE), before: String(before) }).toString();
+    const url = new URL(`api/history/${encodeURIComponent(clientId)}`, document.baseURI);
+    url.search = new URLSearchParams({ limit: String(limit), before: String(before) }).toString();
     const response = await fetch(url);
     if (!response.ok) throw new Error(String(response.status));
     const messages = (await response.json()).messages || [];
+    if (clientId !== state.clientId) return false; // another conversation opened meanwhile
     view.prepend(messages);
-    ui.earlier.hidden = messages.length < HISTORY_PAGE;
+    ui.earlier.hidden = messages.length < limit;
+    return true;
   } catch {
-    notice.show(msg("log.earlier-failed"), { timeout: 5000, key: "history" });
+    if (clientId === state.clientId) notice.show(msg("log.earlier-failed"), { timeout: 5000, key: "history" });
+    return false;
   } finally {
+    state.loadingEarlier = false;
     ui.earlier.disabled = false;
   }
+}
+
+/** A screen taller than what the welcome brought cannot be scrolled up: load earlier messages until it can. */
+async function fillScreen() {
+  const clientId = state.clientId;
+  while (clientId === state.clientId && !ui.earlier.hidden && ui.log.scrollHeight <= ui.log.clientHeight) {
+    if (!(await loadEarlier())) return;
+  }
+}
+
+/** Shows a message (a search result): pages back to it when it is older than what is shown, then marks it. */
+async function revealMessage(messageId) {
+  state.reveal = null;
+  const clientId = state.clientId;
+  while (!view.has(messageId) && !ui.earlier.hidden && clientId === state.clientId) {
+    if (!(await loadEarlier({ limit: SEEK_PAGE }))) return;
+  }
+  if (clientId !== state.clientId) return;
+  if (!view.highlight(messageId)) notice.show(msg("search.gone"), { timeout: 6000, key: "conversation" });
+}
+
+/** Scrolled near the top by the user (not by the page itself): earlier messages load, as the button would. */
+function scrolled() {
+  if (ui.earlier.hidden || state.loadingEarlier || ui.log.scrollTop > EARLIER_NEAR_PX) return;
+  if (performance.now() - state.scrolledAt < SCROLL_INTENT_MS) loadEarlier();
 }
 
 // ---- signing in ----------------------------------------------------------------------------------------------
@@ -583,16 +694,23 @@ async function checkAuth({ note = null } = {}) {
   }
 }
 
-/** The chat for `user` (null in mode "none"): its own conversation id, and the socket. */
+/** The chat for `user` (null in mode "none"): the conversation the address names, else the one this browser
+ * used last (each user their own), the list of conversations, and the socket. */
 function enterChat(user) {
   const same = signedIn() && (user?.username ?? null) === (session.user?.username ?? null);
+  const someoneElse = signedIn() && !same;
   session.user = user;
   gate.hide();
   document.body.dataset.auth = "in";
   account.show(user, session.mode);
   if (same && state.clientId) return; // asked again, same answer: the socket carries on (or its caller decides)
   leaveChat();
-  state.clientId = loadClientId();
+  if (someoneElse) route.forget(); // the address named the previous user's conversation
+  const named = route.named();
+  state.clientId = named || loadClientId();
+  if (named) storage.set(idKey(), named);
+  route.remember(state.clientId);
+  conversations.start();
   restoreOutbox();
   view.updateEmpty();
   refreshControls();
@@ -608,7 +726,11 @@ function leaveChat() {
   player.stop();
   view.clear();
   notice.hide();
+  drawer.close({ refocus: false });
+  conversations.stop();
+  search.clear();
   state.clientId = null;
+  state.reveal = null;
   state.settings = { ...DEFAULT_SETTINGS };
   state.outbox = [];
   state.unconfirmed = [];
@@ -624,7 +746,11 @@ function leaveChat() {
 }
 
 function showGate(kind, note = null) {
-  if (signedIn()) leaveChat();
+  if (signedIn()) {
+    leaveChat();
+    route.forget(); // whoever signs in next starts from their own conversation
+  }
+  showTitle();
   session.user = null;
   account.show(null, session.mode);
   document.body.dataset.auth = "gate";
@@ -674,7 +800,7 @@ function foreignConversation() {
     connection.retryLater();
     return;
   }
-  switchConversation(newClientId());
+  switchConversation(newClientId(), { how: "replace" });
   notice.show(msg("conversation.foreign"), { timeout: 8000, key: "conversation" });
 }
 
@@ -733,15 +859,26 @@ ui.file.addEventListener("change", () => {
 dropZone(ui.drop, (files) => {
   if (signedIn()) uploadFiles(files);
 });
-ui.newChat.addEventListener("click", () => {
-  const previous = state.clientId;
-  switchConversation(newClientId());
-  notice.show(msg("new-chat.started"), {
-    action: msg("new-chat.back"), onAction: () => switchConversation(previous), timeout: 8000, key: "conversation",
-  });
-  ui.input.focus();
+ui.newChat.addEventListener("click", startNew);
+ui.sideNew.addEventListener("click", startNew);
+ui.earlier.addEventListener("click", () => loadEarlier());
+// Scrolling up to the top loads earlier messages by itself; the button stays for the keyboard.
+for (const type of ["wheel", "touchmove", "keydown", "pointerdown"]) {
+  ui.log.addEventListener(type, () => {
+    state.scrolledAt = performance.now();
+  }, { passive: true });
+}
+ui.log.addEventListener("scroll", scrolled, { passive: true });
+// Back and forward move between conversations.
+window.addEventListener("popstate", (event) => {
+  if (!signedIn()) return;
+  const id = route.entry(event.state) || loadClientId();
+  if (id !== state.clientId) switchConversation(id, { how: "none" });
 });
-ui.earlier.addEventListener("click", loadEarlier);
+// Back to this tab: other tabs may have made, renamed or deleted conversations.
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "visible" && signedIn()) conversations.refresh();
+});
 ui.retry.addEventListener("click", () => connection.retryNow());
 ui.language.addEventListener("change", () => {
   setLanguage(ui.language.value).catch(() => {
@@ -751,6 +888,7 @@ ui.language.addEventListener("change", () => {
 });
 onLanguageChange(() => {
   syncLocale();
+  showTitle();
   showLanguage();
   showConnection();
   refreshControls();

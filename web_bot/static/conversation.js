@@ -74,9 +74,12 @@ const STATE_LABEL = {
   error: "state.error",
 };
 
-/** One message in the view; `lang` is the language of its text, when the server knows it. */
+/** One message in the view; `lang` is the language of its text, when the server knows it; `recording` is the id
+ * of a message whose recording the server keeps (the user's own voice), which gets a play button. */
 export class Message {
-  constructor(kind, text, { source = "text", created = null, id = null, state = null, lang = null } = {}) {
+  constructor(kind, text, {
+    source = "text", created = null, id = null, state = null, lang = null, recording = null,
+  } = {}) {
     this.kind = kind;
     this.article = el("article", "msg " + kind);
     this.article.message = this; // so a later event (audio_done) can find this message by its id
@@ -97,6 +100,41 @@ export class Message {
     this.setState(state);
     this.setLanguage(lang);
     if (id != null) this.article.dataset.messageId = String(id);
+    if (recording != null) this.addPlay(recording);
+  }
+
+  /** A small play button; pressed, it becomes the browser's own player (which can seek: the server answers ranges). */
+  addPlay(messageId) {
+    const play = el("button", "play");
+    play.type = "button";
+    const label = el("span");
+    play.append(icon("play", "icon-svg small"), label);
+    live(play, () => {
+      label.textContent = t("recording.play");
+      play.setAttribute("aria-label", t("recording.name"));
+    });
+    play.addEventListener("click", () => {
+      const audio = document.createElement("audio");
+      audio.className = "recording";
+      audio.controls = true;
+      audio.preload = "none";
+      audio.src = new URL(`api/recordings/${encodeURIComponent(messageId)}`, document.baseURI).href;
+      live(audio, () => audio.setAttribute("aria-label", t("recording.name")));
+      audio.addEventListener("error", () => {
+        const gone = el("p", "recording-gone");
+        live(gone, () => {
+          gone.textContent = t("recording.gone");
+        });
+        audio.replaceWith(gone);
+      }, { once: true });
+      this.bubble.after(audio);
+      play.remove();
+      audio.focus();
+      audio.play().catch(() => {
+        // the browser wants another gesture first: its own play button is right there
+      });
+    });
+    this.meta.append(play);
   }
 
   get text() {
@@ -310,7 +348,25 @@ export class Conversation {
   fromStored(m) {
     const kind = m.role === "user" ? "user" : "bot";
     const state = m.status === "interrupted" ? "interrupted" : m.status === "error" ? "error" : null;
-    return new Message(kind, m.content, { source: m.source, created: m.created_at, id: m.id, state, lang: m.language });
+    const recording = kind === "user" && m.has_recording ? m.id : null;
+    return new Message(kind, m.content, {
+      source: m.source, created: m.created_at, id: m.id, state, lang: m.language, recording,
+    });
+  }
+
+  /** Scrolls to a stored message and marks it for a moment (a search result); false when it is not shown. */
+  highlight(messageId) {
+    const article = this.log.querySelector(`.msg[data-message-id="${Number(messageId)}"]`);
+    if (!article) return false;
+    this.log.querySelector(".msg.found")?.classList.remove("found");
+    article.scrollIntoView({ block: "center" });
+    this.stick = this.nearBottom();
+    article.classList.add("found");
+    article.tabIndex = -1;
+    article.focus({ preventScroll: true });
+    clearTimeout(this.foundTimer);
+    this.foundTimer = setTimeout(() => article.classList.remove("found"), 2500);
+    return true;
   }
 
   divider(date) {

@@ -397,7 +397,7 @@ export class Voice {
     window.addEventListener("keydown", (event) => {
       if (event.code !== "Space" || event.ctrlKey || event.altKey || event.metaKey) return;
       const target = event.target instanceof Element ? event.target : null;
-      if (target && target !== mic && target.closest("textarea, input, select, [contenteditable], button, a, summary")) {
+      if (target && target !== mic && target.closest("textarea, input, select, [contenteditable], button, a, summary, audio")) {
         return;
       }
       // Not while a dialog is open, nor while the chat is not on screen (signing in).
