@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import secrets
+import unicodedata
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,11 +56,18 @@ def new_client_id() -> str:
     return secrets.token_urlsafe(16)
 
 
+def plain_title(text: str) -> str | None:
+    """A title as a user typed it, made safe to show: valid text on one line, no control or format characters (an
+    escape sequence, a right-to-left override, a zero-width space), at most ``TITLE_CHARS``."""
+    kept = "".join(ch for ch in valid_text(text) if not unicodedata.category(ch).startswith("C") or ch in "\t\n")
+    return " ".join(kept.split())[:TITLE_CHARS] or None
+
+
 def clean_title(text: str) -> str | None:
-    """A title as stored: valid text on one line, without surrounding quotes, at most ``TITLE_CHARS``."""
-    line = " ".join(valid_text(text).split())
+    """A title a model wrote: ``plain_title`` without the quotes, markup and full stop models wrap titles in."""
+    line = plain_title(text) or ""
     line = line.strip(" \"'«»“”„`*#").rstrip(".。")
-    return line[:TITLE_CHARS] or None
+    return line or None
 
 
 def first_words_title(text: str) -> str | None:
@@ -92,25 +100,26 @@ class ConversationInfo:
 
 
 class ImportedMessage(BaseModel):
-    """One message of an imported JSON export (what ``export_json`` writes; unknown keys are ignored)."""
+    """One message of an imported JSON export (what ``export`` writes; unknown keys are ignored). Only the roles the
+    server writes: an imported "system" message would reach the model as the operator's instructions."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=False)
 
-    role: Literal["system", "user", "assistant"]
+    role: Literal["user", "assistant"]
     content: str = Field(max_length=100_000)
     source: Literal["text", "voice", "upload"] = "text"
     status: Literal["ok", "error", "interrupted"] = "ok"
     created_at: datetime
-    language: str | None = Field(None, max_length=16)
+    language: str | None = Field(None, pattern=r"^[a-z]{2,3}$")
     language_probability: float | None = Field(None, ge=0, le=1)
-    client_msg_id: str | None = Field(None, max_length=64)
+    client_msg_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class ImportedConversation(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     format: Literal["web-bot.conversation"]
-    version: int = Field(ge=1, le=EXPORT_VERSION)
+    version: int = Field(ge=1, le=EXPORT_VERSION, strict=True)
     title: str | None = Field(None, max_length=1000)
     created_at: datetime | None = None
     messages: list[ImportedMessage] = Field(max_length=100_000)
@@ -125,6 +134,7 @@ class Conversations:
         engine: AsyncEngine,
         *,
         clear: Callable[[str], Any],
+        interrupt: Callable[[str], object] = lambda client_id: None,
         forget: Callable[[list[str | None]], Any],
         publish: Callable[[str, dict[str, object]], Any],
         recordings_dir: Path,
@@ -133,6 +143,7 @@ class Conversations:
     ) -> None:
         self._engine = engine
         self._clear = clear
+        self._interrupt = interrupt
         self._forget = forget
         self._publish = publish
         self._recordings_dir = recordings_dir
@@ -170,14 +181,14 @@ class Conversations:
     async def create(self, user_id: int | None, title: str | None = None) -> ConversationInfo:
         client_id = new_client_id()
         values = {"client_id": client_id, "user_id": user_id, "created_at": datetime.now(UTC),
-                  "title": clean_title(title) if title else None}
+                  "title": plain_title(title) if title else None}
         await self._write(insert(conversations).values(**values))
         info = await self.get(client_id)
         assert info is not None
         return info
 
     async def rename(self, client_id: str, title: str) -> ConversationInfo:
-        cleaned = clean_title(title)
+        cleaned = plain_title(title)
         if cleaned is None:
             raise ProtocolError("a title needs some text", code="bad-request")
         await self._write(update(conversations).where(conversations.c.client_id == client_id).values(title=cleaned))
@@ -258,6 +269,7 @@ class Conversations:
     async def delete(self, client_id: str) -> int:
         """Delete the conversation: its messages (and so their search entries), its recordings, its row; every tab
         of it, on every instance, is told. Returns how many messages went."""
+        self._interrupt(client_id)  # a reply being written stops (and is stored cut) rather than be waited for
         deletion = await self._clear(client_id)
         await self._forget(list(deletion.audio_paths))
         await self._write(delete(conversations).where(conversations.c.client_id == client_id))
@@ -329,10 +341,12 @@ class Conversations:
             detail = f"not a web-bot conversation export: {where}: {problem['msg']}"
             raise ProtocolError(detail, code="bad-request") from err
         info = await self.create(user_id, document.title)
+        now = datetime.now(UTC)
         rows = [
             {
                 "client_id": info.client_id, "role": m.role, "content": valid_text(m.content), "source": m.source,
-                "status": m.status, "created_at": _utc(m.created_at),
+                # A time still to come would keep the conversation first in every list, and out of retention.
+                "status": m.status, "created_at": min(_utc(m.created_at), now),
                 "language": m.language, "language_probability": m.language_probability,
                 "client_msg_id": m.client_msg_id, "audio_path": None,
             }
@@ -389,7 +403,8 @@ class Conversations:
 
 
 def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    """``moment`` in UTC: a naive one is UTC already (SQLite hands those back); an aware one is converted."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _utc_or_none(moment: datetime | None) -> datetime | None:

@@ -237,6 +237,11 @@ class ChatPipeline:
             voice[0].resume()
             await voice[1].send(ReplyResumed())
 
+    def cancel_turn(self, client_id: str) -> bool:
+        """Interrupt the turn this client's lane is running, barge-in or not (its conversation is being deleted)."""
+        turn = self._running.get(client_id)
+        return turn is not None and turn.interrupt()
+
     def barge_in(self, client_id: str) -> bool:
         """Interrupt the reply this client's lane is writing or speaking, if barge-in is on."""
         turn = self._running.get(client_id)

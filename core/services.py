@@ -242,6 +242,7 @@ async def build_bot(settings: Settings) -> Bot:
     bot.conversations = Conversations(
         history.engine,
         clear=lambda client_id: pipeline.in_lane(client_id, lambda: history.clear(client_id)),
+        interrupt=pipeline.cancel_turn,
         forget=transcriber.forget,
         publish=hub.publish,
         recordings_dir=Path(settings.audio.dir),

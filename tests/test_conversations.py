@@ -272,3 +272,53 @@ async def test_search_finds_ones_own_words_in_any_form(people: People) -> None:
         assert (
             await http.get("/api/search", params={"q": '" AND ( *'}, headers=people.cookie("bob"))
         ).status_code == 200
+
+
+async def test_deleting_stops_the_reply_being_written_and_a_tab_left_open_starts_afresh(server: Served) -> None:
+    async with websockets.connect(f"{server.ws_url}/ws/busy") as ws:
+        tab = Client(ws)
+        await tab.recv()
+        await tab.send({"type": "text", "text": "[slow:1] [chunks:1] one two three four five six seven eight nine"})
+        await tab.until("reply_delta")
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            began = asyncio.get_running_loop().time()
+            assert (await http.delete("/api/conversations/busy")).status_code == 204
+            assert asyncio.get_running_loop().time() - began < 5  # not the ~9 s the reply would have taken
+            assert (await tab.until("conversation_deleted"))[-1]["client_id"] == "busy"
+            assert server.stored("busy") == []
+            # the tab stayed open and goes on: what it says next is in a conversation that exists again
+            await tab.chat("after the delete")
+            listed = [c["client_id"] for c in (await http.get("/api/conversations")).json()["conversations"]]
+            assert "busy" in listed and [r[1] for r in server.stored("busy")][:1] == ["after the delete"]
+
+
+async def test_an_import_cannot_carry_system_messages_or_odd_fields(server: Served) -> None:
+    base = {"format": "web-bot.conversation", "version": 1}
+    message = {"role": "user", "content": "hi", "created_at": "2024-01-01T00:00:00+14:00"}
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        for bad in (
+            {**base, "messages": [{**message, "role": "system"}]},
+            {**base, "messages": [{**message, "client_msg_id": "<script>"}]},
+            {**base, "messages": [{**message, "language": "xx\u0000"}]},
+            {**base, "version": True, "messages": [message]},
+        ):
+            answer = await http.post("/api/conversations/import", json=bad)
+            assert answer.status_code == 400 and answer.json()["code"] == "bad-request", bad
+        deep = b"[" * 100_000 + b"]" * 100_000
+        assert (await http.post("/api/conversations/import", content=deep)).status_code == 400
+        future = {**message, "created_at": "9999-01-01T00:00:00Z"}
+        made = await http.post("/api/conversations/import", json={**base, "messages": [message, future]})
+        exported = (await http.get(f"/api/conversations/{made.json()['client_id']}/export")).json()
+        first, second = (m["created_at"] for m in exported["messages"])
+        assert first == "2023-12-31T10:00:00+00:00"  # converted to UTC, not relabelled
+        assert second < "9999"  # a time still to come is now
+
+
+async def test_a_typed_title_is_kept_as_typed_but_without_control_characters(server: Served) -> None:
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        made = (await http.post("/api/conversations", json={"title": '"C#" and *nix'})).json()
+        assert made["title"] == '"C#" and *nix'
+        renamed = await http.patch(
+            f"/api/conversations/{made['client_id']}", json={"title": "a\x1b[31mred\u202e\u200b"}
+        )
+        assert renamed.json()["title"] == "a[31mred"

@@ -165,6 +165,6 @@ async def _json_body(request: Request) -> object:
             raise ProtocolError(f"an import is at most {MAX_IMPORT_BYTES // 1_000_000} MB", code="bad-request")
     try:
         return json.loads(body)
-    except ValueError as err:
-        raise ProtocolError("the import is not JSON", code="bad-request") from err
+    except (ValueError, RecursionError) as err:  # RecursionError: arrays nested thousands deep
+        raise ProtocolError("the import is not JSON (or is nested too deep)", code="bad-request") from err
 

@@ -66,6 +66,12 @@ class SocketGuard:
                 await close()
                 return
 
+    async def reopen(self, client_id: str) -> None:
+        """Before a turn: the conversation exists, and is this socket's user's. A conversation deleted while this
+        socket stayed open is made again (empty, theirs), so what they say next is never stored where no list,
+        search or delete can reach it."""
+        await self.auth.open_conversation(self.principal, client_id, create=True)
+
     async def count_message(self) -> None:
         await self.auth.count_message(self.principal)
 

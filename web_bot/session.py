@@ -8,7 +8,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from core.errors import BotError, CommandError, ProtocolError, RateLimited, STTError
+from core.errors import BotError, CommandError, ProtocolError, STTError
 from core.events import ErrorEvent
 from core.outlet import new_turn_id
 from core.pipeline import TurnRequest, TurnResult
@@ -52,6 +52,7 @@ class SocketSession:
                 await self._configure(message)
             elif isinstance(message, AudioStartIn):
                 await self._guard.check_audio()
+                await self._guard.reopen(self._client_id)
                 self._start_live(message)
                 await self._sink.send({"type": "audio_started", "sample_rate": message.sample_rate})
             elif isinstance(message, AudioStopIn):
@@ -64,6 +65,7 @@ class SocketSession:
                 if text.startswith("/"):
                     self._spawn(self._command(text))
                 else:
+                    await self._guard.reopen(self._client_id)
                     turn = TurnRequest(self._client_id, text, "text", client_msg_id=message.client_msg_id)
                     self._bot.pipeline.submit(turn)
         except (ProtocolError, BotError) as err:
@@ -85,7 +87,8 @@ class SocketSession:
         else:
             try:
                 await self._guard.check_audio()
-            except RateLimited as err:
+                await self._guard.reopen(self._client_id)
+            except BotError as err:
                 await self.send_error(err)
                 return
             turn_id = new_turn_id()
