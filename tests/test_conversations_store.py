@@ -16,14 +16,10 @@ from core.conversations import Conversations
 from core.history import SQLHistoryStore
 from core.history.schema import messages
 from core.models import Deletion, NewMessage
+from tests import test_history
 
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'c.db'}"
-    found: str = request.getfixturevalue("postgres_url")
-    return found
+# A new SQLite file, or the session's PostgreSQL database without tables: test_history's fixture.
+history_url = test_history.history_url
 
 
 class Published(list[tuple[str, dict[str, object]]]):
@@ -33,9 +29,9 @@ class Published(list[tuple[str, dict[str, object]]]):
 
 @pytest.fixture
 async def parts(
-    url: str, tmp_path: Path
+    history_url: str, tmp_path: Path
 ) -> AsyncIterator[tuple[SQLHistoryStore, Conversations, AccountStore, Published]]:
-    store = SQLHistoryStore(url)
+    store = SQLHistoryStore(history_url)
     await store.start()
     published = Published()
     forgotten: list[str | None] = []

@@ -19,6 +19,7 @@ from core.auth.models import ApiToken, Role, User
 from core.auth.schema import api_tokens, conversations, users
 from core.errors import AuthError, HistoryError
 from core.history.schema import messages
+from core.history.writes import aware
 
 logger = logging.getLogger(__name__)
 
@@ -27,21 +28,14 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(moment: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes; everything stored is UTC.
-    if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment
-
-
 def _user(row: Any) -> User:
     return User(
         id=row.id,
         username=row.username,
         role=row.role,
         disabled=bool(row.disabled),
-        created_at=_aware(row.created_at) or now(),
-        last_seen_at=_aware(row.last_seen_at),
+        created_at=aware(row.created_at) or now(),
+        last_seen_at=aware(row.last_seen_at),
     )
 
 
@@ -51,8 +45,8 @@ def _token(row: Any) -> ApiToken:
         user_id=row.user_id,
         name=row.name,
         prefix=row.prefix,
-        created_at=_aware(row.created_at) or now(),
-        last_used_at=_aware(row.last_used_at),
+        created_at=aware(row.created_at) or now(),
+        last_used_at=aware(row.last_used_at),
     )
 
 

@@ -11,6 +11,7 @@ import ipaddress
 import logging
 import time
 import unicodedata
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from core.auth.accounts import AccountStore
@@ -404,11 +405,11 @@ class Auth:
     async def _touch_user(self, user: User) -> None:
         await self._touch(f"user:{user.id}", lambda: self.accounts.touch_user(user.id))
 
-    async def _touch(self, key: str, write: object) -> None:
+    async def _touch(self, key: str, write: Callable[[], Awaitable[None]]) -> None:
         moment = time.monotonic()
         if moment - self._touched.get(key, -TOUCH_EVERY_S) >= TOUCH_EVERY_S:
             self._touched[key] = moment
-            await write()  # type: ignore[operator]
+            await write()
 
 
 def _clean_name(name: str) -> str:
