@@ -73,6 +73,7 @@ class ChatPipeline:
         self._voice: dict[str, bool] = {}
         self._languages: dict[str, str] = {}  # a client's fixed language (its speech is not detected)
         self._locales: dict[str, str] = {}  # the language a client's page is shown in
+        self._instructions: dict[str, str] = {}  # a client's own system prompt (a Realtime session's instructions)
         self.barge_in_enabled = barge_in
         self._preemptive = preemptive
         self.metrics = metrics
@@ -134,6 +135,19 @@ class ChatPipeline:
         else:
             self._languages.pop(client_id, None)
 
+    def set_instructions(self, client_id: str, instructions: str | None) -> None:
+        """The system prompt of this client's replies instead of the configured one (None: the configured one)."""
+        if instructions:
+            self._instructions[client_id] = instructions
+        else:
+            self._instructions.pop(client_id, None)
+
+    def forget(self, client_id: str) -> None:
+        """Drop every preference of a client that will not come back (a Realtime session that ended)."""
+        self._voice.pop(client_id, None)
+        for preferences in (self._languages, self._locales, self._instructions):
+            preferences.pop(client_id, None)
+
     # -- entry points -----------------------------------------------------------------------------------------
 
     def new_turn(self, client_id: str, source: Source = "voice", turn_id: str | None = None) -> Turn:
@@ -186,7 +200,7 @@ class ChatPipeline:
         logger.debug("reply to %s started before the end of speech", client_id)
         outlet = TurnOutlet(self._hub, client_id, turn_id or new_turn_id())
         speaker = self.new_speaker(outlet, "voice", time.perf_counter(), language, held=True)
-        return ReplyPrefetch(self.llm, self.context(recent, text, language), speaker)
+        return ReplyPrefetch(self.llm, self.context(recent, text, language, client_id=client_id), speaker)
 
     async def read_words(self, client_id: str, text: str, language: str | None = None) -> float | None:
         """The LLM's probability that the user's turn ends with ``text`` (heard in ``language``), read in the reply's
@@ -200,7 +214,7 @@ class ChatPipeline:
         except BotError:
             return None
         language = self.turn_language(client_id, text, language)
-        return await self.llm.end_of_turn(self.context(recent, text, language))
+        return await self.llm.end_of_turn(self.context(recent, text, language, client_id=client_id))
 
     def speaking(self, client_id: str) -> bool:
         """Whether a reply to this client is being spoken (its speech may come back through the microphone)."""
@@ -316,12 +330,15 @@ class ChatPipeline:
             return None
         return Speaker(self._tts, outlet, origin=origin, held=held, language=language, detect=self._text_language)
 
-    def context(self, earlier: list[StoredMessage], text: str, language: str | None = None) -> list[ChatMessage]:
-        """What the LLM is sent: the system prompt (told which language to answer in, when the turn's is known),
-        the client's last messages, and the new one."""
+    def context(
+        self, earlier: list[StoredMessage], text: str, language: str | None = None, *, client_id: str | None = None
+    ) -> list[ChatMessage]:
+        """What the LLM is sent: the system prompt (``client_id``'s own if it set one; told which language to answer
+        in, when the turn's is known), the client's last messages, and the new one."""
         kept = earlier[-self.history_messages :] if self.history_messages else []
         name = language_name(language)
-        prompt = f"{self._system_prompt} {ANSWER_IN.format(language=name)}" if name else self._system_prompt
+        system = self._instructions.get(client_id, self._system_prompt) if client_id else self._system_prompt
+        prompt = f"{system} {ANSWER_IN.format(language=name)}" if name else system
         return [
             ChatMessage("system", prompt),
             *(ChatMessage(m.role, m.content) for m in kept),

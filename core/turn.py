@@ -390,7 +390,9 @@ class Turn:
         stored_user, recent = await self._store_user_message(request)
         created = stored_user.created_at.isoformat()
         await self.outlet.send(UserMessage(request.text, stored_user.id, self.source, created, request.client_msg_id))
-        context = pipeline.context([m for m in recent if m.id != stored_user.id], request.text, request.language)
+        context = pipeline.context(
+            [m for m in recent if m.id != stored_user.id], request.text, request.language, client_id=self.client_id
+        )
         self.enter(TurnState.REPLYING)
         llm_start = time.perf_counter()
         spoken = pipeline.speaks(self.client_id, self.source)

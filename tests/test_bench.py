@@ -22,6 +22,7 @@ KEY_LINES = [
     "offline defaults but (smollm2-135m): end of speech → first audio p50",
     "instant fake LLM: end of speech → first audio p50",
     "voice turns/s, 4 clients uploading speech at once",
+    "Realtime API: end of speech → first audio delta p50",  # bench_realtime, beside the page's socket
     ": time to first token p50",  # bench_llm: "llm <configured model>: …", beside the baseline
     ": peak RSS",
     "sqlite: search p50 (",  # bench_search, beside a LIKE '%word%' scan

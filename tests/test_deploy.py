@@ -330,3 +330,44 @@ def test_the_locks_agree_and_the_virtualenv_is_the_dev_lock() -> None:
         f"the virtualenv is not the lock (make install-dev; make clean install-dev drops what is not locked): "
         f"installed {wrong}; not locked {unlocked}"
     )
+
+
+# What the server runs: `make run` installs the runtime lock alone, so nothing here may import a dev-only package.
+RUNTIME_CODE = ["core", "web_bot", "scripts/check_llama.py", "scripts/check_models.py", "scripts/fetch_smart_turn.py"]
+
+
+def imported_modules(paths: list[str]) -> dict[str, str]:
+    """Each top-level module the code imports (at any depth: function-level imports run too), and one file that
+    imports it."""
+    import ast
+
+    found: dict[str, str] = {}
+    roots = [ROOT / entry for entry in paths]
+    files = [path for root in roots for path in (root.rglob("*.py") if root.is_dir() else [root])]
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                found.setdefault(name.split(".")[0], str(path.relative_to(ROOT)))
+    return found
+
+
+def test_the_server_imports_only_what_the_runtime_lock_installs() -> None:
+    """A module found only in the dev lock works under `make test` and breaks `make run` (the openai SDK moved to
+    httpx2, and `import httpx` kept working in the tests alone)."""
+    runtime = set(pins("requirements.txt"))
+    owners = importlib.metadata.packages_distributions()
+    local = {"core", "web_bot", "scripts", "tests", "bench"}
+    missing = {}
+    for module, where in imported_modules(RUNTIME_CODE).items():
+        if module in sys.stdlib_module_names or module in local or module == "__future__":
+            continue
+        dists = {canonicalize_name(d) for d in owners.get(module, [])}
+        if not dists & runtime:
+            missing[module] = f"{where} (from {sorted(dists) or 'no installed package'})"
+    assert not missing, f"imported by the server but not in requirements.txt: {missing}"

@@ -49,6 +49,7 @@ from web_bot.security import (
 )
 from web_bot.session import SocketSession
 from web_bot.uploads import read_upload
+from web_bot.v1.realtime import router as realtime_router
 
 logger = logging.getLogger(__name__)
 
@@ -155,6 +156,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(SecurityHeaders, csp=csp)
     app.include_router(accounts_router)
     app.include_router(conversations_router)
+    app.include_router(realtime_router)
     templates = Jinja2Templates(directory=HERE / "templates")
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 

@@ -23,6 +23,7 @@ Without a model (``vad.end_of_turn`` = ``silence``), ``silence_ms`` of silence e
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 from typing import Protocol
 
@@ -75,6 +76,13 @@ class Endpointer:
         self.text_unfinished_below = text_unfinished_below
         self.text_finished_above = text_finished_above
         self._slots = asyncio.Semaphore(max_concurrent)
+
+    def with_threshold(self, threshold: float) -> Endpointer:
+        """This policy with another end-of-turn threshold, sharing the model and its worker slots (a Realtime
+        session's ``semantic_vad`` eagerness)."""
+        variant = copy.copy(self)
+        variant.threshold = threshold
+        return variant
 
     @property
     def name(self) -> str:

@@ -76,6 +76,9 @@ class LiveListener:
         self._resampler = _Resampler(sample_rate) if sample_rate != VAD_RATE else None
         self._odd = b""
         self._turn: Turn | None = None  # the turn being listened to, from its speech start to its end
+        # Where in the stream (ms of audio fed) the last speech started and the last turn's speech ended.
+        self.speech_start_ms = 0
+        self.speech_end_ms = 0
         # The end-of-turn judgement under way, if any, and the pause judged last (by its last voiced ms).
         self._judging: asyncio.Task[None] | None = None
         self._judged = -1
@@ -94,6 +97,7 @@ class LiveListener:
             # One Silero window costs ~0.1 ms: cheaper inline than a thread hop, and it keeps the events in order.
             for event in self._vad.feed(pcm):
                 if isinstance(event, SpeechStart):
+                    self.speech_start_ms = event.at_ms
                     self._drop_turn()
                     self._turn = self._pipeline.new_turn(self._client_id)
                     await self._turn.outlet.send(SpeechStarted())
@@ -274,6 +278,7 @@ class LiveListener:
         unless it was heard over the bot's reply and had no words of its own."""
         # A word too short to have started a turn (pushing to talk) is a turn of its own all the same.
         turn, self._turn = self._turn or self._pipeline.new_turn(self._client_id), None
+        self.speech_end_ms = end.end_ms
         if self._suspect:  # the whole utterance decides: words of the user's own since the last look, or none
             if self._checks is not None:
                 self._checks.cancel()

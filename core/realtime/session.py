@@ -1,0 +1,410 @@
+"""RealtimeSession: one ``/v1/realtime`` socket on the page's own turn machinery.
+
+Client events go to the same parts a browser tab uses: appended audio to a ``LiveListener`` (VAD, the end-of-turn
+model, barge-in, early transcription), typed items and ``response.create`` to the pipeline as turns. The turns'
+events come back through the hub, as to any tab of the conversation, and ``core.realtime.responses`` translates them
+into the Realtime API's. The session is a conversation of its user like any other: stored, listed, searchable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from core.audio import clip_from_pcm16
+from core.errors import BotError, STTError
+from core.interfaces import EventSink
+from core.models import AudioClip, NewMessage
+from core.pipeline import TurnRequest, TurnResult
+from core.realtime.audio import decode_base64_pcm
+from core.realtime.protocol import (
+    EAGERNESS_THRESHOLD,
+    PCM_RATE,
+    Dialect,
+    RealtimeConfig,
+    RealtimeError,
+    error_event,
+    for_dialect,
+    input_modalities,
+    new_id,
+)
+from core.realtime.responses import Responses
+from core.services import Bot
+from core.voice.endpointing import Endpointer
+from core.voice.listener import LiveListener
+from core.voice.vad import VoiceActivityDetector
+
+logger = logging.getLogger(__name__)
+
+# How much appended audio is checked against the user's audio allowance at a time.
+AUDIO_CHECK_S = 10.0
+MAX_EVENT_CHARS = 16 * 1024 * 1024  # an append of ~8 MB of PCM in base64; OpenAI's own limit is 15 MB
+
+
+class SessionLimits(Protocol):
+    """What a session may spend (the adapter's socket guard): the caller's message and audio allowances, and their
+    conversation, made again if it was deleted while the session stayed open."""
+
+    async def reopen(self, client_id: str) -> None: ...
+
+    async def count_message(self) -> None: ...
+
+    async def check_audio(self) -> None: ...
+
+    async def spend_audio(self, seconds: float) -> None: ...
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A user item waiting for ``response.create``: typed text, or committed audio being (or already) heard."""
+
+    item_id: str
+    text: str | None = None
+    heard: asyncio.Future[TurnRequest] | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class RealtimeSession:
+    """One Realtime client; it is also the hub's sink for its conversation (``send``/``close``)."""
+
+    def __init__(
+        self, bot: Bot, client_id: str, out: EventSink, limits: SessionLimits, *, dialect: Dialect, model: str
+    ) -> None:
+        self.bot = bot
+        self.client_id = client_id
+        self._out = out
+        self._limits = limits
+        self.dialect = dialect
+        self.config = RealtimeConfig(model=model)
+        self._listener: LiveListener | None = None
+        self._buffer = bytearray()  # audio appended since the last commit, without turn detection
+        self._fed_s = 0.0
+        self._checked_until_s = 0.0
+        self._pending: list[_Pending] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._send_lock = asyncio.Lock()
+        self.responses = Responses(self)
+        self._closed = False
+
+    # -- lifecycle ----------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Announce the session, and take the conversation's events."""
+        self._apply_preferences()
+        await self.emit({"type": "session.created", "session": self._wire()})
+        self.bot.hub.attach(self.client_id, self)
+
+    async def aclose(self) -> None:
+        """The socket is gone: speech in progress is still answered (it was heard), typed items never answered are
+        kept as messages, and the conversation's preferences are dropped."""
+        self._closed = True
+        self.bot.hub.detach(self.client_id, self)
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            with contextlib.suppress(BotError):
+                await listener.stop()
+        await self._store_unanswered()
+        for task in list(self._tasks):
+            task.cancel()
+        self.bot.pipeline.forget(self.client_id)
+
+    # -- the hub's sink ------------------------------------------------------------------------------------------
+
+    async def send(self, event: dict[str, object], binary: bytes | None = None) -> None:
+        await self.responses.on_event(event, binary)
+
+    async def close(self, code: int, reason: str) -> None:
+        await self._out.close(code, reason)
+
+    async def emit(self, event: dict[str, Any]) -> None:
+        """Send one Realtime event in the client's dialect, with a fresh ``event_id``."""
+        wire = for_dialect({"event_id": new_id("event"), **event}, self.dialect)
+        async with self._send_lock:
+            await self._out.send(wire)
+
+    async def fail(self, err: BotError, *, event_id: str | None = None) -> None:
+        """Tell the client of a failure as an ``error`` event (the socket stays open)."""
+        self.bot.metrics.error(err.code)
+        param = err.param if isinstance(err, RealtimeError) else None
+        kind = "invalid_request_error" if isinstance(err, RealtimeError) else "server_error"
+        with contextlib.suppress(Exception):
+            await self.emit(error_event(err.code, err.message, kind=kind, param=param, event_id=event_id))
+
+    # -- client events ------------------------------------------------------------------------------------------
+
+    async def on_event(self, event: dict[str, Any]) -> None:
+        """Handle one client event; a bad one is answered with an ``error`` event naming it."""
+        event_id = event.get("event_id") if isinstance(event.get("event_id"), str) else None
+        kind = event.get("type")
+        handler = {
+            "session.update": self._session_update,
+            "input_audio_buffer.append": self._append,
+            "input_audio_buffer.commit": self._commit,
+            "input_audio_buffer.clear": self._clear,
+            "conversation.item.create": self._item_create,
+            "conversation.item.truncate": self._truncate,
+            "response.create": self._response_create,
+            "response.cancel": self._response_cancel,
+        }.get(kind if isinstance(kind, str) else "")
+        try:
+            if handler is None:
+                raise RealtimeError(f"unknown or unsupported event type {kind!r}", code="invalid_event", param="type")
+            await handler(event)
+        except BotError as err:
+            logger.info("realtime %s: %s refused: %s", self.client_id, kind, err.code)
+            await self.fail(err, event_id=event_id)
+
+    async def _session_update(self, event: dict[str, Any]) -> None:
+        before = self.config.turn_detection
+        self.config = self.config.update(event.get("session"), self.dialect)
+        self._apply_preferences()
+        if self.config.turn_detection != before and self._listener is not None:
+            listener, self._listener = self._listener, None
+            await listener.cancel()
+        await self.emit({"type": "session.updated", "session": self._wire()})
+
+    def _wire(self) -> dict[str, Any]:
+        """The session as the API shows it, and (web-bot's own field) the conversation it is stored as, which
+        ``?conversation=`` goes on with."""
+        return {**self.config.to_wire(self.dialect), "conversation": self.client_id}
+
+    def _apply_preferences(self) -> None:
+        pipeline = self.bot.pipeline
+        pipeline.set_voice_replies(self.client_id, self.config.speaks)
+        pipeline.set_instructions(self.client_id, self.config.instructions)
+        language = (self.config.transcription or {}).get("language")
+        pipeline.set_language(self.client_id, language or None)
+
+    async def _append(self, event: dict[str, Any]) -> None:
+        pcm = decode_base64_pcm(event.get("audio"))
+        if not pcm:
+            return
+        if self.bot.stt is None or self.bot.vad_model is None:
+            raise STTError("speech-to-text is turned off on this server", code="stt-unavailable")
+        self._fed_s += len(pcm) / 2 / PCM_RATE
+        if self._fed_s >= self._checked_until_s:
+            await self._limits.check_audio()
+            await self._limits.reopen(self.client_id)
+            self._checked_until_s = self._fed_s + AUDIO_CHECK_S
+        if self.config.turn_detection is None:
+            if (len(self._buffer) + len(pcm)) / 2 / PCM_RATE > self.bot.settings.audio.max_duration_s:
+                raise RealtimeError("the input audio buffer is full: commit it first", code="buffer_too_large")
+            self._buffer += pcm
+            return
+        if self._listener is None:
+            self._listener = self._new_listener()
+        await self._listener.feed(pcm)
+
+    def _new_listener(self) -> LiveListener:
+        bot = self.bot
+        assert bot.vad_model is not None and bot.endpointer is not None
+        detection = self.config.turn_detection or {}
+        vad = bot.settings.vad
+        if detection.get("type") == "server_vad":
+            silence = int(detection["silence_duration_ms"])
+            endpointer = Endpointer(None, silence_ms=silence, max_silence_ms=silence)
+            threshold, padding = float(detection["threshold"]), int(detection["prefix_padding_ms"])
+        else:
+            endpointer = bot.endpointer
+            if detection.get("eagerness") in EAGERNESS_THRESHOLD and endpointer.model is not None:
+                endpointer = endpointer.with_threshold(EAGERNESS_THRESHOLD[detection["eagerness"]])
+            threshold, padding = vad.threshold, vad.prefix_padding_ms
+        detector = VoiceActivityDetector(
+            bot.vad_model, threshold=threshold, silence_ms=endpointer.max_silence_ms, prefix_padding_ms=padding,
+            min_speech_ms=vad.min_speech_ms, max_utterance_s=vad.max_utterance_s,
+        )
+        return LiveListener(
+            bot.pipeline, bot.hub, self.client_id, detector, PCM_RATE, endpointer=endpointer,
+            on_turn=lambda future, turn_id: self._spawn(self._heard(future, turn_id)),
+            early_transcription_ms=vad.early_transcription_ms, interrupt_min_ms=vad.interrupt_min_ms,
+        )
+
+    async def _heard(self, future: asyncio.Future[TurnResult], turn_id: str) -> None:
+        """A turn the listener heard: its audio is spent; a failure before its reply (no words) is told."""
+        try:
+            result = await future
+            await self._limits.spend_audio(result.timings.get("audio_s", 0.0))
+        except BotError as err:
+            await self.responses.input_failed(turn_id, err)
+        except asyncio.CancelledError:
+            pass
+
+    @property
+    def speech_start_ms(self) -> int:
+        return self._listener.speech_start_ms if self._listener is not None else 0
+
+    @property
+    def speech_end_ms(self) -> int:
+        return self._listener.speech_end_ms if self._listener is not None else 0
+
+    async def _commit(self, event: dict[str, Any]) -> None:
+        if self.config.turn_detection is not None:
+            raise RealtimeError("with turn detection on, the server commits the audio itself",
+                                code="invalid_event")
+        if len(self._buffer) < PCM_RATE // 10 * 2:  # OpenAI's own minimum: 100 ms
+            raise RealtimeError("the input audio buffer holds less than 100 ms of audio",
+                                code="input_audio_buffer_commit_empty")
+        pcm, self._buffer = bytes(self._buffer), bytearray()
+        item_id = new_id("item")
+        previous = self.responses.last_item_id
+        await self.emit({"type": "input_audio_buffer.committed", "previous_item_id": previous, "item_id": item_id})
+        await self._add_audio_item(item_id, pcm)
+
+    async def _add_audio_item(self, item_id: str, pcm: bytes) -> None:
+        await self.responses.user_item(item_id, audio=True)
+        heard = asyncio.ensure_future(self._hear(item_id, pcm))
+        self._pending.append(_Pending(item_id, heard=heard))
+
+    async def _hear(self, item_id: str, pcm: bytes) -> TurnRequest:
+        """Transcribe and keep one committed utterance; its transcript is told as soon as it is known."""
+        transcriber = self.bot.transcriber
+        start = time.perf_counter()
+        clip: AudioClip = await asyncio.to_thread(clip_from_pcm16, pcm, PCM_RATE)
+        language = self.bot.pipeline.language(self.client_id)
+        try:
+            heard = await transcriber.hear_clip(clip, None, language)
+        except BotError as err:
+            await self.responses.transcription_failed(item_id, err)
+            raise
+        await self._limits.spend_audio(clip.duration_s)
+        text = heard.transcript.text
+        await self.responses.transcribed(item_id, text)
+        return TurnRequest(
+            self.client_id, text, "voice", heard.audio_path, heard.timings, start,
+            heard.transcript.language, heard.transcript.language_probability,
+        )
+
+    async def _clear(self, event: dict[str, Any]) -> None:
+        self._buffer = bytearray()
+        if self._listener is not None:
+            await self._listener.cancel()
+        await self.emit({"type": "input_audio_buffer.cleared"})
+
+    async def _item_create(self, event: dict[str, Any]) -> None:
+        item = event.get("item")
+        if not isinstance(item, dict) or item.get("type", "message") != "message":
+            raise RealtimeError("only message items are supported", param="item.type", code="unsupported")
+        role = item.get("role")
+        content = item.get("content")
+        if role not in ("user", "assistant") or not isinstance(content, list) or not content:
+            raise RealtimeError("a message item needs role user or assistant and a content list", param="item")
+        given = item.get("id")
+        item_id = given if isinstance(given, str) and 0 < len(given) <= 64 else new_id("item")
+        texts: list[str] = []
+        audio = b""
+        for part in content:
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind in ("input_text", "text", "output_text") and isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            elif kind == "input_audio" and role == "user":
+                audio += decode_base64_pcm(part.get("audio"), "item.content.audio")
+            else:
+                raise RealtimeError(f"content part {kind!r} is not supported here", param="item.content")
+        text = "\n".join(t for t in texts if t.strip()).strip()
+        await self._limits.count_message()
+        await self._limits.reopen(self.client_id)
+        if role == "assistant":
+            await self._store_assistant(item_id, text)
+        elif audio:
+            if self.bot.stt is None:
+                raise STTError("speech-to-text is turned off on this server", code="stt-unavailable")
+            await self._add_audio_item(item_id, audio)
+        elif text:
+            limit = self.bot.settings.server.max_message_chars
+            if len(text) > limit:
+                raise RealtimeError(f"the text is longer than {limit} characters", param="item.content")
+            await self.responses.user_item(item_id, text=text)
+            self._pending.append(_Pending(item_id, text=text))
+        else:
+            raise RealtimeError("the message holds no text", param="item.content")
+
+    async def _store_assistant(self, item_id: str, text: str) -> None:
+        """An assistant message the client adds as context: stored in the conversation's order."""
+        if not text:
+            raise RealtimeError("the message holds no text", param="item.content")
+        history = self.bot.pipeline.history
+        message = NewMessage(self.client_id, "assistant", text, "text")
+        await self.bot.pipeline.in_lane(self.client_id, lambda: history.append(message))
+        await self.responses.assistant_item(item_id, text)
+
+    async def _truncate(self, event: dict[str, Any]) -> None:
+        item_id, audio_end_ms = event.get("item_id"), event.get("audio_end_ms")
+        if not isinstance(item_id, str) or isinstance(audio_end_ms, bool) or not isinstance(audio_end_ms, int) \
+                or audio_end_ms < 0:
+            raise RealtimeError("truncate needs item_id and audio_end_ms (a whole number of ms)", param="item_id")
+        await self.responses.truncate(item_id, audio_end_ms)
+
+    async def _response_create(self, event: dict[str, Any]) -> None:
+        options = event.get("response") or {}
+        if not isinstance(options, dict):
+            raise RealtimeError("response must be an object", param="response")
+        modalities = options.get("output_modalities", options.get("modalities"))
+        speaks = self.config.speaks if modalities is None else "audio" in input_modalities(modalities)
+        pending, self._pending = self._pending, []
+        if not pending:
+            raise RealtimeError("there is nothing to answer: add a user item first (conversation.item.create, or "
+                                "input_audio_buffer.commit)", code="conversation_empty")
+        self._spawn(self._respond(pending, speaks, event.get("event_id")))
+
+    async def _respond(self, pending: list[_Pending], speaks: bool, event_id: object) -> None:
+        """Answer the pending items as one turn, once their audio is heard."""
+        texts: list[str] = []
+        heard: TurnRequest | None = None
+        for item in pending:
+            if item.heard is not None:
+                try:
+                    request = await item.heard
+                except BotError:
+                    continue  # told as that item's transcription failure
+                heard = heard or request
+                texts.append(request.text)
+            elif item.text:
+                texts.append(item.text)
+        if not texts:
+            await self.fail(STTError("no words were heard in the committed audio", code="no-speech"),
+                            event_id=event_id if isinstance(event_id, str) else None)
+            return
+        text = "\n".join(texts)
+        if heard is not None:
+            request = TurnRequest(self.client_id, text, "voice", heard.audio_path, heard.timings, heard.origin,
+                                  heard.language, heard.language_probability)
+        else:
+            request = TurnRequest(self.client_id, text, "text", origin=time.perf_counter())
+        self.bot.pipeline.set_voice_replies(self.client_id, speaks)
+        future = self.bot.pipeline.submit(request)
+        with contextlib.suppress(BotError, asyncio.CancelledError):
+            await future
+        self.bot.pipeline.set_voice_replies(self.client_id, self.config.speaks)
+
+    async def _response_cancel(self, event: dict[str, Any]) -> None:
+        if not self.bot.pipeline.cancel_turn(self.client_id):
+            raise RealtimeError("no response is in progress", code="response_cancel_not_active")
+        self.responses.cancelled_by_client()
+
+    async def _store_unanswered(self) -> None:
+        """Typed items never answered are kept, so nothing the user sent is lost; heard ones are in their turns'
+        recordings' place only if answered, so their transcripts are kept likewise."""
+        pending, self._pending = self._pending, []
+        history = self.bot.pipeline.history
+        for item in pending:
+            text = item.text
+            if item.heard is not None:
+                with contextlib.suppress(BotError, asyncio.CancelledError):
+                    request = await item.heard
+                    message = NewMessage(self.client_id, "user", request.text, "voice", "ok", request.audio_path,
+                                         request.language, request.language_probability)
+                    await history.append(message)
+                continue
+            if text:
+                with contextlib.suppress(BotError):
+                    await history.append(NewMessage(self.client_id, "user", text, "text"))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,1 @@
+"""The OpenAI-compatible API under ``/v1``: models, chat completions, transcriptions, speech and Realtime."""
