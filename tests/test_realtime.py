@@ -272,6 +272,25 @@ async def test_response_cancel_stops_a_reply(server: Served) -> None:
         assert error.error.code == "response_cancel_not_active"
 
 
+@pytest.mark.slow
+async def test_a_failing_model_fails_the_response_and_the_session_goes_on(server: Served) -> None:
+    async with client_for(server).beta.realtime.connect(model="web-bot") as connection:
+        await connection.recv()
+        await connection.session.update(session={"modalities": ["text"]})
+        rounds = []
+        for text in ("break please [status:500]", "and now hello"):
+            await connection.conversation.item.create(item={
+                "type": "message", "role": "user", "content": [{"type": "input_text", "text": text}],
+            })
+            await connection.response.create()
+            rounds.append(await events_until(connection, {"response.done"}))
+    failing, working = rounds
+    assert failing[-1].response.status == "failed"
+    code = failing[-1].response.status_details.error.code
+    assert code.startswith("llm-") and code in [e.error.code for e in failing if e.type == "error"]
+    assert working[-1].response.status == "completed" and not [e for e in working if e.type == "error"]
+
+
 async def test_bad_events_are_errors_and_the_session_goes_on(server: Served) -> None:
     async with websockets.connect(f"{server.ws_url}/v1/realtime", additional_headers={
         "Authorization": "Bearer x", "OpenAI-Beta": "realtime=v1"}) as ws:

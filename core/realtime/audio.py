@@ -9,7 +9,7 @@ import io
 import av
 import numpy as np
 
-from core.errors import AudioError
+from core.errors import TTSError
 from core.realtime.protocol import PCM_RATE, RealtimeError
 
 
@@ -32,7 +32,7 @@ def encode_base64(pcm: bytes) -> str:
 
 def to_pcm24k(data: bytes, fmt: str, sample_rate: int) -> bytes:
     """Blocking: one synthesised sentence (a file in ``fmt``: mp3, ogg-opus or wav, or raw ``pcm`` at
-    ``sample_rate``) as 24 kHz mono PCM16. Raises AudioError if it cannot be decoded."""
+    ``sample_rate``) as 24 kHz mono PCM16. Raises TTSError tts-failed if it cannot be decoded."""
     resampler = av.AudioResampler(format="s16", layout="mono", rate=PCM_RATE)
     pieces: list[bytes] = []
     try:
@@ -48,5 +48,5 @@ def to_pcm24k(data: bytes, fmt: str, sample_rate: int) -> bytes:
             for out in resampler.resample(each):
                 pieces.append(bytes(out.planes[0])[: out.samples * 2])
     except (av.FFmpegError, ValueError) as err:
-        raise AudioError("the synthesised speech could not be decoded", code="tts-failed") from err
+        raise TTSError("the synthesised speech could not be decoded", code="tts-failed") from err
     return b"".join(pieces)

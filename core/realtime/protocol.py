@@ -56,10 +56,16 @@ def new_id(prefix: str) -> str:
 
 
 class RealtimeError(ProtocolError):
-    """A client event the session cannot take; sent as an ``error`` event, and the socket stays open."""
+    """A client event the session cannot take; sent as an ``error`` event, and the socket stays open.
 
-    def __init__(self, message: str, *, code: str = "invalid_value", param: str | None = None) -> None:
-        super().__init__(message, code=code)
+    Its ``code`` is ours (``bad-message``, as for any frame the protocol does not allow); ``wire_code`` is what the
+    Realtime client is told, in OpenAI's own words for the case (``invalid_value``, ``input_audio_buffer_commit_empty``,
+    ``response_cancel_not_active``…), and ``param`` the field at fault.
+    """
+
+    def __init__(self, message: str, *, wire_code: str = "invalid_value", param: str | None = None) -> None:
+        super().__init__(message, code="bad-message")
+        self.wire_code = wire_code
         self.param = param
 
 
@@ -120,7 +126,7 @@ class RealtimeConfig:
             changes["temperature"] = _number(flat["temperature"], "session.temperature", 0.0, 2.0)
         if flat.get("tools"):
             raise RealtimeError("tools (function calling) are not supported by this server", param="session.tools",
-                                code="unsupported")
+                                wire_code="unsupported")
         return dataclasses.replace(self, **changes)
 
     def to_wire(self, dialect: Dialect) -> dict[str, Any]:
@@ -199,7 +205,7 @@ def _check_format(value: object, param: str) -> None:
                             and value.get("rate", PCM_RATE) == PCM_RATE):
         return
     raise RealtimeError(f"{param}: only 24 kHz PCM16 ('pcm16', or audio/pcm at 24000 Hz) is supported",
-                        param=param, code="unsupported")
+                        param=param, wire_code="unsupported")
 
 
 def _modalities(value: object) -> tuple[str, ...]:
@@ -230,7 +236,7 @@ def _turn_detection(value: object) -> dict[str, Any] | None:
     if merged.get("create_response") is False:
         # The pipeline answers each turn it hears; holding a heard turn for a later response.create is not built.
         raise RealtimeError("create_response false is not supported: set turn_detection to null and commit instead",
-                            param="session.turn_detection.create_response", code="unsupported")
+                            param="session.turn_detection.create_response", wire_code="unsupported")
     known = {*SERVER_VAD_DEFAULTS, *SEMANTIC_VAD_DEFAULTS, "idle_timeout_ms"}
     return {k: v for k, v in merged.items() if k in known}
 

@@ -82,8 +82,7 @@ class Responses:
         elif (response := self._by_turn.get(turn_id)) is not None:
             await self._on_reply_event(response, kind, event, binary)
         elif kind == "error":
-            err = BotError(str(event.get("message", "")), code=str(event.get("code", "internal-error")))
-            await self._session.fail(err)
+            await self._session.relay_error(event)
 
     async def _on_reply_event(self, response: _Response, kind: object, event: dict[str, Any],
                               binary: bytes | None) -> None:
@@ -104,10 +103,10 @@ class Responses:
             response.text, response.message_id = str(event.get("text", "")), _int(event.get("message_id"))
             await self._finish(response, "cancelled")
         elif kind == "error":
-            code, message = str(event.get("code", "internal-error")), str(event.get("message", ""))
-            await self._session.fail(BotError(message, code=code))
-            if not code.startswith("tts-"):  # a voice failing leaves the text reply going on
-                await self._finish(response, "failed", error={"type": "server_error", "code": code})
+            await self._session.relay_error(event)
+            failure = str(event.get("code", ""))
+            if not failure.startswith("tts-"):  # a voice failing leaves the text reply going on
+                await self._finish(response, "failed", error={"type": "server_error", "code": failure})
 
     async def _audio(self, response: _Response, event: dict[str, Any], binary: bytes) -> None:
         try:
@@ -228,7 +227,7 @@ class Responses:
         )
         if response is None or not response.speaks:
             raise RealtimeError(f"no spoken assistant item {item_id!r} in this session", param="item_id",
-                                code="item_not_found")
+                                wire_code="item_not_found")
         if audio_end_ms > response.audio_ms + 1:
             raise RealtimeError(f"audio_end_ms {audio_end_ms} is past the item's {response.audio_ms:.0f} ms of audio",
                                 param="audio_end_ms")

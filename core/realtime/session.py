@@ -130,10 +130,18 @@ class RealtimeSession:
     async def fail(self, err: BotError, *, event_id: str | None = None) -> None:
         """Tell the client of a failure as an ``error`` event (the socket stays open)."""
         self.bot.metrics.error(err.code)
-        param = err.param if isinstance(err, RealtimeError) else None
-        kind = "invalid_request_error" if isinstance(err, RealtimeError) else "server_error"
+        if isinstance(err, RealtimeError):
+            code, kind, param = err.wire_code, "invalid_request_error", err.param
+        else:
+            code, kind, param = err.code, "server_error", None
         with contextlib.suppress(Exception):
-            await self.emit(error_event(err.code, err.message, kind=kind, param=param, event_id=event_id))
+            await self.emit(error_event(code, err.message, kind=kind, param=param, event_id=event_id))
+
+    async def relay_error(self, event: dict[str, Any]) -> None:
+        """A turn's ``error`` event (already counted and logged where it arose) as Realtime's ``error``."""
+        code, message = event.get("code"), event.get("message")
+        with contextlib.suppress(Exception):
+            await self.emit(error_event(str(code), str(message), kind="server_error"))
 
     # -- client events ------------------------------------------------------------------------------------------
 
@@ -153,7 +161,8 @@ class RealtimeSession:
         }.get(kind if isinstance(kind, str) else "")
         try:
             if handler is None:
-                raise RealtimeError(f"unknown or unsupported event type {kind!r}", code="invalid_event", param="type")
+                unknown = f"unknown or unsupported event type {kind!r}"
+                raise RealtimeError(unknown, wire_code="invalid_event", param="type")
             await handler(event)
         except BotError as err:
             logger.info("realtime %s: %s refused: %s", self.client_id, kind, err.code)
@@ -193,7 +202,7 @@ class RealtimeSession:
             self._checked_until_s = self._fed_s + AUDIO_CHECK_S
         if self.config.turn_detection is None:
             if (len(self._buffer) + len(pcm)) / 2 / PCM_RATE > self.bot.settings.audio.max_duration_s:
-                raise RealtimeError("the input audio buffer is full: commit it first", code="buffer_too_large")
+                raise RealtimeError("the input audio buffer is full: commit it first", wire_code="buffer_too_large")
             self._buffer += pcm
             return
         if self._listener is None:
@@ -245,10 +254,10 @@ class RealtimeSession:
     async def _commit(self, event: dict[str, Any]) -> None:
         if self.config.turn_detection is not None:
             raise RealtimeError("with turn detection on, the server commits the audio itself",
-                                code="invalid_event")
+                                wire_code="invalid_event")
         if len(self._buffer) < PCM_RATE // 10 * 2:  # OpenAI's own minimum: 100 ms
             raise RealtimeError("the input audio buffer holds less than 100 ms of audio",
-                                code="input_audio_buffer_commit_empty")
+                                wire_code="input_audio_buffer_commit_empty")
         pcm, self._buffer = bytes(self._buffer), bytearray()
         item_id = new_id("item")
         previous = self.responses.last_item_id
@@ -288,7 +297,7 @@ class RealtimeSession:
     async def _item_create(self, event: dict[str, Any]) -> None:
         item = event.get("item")
         if not isinstance(item, dict) or item.get("type", "message") != "message":
-            raise RealtimeError("only message items are supported", param="item.type", code="unsupported")
+            raise RealtimeError("only message items are supported", param="item.type", wire_code="unsupported")
         role = item.get("role")
         content = item.get("content")
         if role not in ("user", "assistant") or not isinstance(content, list) or not content:
@@ -348,7 +357,7 @@ class RealtimeSession:
         pending, self._pending = self._pending, []
         if not pending:
             raise RealtimeError("there is nothing to answer: add a user item first (conversation.item.create, or "
-                                "input_audio_buffer.commit)", code="conversation_empty")
+                                "input_audio_buffer.commit)", wire_code="conversation_empty")
         self._spawn(self._respond(pending, speaks, event.get("event_id")))
 
     async def _respond(self, pending: list[_Pending], speaks: bool, event_id: object) -> None:
@@ -383,7 +392,7 @@ class RealtimeSession:
 
     async def _response_cancel(self, event: dict[str, Any]) -> None:
         if not self.bot.pipeline.cancel_turn(self.client_id):
-            raise RealtimeError("no response is in progress", code="response_cancel_not_active")
+            raise RealtimeError("no response is in progress", wire_code="response_cancel_not_active")
         self.responses.cancelled_by_client()
 
     async def _store_unanswered(self) -> None:

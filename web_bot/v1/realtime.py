@@ -122,15 +122,15 @@ async def realtime(websocket: WebSocket, bot: BotDep) -> None:
                 break
             text = frame.get("text")
             if text is None:
-                await session.fail(RealtimeError("events are JSON text frames", code="invalid_event"))
+                await session.fail(RealtimeError("events are JSON text frames", wire_code="invalid_event"))
                 continue
             try:
                 event = json.loads(text)
             except (ValueError, RecursionError):
-                await session.fail(RealtimeError("the frame is not valid JSON", code="invalid_json"))
+                await session.fail(RealtimeError("the frame is not valid JSON", wire_code="invalid_json"))
                 continue
             if not isinstance(event, dict):
-                await session.fail(RealtimeError("an event is a JSON object", code="invalid_event"))
+                await session.fail(RealtimeError("an event is a JSON object", wire_code="invalid_event"))
                 continue
             await session.on_event(event)
     except (WebSocketDisconnect, BotError, TimeoutError, RuntimeError) as err:
