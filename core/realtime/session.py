@@ -11,17 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from core.audio import clip_from_pcm16
 from core.errors import BotError, STTError
 from core.interfaces import EventSink
-from core.models import AudioClip, NewMessage
-from core.pipeline import TurnRequest, TurnResult
+from core.pipeline import TurnResult
 from core.realtime.audio import decode_base64_pcm
+from core.realtime.items import Items
 from core.realtime.protocol import (
     EAGERNESS_THRESHOLD,
     PCM_RATE,
@@ -30,7 +27,6 @@ from core.realtime.protocol import (
     RealtimeError,
     error_event,
     for_dialect,
-    input_modalities,
     new_id,
 )
 from core.realtime.responses import Responses
@@ -59,16 +55,6 @@ class SessionLimits(Protocol):
     async def spend_audio(self, seconds: float) -> None: ...
 
 
-@dataclass(slots=True)
-class _Pending:
-    """A user item waiting for ``response.create``: typed text, or committed audio being (or already) heard."""
-
-    item_id: str
-    text: str | None = None
-    heard: asyncio.Future[TurnRequest] | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-
-
 class RealtimeSession:
     """One Realtime client; it is also the hub's sink for its conversation (``send``/``close``)."""
 
@@ -78,17 +64,17 @@ class RealtimeSession:
         self.bot = bot
         self.client_id = client_id
         self._out = out
-        self._limits = limits
+        self.limits = limits
         self.dialect = dialect
         self.config = RealtimeConfig(model=model)
         self._listener: LiveListener | None = None
         self._buffer = bytearray()  # audio appended since the last commit, without turn detection
         self._fed_s = 0.0
         self._checked_until_s = 0.0
-        self._pending: list[_Pending] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._send_lock = asyncio.Lock()
         self.responses = Responses(self)
+        self.items = Items(self)
         self._closed = False
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
@@ -108,7 +94,7 @@ class RealtimeSession:
             listener, self._listener = self._listener, None
             with contextlib.suppress(BotError):
                 await listener.stop()
-        await self._store_unanswered()
+        await self.items.store_unanswered()
         for task in list(self._tasks):
             task.cancel()
         self.bot.pipeline.forget(self.client_id)
@@ -154,9 +140,9 @@ class RealtimeSession:
             "input_audio_buffer.append": self._append,
             "input_audio_buffer.commit": self._commit,
             "input_audio_buffer.clear": self._clear,
-            "conversation.item.create": self._item_create,
+            "conversation.item.create": self.items.create,
             "conversation.item.truncate": self._truncate,
-            "response.create": self._response_create,
+            "response.create": self.items.respond,
             "response.cancel": self._response_cancel,
         }.get(kind if isinstance(kind, str) else "")
         try:
@@ -197,8 +183,8 @@ class RealtimeSession:
             raise STTError("speech-to-text is turned off on this server", code="stt-unavailable")
         self._fed_s += len(pcm) / 2 / PCM_RATE
         if self._fed_s >= self._checked_until_s:
-            await self._limits.check_audio()
-            await self._limits.reopen(self.client_id)
+            await self.limits.check_audio()
+            await self.limits.reopen(self.client_id)
             self._checked_until_s = self._fed_s + AUDIO_CHECK_S
         if self.config.turn_detection is None:
             if (len(self._buffer) + len(pcm)) / 2 / PCM_RATE > self.bot.settings.audio.max_duration_s:
@@ -229,7 +215,7 @@ class RealtimeSession:
         )
         return LiveListener(
             bot.pipeline, bot.hub, self.client_id, detector, PCM_RATE, endpointer=endpointer,
-            on_turn=lambda future, turn_id: self._spawn(self._heard(future, turn_id)),
+            on_turn=lambda future, turn_id: self.spawn(self._heard(future, turn_id)),
             early_transcription_ms=vad.early_transcription_ms, interrupt_min_ms=vad.interrupt_min_ms,
         )
 
@@ -237,7 +223,7 @@ class RealtimeSession:
         """A turn the listener heard: its audio is spent; a failure before its reply (no words) is told."""
         try:
             result = await future
-            await self._limits.spend_audio(result.timings.get("audio_s", 0.0))
+            await self.limits.spend_audio(result.timings.get("audio_s", 0.0))
         except BotError as err:
             await self.responses.input_failed(turn_id, err)
         except asyncio.CancelledError:
@@ -262,84 +248,13 @@ class RealtimeSession:
         item_id = new_id("item")
         previous = self.responses.last_item_id
         await self.emit({"type": "input_audio_buffer.committed", "previous_item_id": previous, "item_id": item_id})
-        await self._add_audio_item(item_id, pcm)
-
-    async def _add_audio_item(self, item_id: str, pcm: bytes) -> None:
-        await self.responses.user_item(item_id, audio=True)
-        heard = asyncio.ensure_future(self._hear(item_id, pcm))
-        self._pending.append(_Pending(item_id, heard=heard))
-
-    async def _hear(self, item_id: str, pcm: bytes) -> TurnRequest:
-        """Transcribe and keep one committed utterance; its transcript is told as soon as it is known."""
-        transcriber = self.bot.transcriber
-        start = time.perf_counter()
-        clip: AudioClip = await asyncio.to_thread(clip_from_pcm16, pcm, PCM_RATE)
-        language = self.bot.pipeline.language(self.client_id)
-        try:
-            heard = await transcriber.hear_clip(clip, None, language)
-        except BotError as err:
-            await self.responses.transcription_failed(item_id, err)
-            raise
-        await self._limits.spend_audio(clip.duration_s)
-        text = heard.transcript.text
-        await self.responses.transcribed(item_id, text)
-        return TurnRequest(
-            self.client_id, text, "voice", heard.audio_path, heard.timings, start,
-            heard.transcript.language, heard.transcript.language_probability,
-        )
+        await self.items.add_audio(item_id, pcm)
 
     async def _clear(self, event: dict[str, Any]) -> None:
         self._buffer = bytearray()
         if self._listener is not None:
             await self._listener.cancel()
         await self.emit({"type": "input_audio_buffer.cleared"})
-
-    async def _item_create(self, event: dict[str, Any]) -> None:
-        item = event.get("item")
-        if not isinstance(item, dict) or item.get("type", "message") != "message":
-            raise RealtimeError("only message items are supported", param="item.type", wire_code="unsupported")
-        role = item.get("role")
-        content = item.get("content")
-        if role not in ("user", "assistant") or not isinstance(content, list) or not content:
-            raise RealtimeError("a message item needs role user or assistant and a content list", param="item")
-        given = item.get("id")
-        item_id = given if isinstance(given, str) and 0 < len(given) <= 64 else new_id("item")
-        texts: list[str] = []
-        audio = b""
-        for part in content:
-            kind = part.get("type") if isinstance(part, dict) else None
-            if kind in ("input_text", "text", "output_text") and isinstance(part.get("text"), str):
-                texts.append(part["text"])
-            elif kind == "input_audio" and role == "user":
-                audio += decode_base64_pcm(part.get("audio"), "item.content.audio")
-            else:
-                raise RealtimeError(f"content part {kind!r} is not supported here", param="item.content")
-        text = "\n".join(t for t in texts if t.strip()).strip()
-        await self._limits.count_message()
-        await self._limits.reopen(self.client_id)
-        if role == "assistant":
-            await self._store_assistant(item_id, text)
-        elif audio:
-            if self.bot.stt is None:
-                raise STTError("speech-to-text is turned off on this server", code="stt-unavailable")
-            await self._add_audio_item(item_id, audio)
-        elif text:
-            limit = self.bot.settings.server.max_message_chars
-            if len(text) > limit:
-                raise RealtimeError(f"the text is longer than {limit} characters", param="item.content")
-            await self.responses.user_item(item_id, text=text)
-            self._pending.append(_Pending(item_id, text=text))
-        else:
-            raise RealtimeError("the message holds no text", param="item.content")
-
-    async def _store_assistant(self, item_id: str, text: str) -> None:
-        """An assistant message the client adds as context: stored in the conversation's order."""
-        if not text:
-            raise RealtimeError("the message holds no text", param="item.content")
-        history = self.bot.pipeline.history
-        message = NewMessage(self.client_id, "assistant", text, "text")
-        await self.bot.pipeline.in_lane(self.client_id, lambda: history.append(message))
-        await self.responses.assistant_item(item_id, text)
 
     async def _truncate(self, event: dict[str, Any]) -> None:
         item_id, audio_end_ms = event.get("item_id"), event.get("audio_end_ms")
@@ -348,72 +263,12 @@ class RealtimeSession:
             raise RealtimeError("truncate needs item_id and audio_end_ms (a whole number of ms)", param="item_id")
         await self.responses.truncate(item_id, audio_end_ms)
 
-    async def _response_create(self, event: dict[str, Any]) -> None:
-        options = event.get("response") or {}
-        if not isinstance(options, dict):
-            raise RealtimeError("response must be an object", param="response")
-        modalities = options.get("output_modalities", options.get("modalities"))
-        speaks = self.config.speaks if modalities is None else "audio" in input_modalities(modalities)
-        pending, self._pending = self._pending, []
-        if not pending:
-            raise RealtimeError("there is nothing to answer: add a user item first (conversation.item.create, or "
-                                "input_audio_buffer.commit)", wire_code="conversation_empty")
-        self._spawn(self._respond(pending, speaks, event.get("event_id")))
-
-    async def _respond(self, pending: list[_Pending], speaks: bool, event_id: object) -> None:
-        """Answer the pending items as one turn, once their audio is heard."""
-        texts: list[str] = []
-        heard: TurnRequest | None = None
-        for item in pending:
-            if item.heard is not None:
-                try:
-                    request = await item.heard
-                except BotError:
-                    continue  # told as that item's transcription failure
-                heard = heard or request
-                texts.append(request.text)
-            elif item.text:
-                texts.append(item.text)
-        if not texts:
-            await self.fail(STTError("no words were heard in the committed audio", code="no-speech"),
-                            event_id=event_id if isinstance(event_id, str) else None)
-            return
-        text = "\n".join(texts)
-        if heard is not None:
-            request = TurnRequest(self.client_id, text, "voice", heard.audio_path, heard.timings, heard.origin,
-                                  heard.language, heard.language_probability)
-        else:
-            request = TurnRequest(self.client_id, text, "text", origin=time.perf_counter())
-        self.bot.pipeline.set_voice_replies(self.client_id, speaks)
-        future = self.bot.pipeline.submit(request)
-        with contextlib.suppress(BotError, asyncio.CancelledError):
-            await future
-        self.bot.pipeline.set_voice_replies(self.client_id, self.config.speaks)
-
     async def _response_cancel(self, event: dict[str, Any]) -> None:
         if not self.bot.pipeline.cancel_turn(self.client_id):
             raise RealtimeError("no response is in progress", wire_code="response_cancel_not_active")
         self.responses.cancelled_by_client()
 
-    async def _store_unanswered(self) -> None:
-        """Typed items never answered are kept, so nothing the user sent is lost; heard ones are in their turns'
-        recordings' place only if answered, so their transcripts are kept likewise."""
-        pending, self._pending = self._pending, []
-        history = self.bot.pipeline.history
-        for item in pending:
-            text = item.text
-            if item.heard is not None:
-                with contextlib.suppress(BotError, asyncio.CancelledError):
-                    request = await item.heard
-                    message = NewMessage(self.client_id, "user", request.text, "voice", "ok", request.audio_path,
-                                         request.language, request.language_probability)
-                    await history.append(message)
-                continue
-            if text:
-                with contextlib.suppress(BotError):
-                    await history.append(NewMessage(self.client_id, "user", text, "text"))
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
