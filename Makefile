@@ -32,7 +32,7 @@ define compile
 	rm $(2).new
 endef
 
-.PHONY: install install-dev lock system-deps run migrate test bench lint clean rebuild-llama
+.PHONY: install install-dev lock system-deps run migrate test bench lint clean rebuild-llama fuzz soak
 
 # The venv's own pip installs the lock, which pins pip itself too (the llm package depends on pip).
 $(BIN)/python:
@@ -80,9 +80,22 @@ test: install-dev system-deps
 bench: install-dev
 	$(BIN)/python -m bench
 
+# The long fuzz: tests/test_fuzz.py with thousands of examples per target (`make test` runs a short, fixed sample),
+# then each atheris harness for FUZZ_SECONDS. Failing inputs are kept in test-artifacts/fuzz/.
+FUZZ_SECONDS ?= 60
+fuzz: install-dev
+	FUZZ=long $(BIN)/python -m pytest -p no:cacheprovider tests/test_fuzz.py
+	$(BIN)/python -m tests.fuzz all $(FUZZ_SECONDS)
+
 lint: install-dev
 	$(BIN)/ruff check core web_bot tests bench
 	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# An hour of mixed traffic against one server, sampled each minute; fails if memory, descriptors, tasks or threads
+# keep growing (bench/soak.py). `make soak SOAK_MINUTES=5` is the short run the suite has (tests/test_soak.py).
+SOAK_MINUTES ?= 60
+soak: install-dev
+	SOAK_MINUTES=$(SOAK_MINUTES) $(BIN)/python -m bench.soak

@@ -8,6 +8,7 @@ import sys
 BENCHMARKS = ["bench.bench_chat", "bench.bench_stt", "bench.bench_voice", "bench.bench_turns", "bench.bench_llm"]
 BENCHMARKS.insert(3, "bench.bench_realtime")  # beside the page's own figure
 BENCHMARKS.append("bench.bench_search")  # SQLite and PostgreSQL, a million messages (BENCH_SEARCH_MESSAGES)
+BENCHMARKS.append("bench.bench_crash")  # SIGKILL and SIGTERM under load, SQLite and PostgreSQL (~10 minutes)
 
 
 def main() -> int:

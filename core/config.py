@@ -10,7 +10,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -23,6 +23,7 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from core.errors import ConfigError
 
@@ -35,7 +36,10 @@ def project_path(value: str) -> str:
     """Resolve a relative path against the project's root, never the current directory."""
     if not value:
         return value
-    path = Path(value).expanduser()
+    try:
+        path = Path(value).expanduser()
+    except RuntimeError as err:  # "~name/…" where no user is called name
+        raise ValueError(f"{value!r}: {err}") from err
     return str(path if path.is_absolute() else ROOT / path)
 
 
@@ -53,6 +57,50 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def json_text(value: str) -> Any:
+    """JSON given as text (in the environment): a ValueError, reported against the key, if it is not JSON or is
+    nested too deep for the parser (which raises RecursionError)."""
+    try:
+        return json.loads(value)
+    except RecursionError as err:
+        raise ValueError("the JSON is nested too deep") from err
+
+
+def json_list(value: object) -> object:
+    """A list from the environment is JSON text: ``[{"engine": "local"}]``."""
+    if isinstance(value, str):
+        return json_text(value) if value.strip() else []  # a JSONDecodeError is a ValueError: reported on the key
+    return value
+
+
+# Further engines of a stage, each a partial configuration of that stage laid over the stage's own (``core.fallback``).
+Fallbacks = Annotated[list[dict[str, Any]], BeforeValidator(json_list)]
+EngineSection = TypeVar("EngineSection", bound="Section")
+
+
+def fallback_settings(section: EngineSection) -> list[EngineSection]:
+    """Each entry of ``section.fallbacks`` laid over ``section`` (without its fallbacks), validated; a
+    PydanticCustomError naming the entry and key if one is not a valid configuration of the stage."""
+    kind = type(section)
+    base = section.model_dump(exclude={"fallbacks"})
+    merged: list[EngineSection] = []
+    for index, entry in enumerate(getattr(section, "fallbacks", [])):
+        unknown = sorted(key for key in entry if key not in kind.model_fields or key in ("fallbacks", "down_for_s"))
+        if unknown:
+            raise PydanticCustomError("fallback", "fallbacks[{i}].{key}: unknown key", {"i": index, "key": unknown[0]})
+        if entry.get("engine") == "none":
+            raise PydanticCustomError("fallback", "fallbacks[{i}].engine: none is no engine", {"i": index})
+        try:
+            merged.append(kind.model_validate({**base, **entry}))
+        except ValidationError as err:
+            problem = err.errors()[0]
+            key = ".".join(str(part) for part in problem["loc"])
+            raise PydanticCustomError(
+                "fallback", "fallbacks[{i}].{key}: {msg}", {"i": index, "key": key, "msg": problem["msg"]}
+            ) from err
+    return merged
+
+
 class ServerSettings(Section):
     """How the HTTP/WebSocket server listens and what it accepts."""
 
@@ -60,6 +108,10 @@ class ServerSettings(Section):
     port: int = Field(8000, ge=1, le=65535)
     max_message_chars: int = Field(4000, ge=1)
     send_timeout_s: float = Field(10.0, gt=0)
+    # Seconds a stop (SIGTERM, Ctrl-C) lets the turns under way finish; then each reply still being written or spoken
+    # is cut and stored as interrupted, and each message still queued is stored with its reply cut at once. The whole
+    # stop then ends within about 3 s more (``core.pipeline.ChatPipeline.aclose``).
+    shutdown_timeout_s: float = Field(10.0, ge=0, le=600)
     delta_interval_ms: float = Field(30.0, ge=0)
     forwarded_allow_ips: str = "127.0.0.1"
     # Origins (scheme://host[:port]) besides the server's own that may open a socket or post with a cookie.
@@ -126,9 +178,18 @@ class LimitsSettings(Section):
 
 
 class MetricsSettings(Section):
-    """Who may read ``/metrics``: these addresses or networks, or an admin's API token."""
+    """Who may read ``/metrics``: these addresses or networks, or an admin's API token. The admin page's history:
+    a sample every ``history_interval_s``, kept ``history_keep_h`` (at most 100 000 samples)."""
 
     allow_ips: Annotated[list[str], BeforeValidator(word_list)] = ["127.0.0.1", "::1"]
+    history_interval_s: float = Field(10.0, ge=0.05, le=3600)
+    history_keep_h: float = Field(24.0, gt=0, le=24 * 366)
+
+    @model_validator(mode="after")
+    def _history_bounded(self) -> MetricsSettings:
+        if self.history_keep_h * 3600 / self.history_interval_s > 100_000:
+            raise ValueError("metrics.history_keep_h / metrics.history_interval_s: at most 100000 samples are kept")
+        return self
 
 
 class LLMSettings(Section):
@@ -153,11 +214,21 @@ class LLMSettings(Section):
     max_tokens: int | None = Field(None, ge=1)
     repeat_penalty: float | None = Field(None, ge=1, le=2)
     history_messages: int = Field(10, ge=0)
+    # The longest a user waits for the first words, retries and fallbacks included, and for each next fragment.
     timeout_s: float = Field(30.0, gt=0)
-    max_retries: int = Field(2, ge=0, le=10)
+    max_retries: int = Field(2, ge=0, le=10)  # before a fallback, none: the fallback is the retry
     n_ctx: int = Field(2048, ge=256)
     n_threads: int = Field(0, ge=0)
     max_concurrent: int = Field(16, ge=1)
+    # Engines tried in order when the one before fails (``core.fallback``), e.g. [{"engine": "local"}]; an engine
+    # that was down is skipped for down_for_s, then tried again.
+    fallbacks: Fallbacks = []
+    down_for_s: float = Field(30.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _fallbacks_valid(self) -> LLMSettings:
+        fallback_settings(self)
+        return self
 
 
 class DatabaseSettings(Section):
@@ -228,6 +299,13 @@ class STTSettings(Section):
     # Whisper: the shortest window a short clip is encoded in; 30 is Whisper's full window (three times slower
     # on a 3 s clip, and in our measures one word in 30 sentences more accurate).
     window_s: float = Field(10.0, ge=1, le=30)
+    fallbacks: Fallbacks = []  # as llm.fallbacks, e.g. [{"engine": "whisper"}]
+    down_for_s: float = Field(30.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _fallbacks_valid(self) -> STTSettings:
+        fallback_settings(self)
+        return self
 
 
 def voice_map(value: object) -> object:
@@ -235,7 +313,7 @@ def voice_map(value: object) -> object:
     if not isinstance(value, str):
         return value
     if value.strip().startswith("{"):
-        return json.loads(value)  # a JSONDecodeError is a ValueError: reported against the key
+        return json_text(value)  # a JSONDecodeError is a ValueError: reported against the key
     voices: dict[str, str] = {}
     for item in value.replace(",", " ").split():
         language, equals, spec = item.partition("=")
@@ -277,6 +355,13 @@ class TTSSettings(Section):
     timeout_s: float = Field(30.0, gt=0)
     max_concurrent: int = Field(1, ge=1)
     format: Literal["mp3", "ogg-opus", "wav"] = "mp3"
+    fallbacks: Fallbacks = []  # as llm.fallbacks, e.g. [{"engine": "piper"}]: each language's voice of it
+    down_for_s: float = Field(30.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _fallbacks_valid(self) -> TTSSettings:
+        fallback_settings(self)
+        return self
 
 
 def voice_replies_mode(value: object) -> object:
@@ -384,10 +469,14 @@ def load_settings(config_file: str | Path | None = None, environ: Mapping[str, s
     """Build settings from defaults, the configuration file and the environment; raise ConfigError if invalid."""
     env = os.environ if environ is None else environ
     explicit = config_file or env.get("WEB_BOT_CONFIG")
-    path = Path(project_path(str(explicit))) if explicit else DEFAULT_CONFIG
+    try:
+        path = Path(project_path(str(explicit))) if explicit else DEFAULT_CONFIG
+        found = path.is_file()
+    except (ValueError, OSError) as err:  # "~nobody/…", a name too long for the file system
+        raise ConfigError(f"cannot read the configuration file: {err}") from err
     data: dict[str, Any] = {}
     read_file: str | None = None
-    if path.is_file():
+    if found:
         data = _read_json(path)
         read_file = str(path)
     elif explicit:
@@ -404,7 +493,7 @@ def load_settings(config_file: str | Path | None = None, environ: Mapping[str, s
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RecursionError) as err:  # RecursionError: JSON nested thousands deep
         raise ConfigError(f"cannot read {path}: {err}") from err
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a JSON object of sections")

@@ -50,6 +50,7 @@ class Reply(Event):
     message_id: int
     timings: dict[str, float]
     status: str = "ok"
+    engine: str | None = None  # the language model that wrote it: llm.engine, or one of llm.fallbacks
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,6 +57,24 @@ class STTEngine(Protocol):
     async def aclose(self) -> None: ...
 
 
+@runtime_checkable
+class TimedSTT(Protocol):
+    """An engine that can also say when each part of a clip was said: ``Transcript.segments`` (and each segment's
+    words when ``words``), for subtitles and OpenAI's ``verbose_json``. Slower than ``transcribe``, so asked only
+    when wanted."""
+
+    async def transcribe_timed(
+        self, audio: AudioClip, *, language: str | None = None, prompt: str | None = None, words: bool = False
+    ) -> Transcript: ...
+
+
+@runtime_checkable
+class TokenCounter(Protocol):
+    """An LLM whose own tokenizer can count a text's tokens (None: it has none, and callers estimate)."""
+
+    def count_tokens(self, text: str) -> int | None: ...
+
+
 class TTSEngine(Protocol):
     """Turns a sentence into speech; ``language`` (a code like ``en``; None: not known) picks the voice where an
     engine has one per language, and an engine with one voice ignores it."""
@@ -66,6 +84,14 @@ class TTSEngine(Protocol):
     def synthesize(self, text: str, *, language: str | None = None) -> AsyncIterator[AudioChunk]: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class PCMSynthesizer(Protocol):
+    """A TTS engine that can also give its speech unencoded: mono 16-bit PCM chunks (``AudioChunk.format`` "pcm")
+    at the voice's own rate, for callers that encode a stream of their own."""
+
+    def synthesize_pcm(self, text: str, *, language: str | None = None) -> AsyncIterator[AudioChunk]: ...
 
 
 class HistoryStore(Protocol):

@@ -50,11 +50,31 @@ class Lanes:
         lane = self._lanes.get(client_id)
         return len(lane.jobs) if lane is not None else 0
 
-    async def aclose(self) -> None:
-        """Finish queued work (bounded by the caller's shutdown timeout)."""
-        tasks = [lane.task for lane in self._lanes.values() if lane.task is not None]
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+    async def aclose(self, timeout_s: float | None = None) -> bool:
+        """Wait for every lane to run out of work, at most ``timeout_s`` seconds (None: no limit); whether they did.
+        Work queued meanwhile is waited for too."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
+        while tasks := [lane.task for lane in self._lanes.values() if lane.task is not None]:
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                return False
+            await asyncio.wait(tasks, timeout=left)
+        return True
+
+    def cancel(self) -> int:
+        """Cancel every job: the running ones are cancelled (each handles its cancellation: a turn stores what it
+        has), the queued ones never start and their futures are cancelled. Returns how many jobs were cancelled."""
+        cancelled = 0
+        for lane in self._lanes.values():
+            while lane.jobs:
+                _, future = lane.jobs.popleft()
+                future.cancel()
+                cancelled += 1
+            if lane.current is not None and not lane.current.done():
+                lane.current.cancel()
+                cancelled += 1
+        return cancelled
 
     async def _drain(self, client_id: str, lane: _Lane) -> None:
         try:

@@ -94,6 +94,25 @@ class AudioClip:
 
 
 @dataclass(frozen=True, slots=True)
+class Word:
+    """One word of a transcript and when it was said, in seconds from the start of the clip."""
+
+    start_s: float
+    end_s: float
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A stretch of a transcript (about a sentence) and when it was said; ``words`` only when they were asked for."""
+
+    start_s: float
+    end_s: float
+    text: str
+    words: tuple[Word, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Transcript:
     """What speech-to-text heard."""
 
@@ -101,6 +120,7 @@ class Transcript:
     language: str | None = None
     duration_s: float = 0.0
     language_probability: float | None = None  # how sure detection was (0-1); None when the language was given
+    segments: tuple[Segment, ...] | None = None  # with timestamps, when asked of an engine that has them
 
 
 @dataclass(frozen=True, slots=True)

@@ -91,6 +91,11 @@ class ChatPipeline:
         return self._hub
 
     @property
+    def text_language(self) -> TextLanguage | None:
+        """What tells a text's language (the voice that reads it), among the server's languages."""
+        return self._text_language
+
+    @property
     def busy_clients(self) -> int:
         return len(self._lanes)
 
@@ -273,9 +278,32 @@ class ChatPipeline:
         """Run ``job`` in the client's lane, after everything queued before it."""
         return self._lanes.run(client_id, job)
 
-    async def aclose(self) -> None:
-        """Finish queued work (bounded by the caller's shutdown timeout)."""
-        await self._lanes.aclose()
+    async def aclose(self, timeout_s: float | None = None, *, cut_s: float = 2.0) -> None:
+        """Let the turns under way and queued finish, for at most ``timeout_s`` seconds (None: no limit); then cut.
+
+        Cutting (a stop, ``server.shutdown_timeout_s``): the reply being written or spoken to each client is
+        interrupted, so it is stored as far as it got (``interrupted``); the turns still queued then run one by one,
+        each storing its user's message (and sending ``user_message``), and each is interrupted the moment its reply
+        starts, so no message the server accepted is lost. Whatever is left after ``cut_s`` more seconds (an
+        utterance still being transcribed, a write that does not return) is cancelled.
+        """
+        if await self._lanes.aclose(timeout_s):
+            return
+        # Turns have no shutdown mode of their own: a turn is cut as soon as it can be interrupted, which is once its
+        # user's message is stored. Looking every 10 ms is cheap, and only ever happens while stopping.
+        logger.warning("stopping: cutting the turns of %d client(s) short", len(self._lanes))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + cut_s
+        cut: set[Turn] = set()  # each turn is cancelled once: its cleanup (the cut reply's write) must not be cut
+        while loop.time() < deadline:
+            for turn in list(self._running.values()):
+                if turn not in cut and turn.interrupt():
+                    cut.add(turn)
+            if await self._lanes.aclose(0.01):
+                return
+        cancelled = self._lanes.cancel()
+        logger.warning("stopping: %d job(s) still under way or queued were cancelled", cancelled)
+        await self._lanes.aclose(1.0)
 
     # -- what turns share -------------------------------------------------------------------------------------
 

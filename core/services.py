@@ -17,12 +17,14 @@ from core.commands import Commands
 from core.config import Settings, VADSettings
 from core.conversations import Conversations
 from core.errors import BotError
+from core.fallback import ChainMetrics, chains_of
 from core.history import SQLHistoryStore
 from core.hub import Hub
 from core.interfaces import HistoryStore, LLMEngine, STTEngine, TTSEngine, TurnTextJudge
 from core.language import TextLanguage
 from core.llm import build_llm
 from core.metrics import Metrics
+from core.metrics_history import MetricsHistory, instance_connections
 from core.models import EngineInfo
 from core.pipeline import ChatPipeline
 from core.recordings import Recordings
@@ -55,6 +57,7 @@ class Bot:
     endpointer: Endpointer | None = None
     auth: Auth | None = None
     conversations: Conversations | None = None
+    metrics_history: MetricsHistory | None = None  # the admin page's plots
     commands: Commands = field(init=False)
     started_at: float = field(default_factory=time.monotonic)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -155,12 +158,13 @@ class Bot:
                     logger.warning("pruning old messages failed: %s", err.code)
             await asyncio.sleep(PRUNE_EVERY_S)
 
-    async def aclose(self) -> None:
+    async def aclose(self, timeout_s: float | None = None) -> None:
+        """Stop: turns get ``timeout_s`` seconds to finish (None: no limit), then are cut (``ChatPipeline.aclose``)."""
         for task in list(self._tasks):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.pipeline.aclose()
+        await self.pipeline.aclose(timeout_s)
         await self.hub.aclose()
         for engine in (self.tts, self.stt, self.llm):
             if engine is not None:
@@ -211,8 +215,10 @@ async def build_bot(settings: Settings) -> Bot:
         for engine in reversed(started):
             await engine.aclose()
         raise
-    hub = Hub(build_bus(settings.redis))
+    bus = build_bus(settings.redis)
+    hub = Hub(bus)
     metrics = Metrics(lambda: hub.connection_count)
+    metrics.registry.register(ChainMetrics(lambda: chains_of(llm, stt, tts)))  # engines used and failing over
     transcriber = Transcriber(
         stt=stt,
         recordings=Recordings(settings.audio.dir, settings.audio.keep_days),
@@ -254,6 +260,14 @@ async def build_bot(settings: Settings) -> Bot:
     pipeline.after_reply = bot.conversations.after_reply
     bot.start_maintenance()
     hub.start()
+    # The admin page's plots: the metrics sampled in the background (cancelled with the other tasks in aclose).
+    bot.metrics_history = MetricsHistory(
+        metrics.registry, status=bot.status, instances=lambda: instance_connections(hub, bus),
+        interval_s=settings.metrics.history_interval_s, keep_s=settings.metrics.history_keep_h * 3600,
+    )
+    sampler = asyncio.create_task(bot.metrics_history.run(), name="metrics-history")
+    bot._tasks.add(sampler)
+    sampler.add_done_callback(bot._tasks.discard)
     logger.info("engines: %s", {stage: info["engine"] for stage, info in bot.engines().items()})
     return bot
 

@@ -96,7 +96,8 @@ def _clean_line(line: str) -> str:
 
 def clean_for_speech(text: str) -> str:
     """``text`` as it should be read aloud: no markdown, code, emoji or URLs; "" if nothing speakable is left."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    # Entities first: "&#96;" or "&lt;b&gt;" is markup spelt another way, and must be cleaned like it.
+    text = html.unescape(text).replace("\r\n", "\n").replace("\r", "\n")
     text = _FENCED.sub("\n", text)
     text = _ESCAPE.sub(r"\1", text)  # for the ear, an escaped * is as silent as any other
     text = _HTML_COMMENT.sub(" ", text)
@@ -119,7 +120,6 @@ def clean_for_speech(text: str) -> str:
     spoken = " ".join(
         line if i == len(lines) - 1 or _ENDS_CLAUSE.search(line) else f"{line}." for i, line in enumerate(lines)
     )
-    spoken = html.unescape(spoken)
     spoken = _SPACE_BEFORE_PUNCT.sub(r"\1", spoken)
     spoken = _REPEATED_PUNCT.sub(r"\1", spoken)
     spoken = " ".join(spoken.split())

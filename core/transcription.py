@@ -12,11 +12,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from core.audio import decode_audio, pcm_to_wav, sniff_container
 from core.errors import STTError
-from core.interfaces import STTEngine
-from core.models import AudioClip, Transcript
+from core.interfaces import STTEngine, TimedSTT
+from core.models import AudioClip, Segment, Transcript
 from core.recordings import Recordings
 from core.unicode import valid_text
 
@@ -63,8 +64,7 @@ class Transcriber:
         if self._stt is None:
             raise STTError("speech-to-text is turned off on this server", code="stt-unavailable")
         start = time.perf_counter()
-        async with self._decodes:
-            clip = await asyncio.to_thread(decode_audio, data, max_duration_s=self._max_duration_s)
+        clip = await self.decode(data)
         decoded = time.perf_counter()
         extension = EXTENSIONS.get(sniff_container(data) or "", "bin")
         save = lambda: self.recordings.save(data, extension)  # noqa: E731
@@ -94,18 +94,38 @@ class Transcriber:
         timings = {"stt_ms": round((time.perf_counter() - start) * 1000, 1), "audio_s": round(clip.duration_s, 2)}
         return Heard(transcript, audio_path, timings)
 
+    async def decode(self, data: bytes) -> AudioClip:
+        """Decode a file in any accepted container, in a worker thread (a bounded number at once), keeping nothing."""
+        async with self._decodes:
+            return await asyncio.to_thread(decode_audio, data, max_duration_s=self._max_duration_s)
+
     async def transcribe(
-        self, clip: AudioClip, language: str | None = None, prompt: str | None = None
+        self,
+        clip: AudioClip,
+        language: str | None = None,
+        prompt: str | None = None,
+        *,
+        timestamps: Literal["segment", "word"] | None = None,
     ) -> Transcript:
         """Transcribe decoded audio into valid text, in ``language`` (a client's fixed language), else
         ``stt.language``, else the language the engine detects; no words at all is ``no-speech``. ``prompt``: text
-        the speech likely follows or repeats (see ``STTEngine``)."""
+        the speech likely follows or repeats (see ``STTEngine``). With ``timestamps`` the transcript has its
+        segments (and their words for ``word``) from an engine that knows them (``TimedSTT``); from another, one
+        segment spanning the clip."""
         if self._stt is None:
             raise STTError("speech-to-text is turned off on this server", code="stt-unavailable")
-        transcript = await self._stt.transcribe(clip, language=language or self._language, prompt=prompt)
+        language = language or self._language
+        if timestamps is not None and isinstance(self._stt, TimedSTT):
+            words = timestamps == "word"
+            transcript = await self._stt.transcribe_timed(clip, language=language, prompt=prompt, words=words)
+        else:
+            transcript = await self._stt.transcribe(clip, language=language, prompt=prompt)
         text = valid_text(transcript.text).strip()
         if not text:
             raise STTError("no speech was heard in the audio", code="no-speech")
+        if timestamps is not None:
+            segments = _valid(transcript.segments) or (Segment(0.0, round(clip.duration_s, 3), text),)
+            return dataclasses.replace(transcript, text=text, segments=segments)
         return transcript if text == transcript.text else dataclasses.replace(transcript, text=text)
 
     async def forget(self, paths: list[str | None]) -> int:
@@ -138,6 +158,16 @@ class Transcriber:
     def prune(self) -> int:
         """Delete recordings older than ``audio.keep_days``."""
         return self.recordings.prune()
+
+
+def _valid(segments: tuple[Segment, ...] | None) -> tuple[Segment, ...]:
+    """An engine's segments with valid text, empty ones left out."""
+    kept = []
+    for segment in segments or ():
+        words = tuple(dataclasses.replace(w, text=valid_text(w.text)) for w in segment.words)
+        if text := valid_text(segment.text).strip():
+            kept.append(dataclasses.replace(segment, text=text, words=words))
+    return tuple(kept)
 
 
 def _saved(save: Callable[[], str | None]) -> str | None:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from core.errors import BotError, LLMError, STTError
 from core.events import AudioDone, ErrorEvent, Interrupted, Reply, ReplyDelta, TranscriptionEvent, UserMessage
+from core.llm.failover import served_by
 from core.models import AudioClip, NewMessage, Source, Status, StoredMessage, Transcript
 from core.outlet import TurnOutlet, new_turn_id
 from core.prefetch import ReplyPrefetch
@@ -428,7 +429,7 @@ class Turn:
                 stored = await self._store_reply(reply, request)
                 timings["total_ms"] = elapsed_ms(start)
                 # The text is complete and stored: the reply goes now, whatever the speech is still doing.
-                await self.outlet.send(Reply(reply, stored.id, timings))
+                await self.outlet.send(Reply(reply, stored.id, timings, engine=served_by(parts)))
                 if pipeline.metrics is not None:
                     pipeline.metrics.turn(self.source, "ok", timings)
                 if speaker is not None and speech is not None:

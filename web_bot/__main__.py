@@ -4,13 +4,54 @@ accounts (``web_bot.users``)."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
+import socket
 import sys
+import time
 
 import uvicorn
+from fastapi import FastAPI
 
-from core.config import load_settings
+from core.config import Settings, load_settings
 from core.errors import ConfigError
 from web_bot.app import check_exposure, create_app
+
+
+class StoppingServer(uvicorn.Server):
+    """uvicorn's server, noting on the app when a stop (SIGTERM, Ctrl-C) begins: the turns' budget,
+    ``server.shutdown_timeout_s``, counts from the signal, not from the end of uvicorn's wait for requests."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self._app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._app.state.stop_began = time.monotonic()
+        await super().shutdown(sockets)
+
+
+def build_server(app: FastAPI, settings: Settings, port: int) -> StoppingServer:
+    """The uvicorn server ``python -m web_bot`` runs ``app`` in, on ``settings.server.host`` and ``port``.
+
+    A stop closes every socket at once (code 1012, service restart: the page reconnects), lets requests under way
+    (uploads waiting for their reply) and the turns in the lanes run for ``server.shutdown_timeout_s`` seconds, then
+    cuts them (``core.pipeline.ChatPipeline.aclose``).
+    """
+    config = uvicorn.Config(
+        app,
+        host=settings.server.host,
+        port=port,
+        log_config=None,
+        # The app applies X-Forwarded-For itself (web_bot.security), after noting the direct peer.
+        proxy_headers=False,
+        # Audio frames up to twice the limit get a clear `audio-too-large` error; larger ones close the socket.
+        ws_max_size=max(16 * 1024 * 1024, int(2 * settings.audio.max_upload_mb * 1_000_000)),
+        # Our frames are small JSON or already-compressed audio: deflate would cost CPU and ~64 KB per socket.
+        ws_per_message_deflate=False,
+        timeout_graceful_shutdown=math.ceil(settings.server.shutdown_timeout_s),  # uvicorn takes whole seconds
+    )
+    return StoppingServer(config, app)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,19 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"web-bot: {err}", file=sys.stderr)
         return 2
-    app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=settings.server.host,
-        port=args.port or settings.server.port,
-        log_config=None,
-        # The app applies X-Forwarded-For itself (web_bot.security), after noting the direct peer.
-        proxy_headers=False,
-        # Audio frames up to twice the limit get a clear `audio-too-large` error; larger ones close the socket.
-        ws_max_size=max(16 * 1024 * 1024, int(2 * settings.audio.max_upload_mb * 1_000_000)),
-        # Our frames are small JSON or already-compressed audio: deflate would cost CPU and ~64 KB per socket.
-        ws_per_message_deflate=False,
-    )
+    server = build_server(create_app(settings), settings, args.port or settings.server.port)
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn raises the Ctrl-C it handled again once it has stopped
+        server.run()
+    if not server.started:
+        return 3  # uvicorn's own exit status for a server that failed to start
     return 0
 
 

@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import math
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -31,6 +32,7 @@ from core.errors import AuthError, BotError, ConfigError, RateLimited
 from core.events import Welcome
 from core.services import WELCOME_HISTORY, Bot, build_bot
 from web_bot.accounts import router as accounts_router
+from web_bot.admin import admin_router
 from web_bot.connections import WebSocketSink
 from web_bot.conversations import router as conversations_router
 from web_bot.deps import ROW_ID_MAX, AuthDep, BotDep, PrincipalDep, get_credentials
@@ -49,7 +51,9 @@ from web_bot.security import (
 )
 from web_bot.session import SocketSession
 from web_bot.uploads import read_upload
+from web_bot.v1.errors import under_v1, v1_error, v1_http_error, v1_invalid
 from web_bot.v1.realtime import router as realtime_router
+from web_bot.v1.rest import router as v1_router
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +147,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            await app.state.bot.aclose()
+            # Turns get server.shutdown_timeout_s from the stop signal (`python -m web_bot` notes when it came), then
+            # are cut and stored as interrupted (ChatPipeline.aclose).
+            began = getattr(app.state, "stop_began", None)
+            spent = time.monotonic() - began if began is not None else 0.0
+            await app.state.bot.aclose(max(0.0, settings.server.shutdown_timeout_s - spent))
             logger.info("web-bot stopped")
 
     app = FastAPI(title="web-bot", version=__version__, lifespan=lifespan)
@@ -156,7 +164,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(SecurityHeaders, csp=csp)
     app.include_router(accounts_router)
     app.include_router(conversations_router)
+    app.include_router(v1_router)
     app.include_router(realtime_router)
+    app.include_router(admin_router(page_imports))
     templates = Jinja2Templates(directory=HERE / "templates")
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
@@ -173,16 +183,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             body["retry_after_ms"] = err.retry_after_ms
         if status == 401:
             headers["www-authenticate"] = 'Bearer realm="web-bot"'
+        if under_v1(request.url.path):
+            return v1_error(err, status, headers)
         return JSONResponse(body, status_code=status, headers=headers or None)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
         code = {404: "not-found", 401: "auth-required", 403: "not-allowed"}.get(err.status_code, "bad-request")
+        if under_v1(request.url.path):
+            return v1_http_error(err, code)
         return JSONResponse({"code": code, "detail": str(err.detail)}, status_code=err.status_code,
                             headers=getattr(err, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
+        if under_v1(request.url.path):
+            return v1_invalid(request, err)
         problem = err.errors()[0]
         where = ".".join(str(p) for p in problem["loc"])
         return JSONResponse({"code": "bad-request", "detail": f"{where}: {problem['msg']}"}, status_code=422)

@@ -72,8 +72,8 @@ def parse_text_frame(frame: str) -> Incoming:
         return TextIn(type="text", text=frame)
     try:
         data = json.loads(frame)
-    except ValueError as err:
-        raise ProtocolError("the frame is not valid JSON", code="bad-json") from err
+    except (ValueError, RecursionError) as err:  # RecursionError: arrays or objects nested thousands deep
+        raise ProtocolError("the frame is not valid JSON (or is nested too deep)", code="bad-json") from err
     if not isinstance(data, dict):
         raise ProtocolError("a JSON frame must be an object", code="bad-message")
     kind = data.get("type")

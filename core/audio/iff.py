@@ -141,4 +141,6 @@ def _extended(raw: bytes) -> float:
     if len(raw) < 10:
         return 0.0
     exponent = ((raw[0] & 0x7F) << 8 | raw[1]) - 16383
+    if exponent > 64:  # no sample rate is that large (and 2.0 ** exponent overflows): a damaged header, rate unknown
+        return 0.0
     return float(int.from_bytes(raw[2:10], "big") * 2.0 ** (exponent - 63))

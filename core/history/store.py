@@ -27,7 +27,19 @@ from core.errors import HistoryError
 from core.history.migrate import upgrade_schema
 from core.history.schema import messages
 from core.history.sqlite_driver import SQLiteDriver
-from core.history.writes import Append, Clear, Update, Write, apply, aware, to_stored
+from core.history.writes import (
+    Append,
+    Clear,
+    Unreachable,
+    Update,
+    Write,
+    apply,
+    aware,
+    connect_asyncpg,
+    fail,
+    lost_connection,
+    to_stored,
+)
 from core.models import ClientSummary, Deletion, NewMessage, StoredMessage
 
 logger = logging.getLogger(__name__)
@@ -72,6 +84,8 @@ class SQLHistoryStore:
             kwargs["connect_args"] = {"timeout": 30}
         else:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+            if self._url.get_driver_name() == "asyncpg":
+                kwargs["connect_args"] = {"async_creator_fn": connect_asyncpg}
         if self.dialect == "sqlite":
             # Reads never open a transaction on SQLite, so a pooled connection needs no rollback on return;
             # skipping it saves a thread round trip per read.
@@ -173,7 +187,7 @@ class SQLHistoryStore:
         try:
             async with self.engine.connect() as conn:
                 return (await conn.execute(query)).all()
-        except SQLAlchemyError as err:
+        except (SQLAlchemyError, OSError) as err:
             logger.error("history read failed: %s", err)
             raise HistoryError("the history database cannot be read", code="history-unavailable") from err
 
@@ -226,17 +240,24 @@ class SQLHistoryStore:
         """
         try:
             if conn is None:
-                conn = await self.engine.connect()
+                try:
+                    conn = await self.engine.connect()
+                except _WRITE_ERRORS as err:
+                    raise Unreachable(err) from err
             await self._apply(conn, batch)
+        except Unreachable as err:
+            # The database is down or the link broke while committing (the batch may be stored or not): retrying
+            # could store a write twice, so each fails, and its turn says so; nothing was acknowledged.
+            await _discard(conn)
+            logger.error("history unavailable, %d write(s) failed: %s", len(batch), err.__cause__)
+            fail(batch, "the history database cannot be reached", "history-unavailable", err)
+            return None
         except _WRITE_ERRORS as err:
             await _discard(conn)
             conn = None
             if len(batch) == 1:
                 logger.error("history write failed: %s", err)
-                failure = HistoryError("the message could not be stored", code="history-failed")
-                failure.__cause__ = err
-                if not batch[0].done.done():
-                    batch[0].done.set_exception(failure)
+                fail(batch, "the message could not be stored", "history-failed", err)
                 return None
             logger.warning("history batch of %d writes failed (%s); retrying them one by one", len(batch), err)
             for item in batch:
@@ -258,7 +279,9 @@ class SQLHistoryStore:
             try:
                 results = await apply(conn, batch)
                 await conn.commit()
-            except (SQLAlchemyError, ValueError):
+            except (SQLAlchemyError, ValueError, OSError) as err:
+                if lost_connection(err):
+                    raise Unreachable(err) from err
                 with contextlib.suppress(SQLAlchemyError):
                     await conn.rollback()
                 raise

@@ -9,8 +9,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import delete, insert, update
+from sqlalchemy.exc import DBAPIError, InterfaceError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from core.errors import HistoryError
 from core.history.schema import messages
 from core.models import Deletion, NewMessage, StoredMessage
 
@@ -53,6 +55,39 @@ class Update:
 
 
 Write = Append | Clear | Update
+
+
+class Unreachable(Exception):
+    """The database could not be reached, or the connection broke mid-write: the cause is ``__cause__``."""
+
+
+def lost_connection(err: BaseException) -> bool:
+    """Whether a failed statement or commit lost its connection (the server went down or restarted), rather than
+    the database refusing the write: then a commit's outcome is unknown."""
+    if isinstance(err, OSError):
+        return True
+    return isinstance(err, DBAPIError) and (err.connection_invalidated or isinstance(err, InterfaceError))
+
+
+async def connect_asyncpg(*args: Any, **kwargs: Any) -> Any:
+    """asyncpg's connect, with a refused, reset or timed-out connection (a server down or restarting) raised as
+    asyncpg's own ConnectionFailureError: SQLAlchemy turns that into a DBAPIError like every other database failure,
+    where asyncpg's OSError would reach its callers raw."""
+    import asyncpg
+
+    try:
+        return await asyncpg.connect(*args, **kwargs)
+    except OSError as err:
+        raise asyncpg.exceptions.ConnectionFailureError(f"cannot connect to PostgreSQL: {err}") from err
+
+
+def fail(batch: list[Write], message: str, code: str, cause: BaseException) -> None:
+    """Settle every write of ``batch`` not yet settled with a HistoryError (``code``), caused by ``cause``."""
+    for item in batch:
+        if not item.done.done():
+            failure = HistoryError(message, code=code)
+            failure.__cause__ = cause
+            item.done.set_exception(failure)
 
 
 def runs(batch: list[Write]) -> list[list[Append] | Clear | Update]:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from core.config import LLMSettings
+import math
+
+from core.config import LLMSettings, fallback_settings
+from core.fallback import Breaker, Chain, Member, member_names
 from core.interfaces import LLMEngine
 from core.llm.checked import CheckedLLM
 from core.llm.local_llama import LlamaCppLLM
@@ -22,8 +25,33 @@ def resolve_engine(settings: LLMSettings) -> str:
 
 
 async def build_llm(settings: LLMSettings) -> CheckedLLM:
-    """Build and start the configured language model, with ``llm.max_concurrent`` and valid text enforced."""
-    return CheckedLLM(await _build_engine(settings), max_concurrent=settings.max_concurrent)
+    """Build and start the configured language model and its ``llm.fallbacks``, with ``llm.max_concurrent``,
+    ``llm.timeout_s`` (first words, retries and fallbacks included) and valid text enforced."""
+    stages = [settings, *fallback_settings(settings)]
+    # Before a fallback, the next engine is the retry: a refused connection hands over at once, not after backoff.
+    stages = [stage.model_copy(update={"max_retries": 0}) for stage in stages[:-1]] + stages[-1:]
+    engines: list[LLMEngine] = []
+    try:
+        for stage in stages:
+            engines.append(await _build_engine(stage))
+    except BaseException:
+        for engine in engines:
+            await engine.aclose()
+        raise
+    names = member_names(resolve_engine(stage) for stage in stages)
+    members = [
+        Member(name, engine, _timeout_s(stage), Breaker(settings.down_for_s))
+        for name, engine, stage in zip(names, engines, stages, strict=True)
+    ]
+    chain = Chain("llm", members, timeout_s=_timeout_s(settings))
+    return CheckedLLM(engines[0], max_concurrent=settings.max_concurrent, chain=chain)
+
+
+def _timeout_s(settings: LLMSettings) -> float:
+    """How long an engine may take: ``llm.timeout_s`` for a remote one. The embedded model has no network to hang
+    on, and a busy CPU only makes it slower, so alone it is never cut short; after a remote engine it has what is
+    left of the remote's timeout."""
+    return math.inf if resolve_engine(settings) == "local" else settings.timeout_s
 
 
 def local_engine(settings: LLMSettings, *, guard: bool = True) -> LlamaCppLLM:

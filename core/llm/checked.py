@@ -1,21 +1,33 @@
-"""CheckedLLM: what every configured language model is wrapped in — bounded concurrency and valid text out."""
+"""CheckedLLM: what every configured language model is wrapped in — bounded concurrency, deadlines and failover,
+and valid text out."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Sequence
 
-from core.interfaces import LLMEngine, TurnTextJudge
+from core.fallback import Breaker, Chain, Member
+from core.interfaces import LLMEngine, TokenCounter, TurnTextJudge
+from core.llm.failover import Served, stream_chain
 from core.models import ChatMessage, EngineInfo
 from core.unicode import repaired
 
 
 class CheckedLLM:
     """At most ``max_concurrent`` replies stream at once (later requests queue, first come first served), and
-    each fragment is valid Unicode (``core.unicode``) before anything sends, speaks or stores it."""
+    each fragment is valid Unicode (``core.unicode``) before anything sends, speaks or stores it.
 
-    def __init__(self, engine: LLMEngine, *, max_concurrent: int) -> None:
+    ``chain`` is ``engine`` and the fallbacks after it, with their deadlines (``core.llm.failover``); without one,
+    ``engine`` alone, with no deadline. The first fragment of each reply is ``Served``: it names the engine that
+    wrote it. Token counting and turn judging are ``engine``'s (the configured one).
+    """
+
+    def __init__(self, engine: LLMEngine, *, max_concurrent: int, chain: Chain[LLMEngine] | None = None) -> None:
         self.engine = engine
+        self.chain = chain or Chain(
+            "llm", [Member(engine.info().engine, engine, math.inf, Breaker(math.inf))], timeout_s=math.inf
+        )
         self._slots = asyncio.Semaphore(max_concurrent)
         self.max_concurrent = max_concurrent
 
@@ -26,12 +38,23 @@ class CheckedLLM:
         return len(waiters) if waiters else 0
 
     def info(self) -> EngineInfo:
-        return self.engine.info()
+        """The configured engine's; with fallbacks, ``chain`` says how each engine of the chain is doing."""
+        info = self.engine.info()
+        if len(self.chain.members) == 1:
+            return info
+        return EngineInfo(info.engine, info.model, info.ready, {**info.extra, "chain": self.chain.describe()})
 
     async def stream_reply(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
         async with self._slots:
-            async for fragment in repaired(self.engine.stream_reply(messages)):
-                yield fragment
+            served: list[str] = []
+            first = True
+            async for fragment in repaired(stream_chain(self.chain, messages, served)):
+                yield Served(fragment, served[0]) if first and served else fragment
+                first = False
+
+    def count_tokens(self, text: str) -> int | None:
+        """``text``'s length in the engine's own tokens (``TokenCounter``); None when it has no tokenizer."""
+        return self.engine.count_tokens(text) if isinstance(self.engine, TokenCounter) else None
 
     @property
     def reads_turns(self) -> bool:
@@ -45,4 +68,5 @@ class CheckedLLM:
         return await self.engine.end_of_turn(messages)
 
     async def aclose(self) -> None:
-        await self.engine.aclose()
+        for member in self.chain.members:
+            await member.engine.aclose()

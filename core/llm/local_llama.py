@@ -192,6 +192,13 @@ class LlamaCppLLM:
     def info(self) -> EngineInfo:
         return EngineInfo("local", self._name, self._llama is not None)
 
+    def count_tokens(self, text: str) -> int | None:
+        """``text``'s length in the model's tokens (``TokenCounter``): tokenizing reads only the vocabulary, so it
+        needs no turn of the worker thread; None before the model is loaded."""
+        if self._llama is None:
+            return None
+        return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
     @property
     def prompt_format(self) -> str:
         """``chat`` or ``few-shot`` once loaded (``auto`` before: chat when the GGUF has a chat template)."""

@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 
 import aiohttp
+import httpx2
 import openai
 from openai import AsyncOpenAI, AsyncStream, DefaultAioHttpClient
 from openai.types.chat import ChatCompletion
@@ -100,17 +101,31 @@ class OpenAIChatLLM:
                 stream=True,
                 stream_cls=AsyncStream[object],
             )
+            readable = False
             async with stream:
                 async for chunk in stream:
+                    readable = readable or _is_chunk(chunk)
                     content = _delta_content(chunk)
                     if content:
                         yield content
+            if not readable:
+                # A 200 that is no chat completion stream (an HTML page, a proxy's JSON): nothing to show.
+                raise LLMError("the language model sent no reply we can read", code="llm-failed")
         except openai.OpenAIError as err:
             suffix, message = openai_error(err, "language model")
             raise LLMError(message, code=f"llm-{suffix}") from err
+        except ValueError as err:  # a stream event that is no JSON
+            raise LLMError("the language model sent a reply we cannot read", code="llm-failed") from err
+        except (httpx2.HTTPError, aiohttp.ClientError) as err:  # the connection cut mid-reply
+            raise LLMError("the language model's connection broke mid-reply", code="llm-unavailable") from err
 
     async def aclose(self) -> None:
         await self._client.close()
+
+
+def _is_chunk(chunk: object) -> bool:
+    """Whether a parsed stream event is a chat completion chunk (it has ``choices``, empty or not)."""
+    return isinstance(chunk, dict) and isinstance(chunk.get("choices"), list)
 
 
 def _delta_content(chunk: object) -> str | None:

@@ -13,8 +13,9 @@ import warnings
 from collections.abc import Awaitable, Callable
 from types import ModuleType
 
-from core.config import STTSettings
+from core.config import STTSettings, fallback_settings
 from core.errors import ConfigError
+from core.fallback import Breaker, Chain, Member, member_names
 from core.interfaces import STTEngine
 from core.lifecycle import started
 
@@ -78,13 +79,33 @@ ENGINES: dict[str, Callable[[STTSettings], Awaitable[STTEngine]]] = {
 
 
 async def build_stt(settings: STTSettings) -> STTEngine | None:
-    """Build and start the configured speech-to-text engine; None when speech input is turned off."""
+    """Build and start the configured speech-to-text engine, and its ``stt.fallbacks`` behind it (a
+    ``FailoverSTT``); None when speech input is turned off."""
     if settings.engine == "none":
         return None
-    factory = ENGINES.get(settings.engine)
-    if factory is None:
-        raise ConfigError(f"stt.engine: unknown engine {settings.engine!r}; choose one of {sorted(ENGINES)} or none")
-    return await factory(settings)
+    stages = [settings, *fallback_settings(settings)]
+    engines: list[STTEngine] = []
+    try:
+        for stage in stages:
+            factory = ENGINES.get(stage.engine)
+            if factory is None:
+                choices = f"choose one of {sorted(ENGINES)} or none"
+                raise ConfigError(f"stt.engine: unknown engine {stage.engine!r}; {choices}")
+            engines.append(await factory(stage))
+    except BaseException:
+        for engine in engines:
+            await engine.aclose()
+        raise
+    if len(engines) == 1:
+        return engines[0]
+    from core.stt.failover import FailoverSTT
+
+    names = member_names(stage.engine for stage in stages)
+    members = [
+        Member(name, engine, stage.timeout_s, Breaker(settings.down_for_s))
+        for name, engine, stage in zip(names, engines, stages, strict=True)
+    ]
+    return FailoverSTT(Chain("stt", members, timeout_s=settings.timeout_s))
 
 
 def available_cpus() -> int:

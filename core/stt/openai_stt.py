@@ -40,6 +40,7 @@ class OpenAISTT:
     ) -> None:
         self._model = model
         self._language = language
+        self._timeout_s = timeout_s
         self._client = openai_client(api_key=api_key, base_url=base_url, timeout_s=timeout_s, max_retries=max_retries)
         self._slots = asyncio.Semaphore(max_concurrent)
 
@@ -53,19 +54,30 @@ class OpenAISTT:
         upload = ("speech.wav", pcm_to_wav(audio.pcm, audio.sample_rate), "audio/wav")
         async with self._slots:
             try:
-                result = await self._client.audio.transcriptions.create(
-                    model=self._model,
-                    file=upload,
-                    response_format="json",
-                    language=wanted if wanted and wanted != "auto" else openai.omit,
-                    prompt=prompt or openai.omit,
-                )
+                # The deadline is around the whole request, retries included: what the user waits is timeout_s.
+                async with asyncio.timeout(self._timeout_s):
+                    result = await self._client.audio.transcriptions.create(
+                        model=self._model,
+                        file=upload,
+                        response_format="json",
+                        language=wanted if wanted and wanted != "auto" else openai.omit,
+                        prompt=prompt or openai.omit,
+                    )
+            except TimeoutError as err:
+                logger.warning("transcription took over %.1f s", self._timeout_s)
+                raise STTError("the speech-to-text service did not answer in time", code="stt-unavailable") from err
             except openai.OpenAIError as err:
                 suffix, message = openai_error(err, "speech-to-text")
                 logger.warning("transcription failed: %s", err)
                 raise STTError(message, code=_CODES.get(suffix, "stt-failed")) from err
-        text = result.text.strip()
-        return Transcript(text, wanted or None, audio.duration_s)
+            except ValueError as err:  # a 200 whose body is no JSON
+                logger.warning("the speech-to-text service sent no JSON: %s", err)
+                raise STTError("the speech-to-text service sent an answer we cannot read", code="stt-failed") from err
+        text = getattr(result, "text", None)
+        if not isinstance(text, str):  # a 200 that is no transcription (an HTML page, other JSON)
+            logger.warning("the speech-to-text service sent no transcription: %.80r", result)
+            raise STTError("the speech-to-text service sent an answer we cannot read", code="stt-failed")
+        return Transcript(text.strip(), wanted or None, audio.duration_s)
 
     async def aclose(self) -> None:
         await self._client.close()

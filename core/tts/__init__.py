@@ -2,7 +2,8 @@
 
 ``build_tts`` returns a ``VoiceRouter``: for ``tts.engine`` ``piper``, each language of ``tts.voices`` with its
 offline voice (all started at once; one that fails to start leaves its language without a voice, with a warning,
-and the server runs on); for ``openai``, one multilingual speech service for every language.
+and the server runs on); for ``openai``, one multilingual speech service for every language. With
+``tts.fallbacks``, a ``FailoverVoices``: each language spoken by the voices of every configured engine in turn.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from core.config import TTSSettings
+from core.config import TTSSettings, fallback_settings
 from core.errors import ConfigError, TTSError
 from core.interfaces import TTSEngine
 from core.lifecycle import started
@@ -23,7 +24,10 @@ logger = logging.getLogger(__name__)
 
 # An offline voice: (settings, the voice part of ``engine:voice``, the wire format) -> a started engine.
 VoiceFactory = Callable[[TTSSettings, str, str], Coroutine[Any, Any, TTSEngine]]
-EngineFactory = Callable[[TTSSettings, str], Awaitable[VoiceRouter]]
+# What an engine speaks with: each language's own voice (None: it failed to start), a multilingual engine for
+# the others, and the engine's name.
+Voices = tuple[dict[str, TTSEngine | None], TTSEngine | None, str]
+EngineFactory = Callable[[TTSSettings, str], Awaitable[Voices]]
 
 
 
@@ -55,7 +59,7 @@ def parse_voice(spec: str) -> tuple[str, str]:
     return engine.strip().lower(), voice.strip()
 
 
-async def _offline_voices(settings: TTSSettings, fmt: str) -> VoiceRouter:
+async def _offline_voices(settings: TTSSettings, fmt: str) -> Voices:
     specs = {language: parse_voice(spec) for language, spec in settings.voices.items()}
     for language, (engine, _) in specs.items():
         if engine not in VOICES:
@@ -79,7 +83,7 @@ async def _offline_voices(settings: TTSSettings, fmt: str) -> VoiceRouter:
         else:
             logger.warning("no voice for %s: it failed to start", names, exc_info=result)
     voices = {language: engines[spec] for language, spec in specs.items()}
-    return VoiceRouter(voices, default_language=next(iter(specs)), name="piper")
+    return voices, None, "piper"
 
 
 async def _start_voices(
@@ -106,7 +110,7 @@ async def _close(engines: list[TTSEngine]) -> None:
         await engine.aclose()
 
 
-async def _openai(settings: TTSSettings, fmt: str) -> VoiceRouter:
+async def _openai(settings: TTSSettings, fmt: str) -> Voices:
     from core.tts.openai_tts import OpenAITTS
 
     engine = OpenAITTS(
@@ -118,17 +122,35 @@ async def _openai(settings: TTSSettings, fmt: str) -> VoiceRouter:
         max_concurrent=settings.max_concurrent,
         fmt=fmt,
     )
-    return VoiceRouter({}, default_language=next(iter(settings.voices)), multilingual=engine, name="openai")
+    return {}, engine, "openai"
 
 
 ENGINES: dict[str, EngineFactory] = {"piper": _offline_voices, "openai": _openai}
 
 
 async def build_tts(settings: TTSSettings, *, fmt: str | None = None) -> VoiceRouter | None:
-    """Build and start the configured voices, speaking ``fmt`` (default ``tts.format``); None for ``none``."""
+    """Build and start the configured voices, and those of ``tts.fallbacks`` behind them, speaking ``fmt``
+    (default ``tts.format``); None for ``none``."""
     if settings.engine == "none":
         return None
-    factory = ENGINES.get(settings.engine)
-    if factory is None:
-        raise ConfigError(f"tts.engine: unknown engine {settings.engine!r}")
-    return await factory(settings, fmt or settings.format or DEFAULT_FORMAT)
+    stages = [settings, *fallback_settings(settings)]
+    built: list[Voices] = []
+    try:
+        for stage in stages:
+            factory = ENGINES.get(stage.engine)
+            if factory is None:
+                raise ConfigError(f"tts.engine: unknown engine {stage.engine!r}")
+            built.append(await factory(stage, fmt or settings.format or DEFAULT_FORMAT))
+    except BaseException:
+        for voices, multilingual, name in built:
+            await VoiceRouter(voices, multilingual=multilingual, name=name).aclose()
+        raise
+    default = next(iter(settings.voices))
+    if len(built) == 1:
+        voices, multilingual, name = built[0]
+        return VoiceRouter(voices, default_language=default, multilingual=multilingual, name=name)
+    from core.tts.failover import FailoverVoices
+
+    return FailoverVoices(
+        built, timeout_s=[stage.timeout_s for stage in stages], down_for_s=settings.down_for_s, default_language=default
+    )

@@ -231,12 +231,21 @@ class FestivalTTS:
 
     async def synthesize(self, text: str, *, language: str | None = None) -> AsyncIterator[AudioChunk]:
         """One encoded chunk for the whole of ``text``; nothing if it holds nothing the voice can say."""
+        async for chunk in self._chunks(text, encode=True):
+            yield chunk
+
+    async def synthesize_pcm(self, text: str, *, language: str | None = None) -> AsyncIterator[AudioChunk]:
+        """As ``synthesize``, unencoded: one chunk of 16-bit PCM at the voice's rate (``PCMSynthesizer``)."""
+        async for chunk in self._chunks(text, encode=False):
+            yield chunk
+
+    async def _chunks(self, text: str, *, encode: bool) -> AsyncIterator[AudioChunk]:
         if not self._ready:
             raise TTSError("the Festival voice is not started", code="tts-unavailable")
         spoken = for_festival(text)
         if not spoken:
             return
-        job: asyncio.Task[object] = asyncio.create_task(self._job(spoken), name="festival-sentence")
+        job: asyncio.Task[object] = asyncio.create_task(self._job(spoken, encode), name="festival-sentence")
         self._tasks.add(job)
         job.add_done_callback(self._forget)
         chunk = await asyncio.shield(job)
@@ -248,7 +257,7 @@ class FestivalTTS:
         if not task.cancelled():
             task.exception()  # a caller that gave up will not read it; it was logged where it happened
 
-    async def _job(self, text: str) -> AudioChunk | None:
+    async def _job(self, text: str, encode: bool = True) -> AudioChunk | None:
         worker: _Worker | None = await self._idle.get()
         assert worker is not None
         self._busy += 1
@@ -273,6 +282,8 @@ class FestivalTTS:
         if spoken is None:
             return None
         pcm, rate = spoken
+        if not encode:
+            return AudioChunk(pcm, "pcm", rate, len(pcm) / 2 / rate)
         return await asyncio.to_thread(self._encoder.encode, pcm, rate)
 
     def _restart(self, worker: _Worker) -> None:

@@ -14,6 +14,7 @@ from core.errors import TTSError
 from core.llm.openai_chat import openai_client, openai_error
 from core.models import AudioChunk, EngineInfo
 from core.tts.encode import DEFAULT_FORMAT, AudioEncoder
+from core.tts.pcm import to_pcm
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class OpenAITTS:
         self._encoder = AudioEncoder(fmt)
         self._response_format, self._container = _REQUEST[fmt]
         self._slots = asyncio.Semaphore(max_concurrent)
+        self._timeout_s = timeout_s
         # A retry would make a sentence late, and a late sentence is worth less than an error the user sees at
         # once: no retries unless asked.
         self._client = openai_client(api_key=api_key, base_url=base_url, timeout_s=timeout_s, max_retries=max_retries)
@@ -62,21 +64,35 @@ class OpenAITTS:
         """One chunk for the whole of ``text``."""
         if not text.strip():
             return
+        data = await self._speech(text, self._response_format)
+        yield await asyncio.to_thread(self._to_wire, data)
+
+    async def synthesize_pcm(self, text: str, *, language: str | None = None) -> AsyncIterator[AudioChunk]:
+        """One chunk of 16-bit PCM for the whole of ``text`` (``PCMSynthesizer``): asked as WAV, which every
+        compatible service sends, so nothing lossy is decoded."""
+        if not text.strip():
+            return
+        data = await self._speech(text, "wav")
+        yield await asyncio.to_thread(to_pcm, AudioChunk(data, "wav", 0))
+
+    async def _speech(self, text: str, response_format: ResponseFormat) -> bytes:
         try:
-            async with self._slots:
+            async with self._slots, asyncio.timeout(self._timeout_s):  # retries included
                 response = await self._client.audio.speech.create(
                     model=self._model,
                     voice=self._voice,
                     input=text,
-                    response_format=self._response_format,
+                    response_format=response_format,
                 )
-                data = response.content
+                return response.content
+        except TimeoutError as err:
+            logger.warning("speech request took over %.1f s", self._timeout_s)
+            raise TTSError("the speech service did not answer in time", code="tts-unavailable") from err
         except openai.OpenAIError as err:
             suffix, message = openai_error(err, "speech")
             code = "tts-unavailable" if suffix in ("unavailable", "timeout") else "tts-failed"
             logger.warning("speech request failed (%s): %s", code, err)
             raise TTSError(message, code=code) from err
-        yield await asyncio.to_thread(self._to_wire, data)
 
     def _to_wire(self, data: bytes) -> AudioChunk:
         """Check what the service sent; re-encode it if it ignored ``response_format``."""

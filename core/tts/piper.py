@@ -165,24 +165,36 @@ class PiperTTS:
 
     async def synthesize(self, text: str, *, language: str | None = None) -> AsyncIterator[AudioChunk]:
         """One encoded chunk for the whole of ``text``, however many sentences espeak-ng finds in it."""
+        async for chunk in self._chunks(text, encode=True):
+            yield chunk
+
+    async def synthesize_pcm(self, text: str, *, language: str | None = None) -> AsyncIterator[AudioChunk]:
+        """As ``synthesize``, unencoded: one chunk of 16-bit PCM at the voice's rate (``PCMSynthesizer``)."""
+        async for chunk in self._chunks(text, encode=False):
+            yield chunk
+
+    async def _chunks(self, text: str, *, encode: bool) -> AsyncIterator[AudioChunk]:
         voice = self._voice
         if voice is None:
             raise TTSError("the Piper voice is not loaded", code="tts-unavailable")
         if not text.strip():
             return
         loop = asyncio.get_running_loop()
-        chunk = await loop.run_in_executor(self._executor, self._speak, voice, text)
+        chunk = await loop.run_in_executor(self._executor, self._speak, voice, text, encode)
         if chunk is not None:
             yield chunk
 
-    def _speak(self, voice: PiperVoice, text: str) -> AudioChunk | None:
+    def _speak(self, voice: PiperVoice, text: str, encode: bool = True) -> AudioChunk | None:
         with self._lock:
             self._busy += 1
         try:
             pcm = self._utterance(voice, text)
             if pcm is None:
                 return None
-            return self._encoder.encode(pcm, voice.config.sample_rate)
+            rate = voice.config.sample_rate
+            if not encode:
+                return AudioChunk(pcm, "pcm", rate, len(pcm) / 2 / rate)
+            return self._encoder.encode(pcm, rate)
         except TTSError:
             raise
         except Exception as err:  # onnxruntime and espeak raise their own errors

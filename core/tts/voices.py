@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Mapping
 from core.errors import TTSError
 from core.interfaces import TTSEngine
 from core.models import AudioChunk, EngineInfo
+from core.tts.pcm import pcm_speech
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,11 @@ class VoiceRouter:
         """The languages with a voice of their own, in configuration order (a multilingual engine speaks others)."""
         return tuple(language for language, engine in self._voices.items() if engine is not None)
 
+    @property
+    def voices(self) -> dict[str, TTSEngine]:
+        """Each language with a voice of its own, and that voice's engine."""
+        return {language: engine for language, engine in self._voices.items() if engine is not None}
+
     def speaks(self, language: str | None) -> bool:
         """Whether a text in ``language`` (None: the default language) can be spoken."""
         return self._engine(language_code(language) or self._default) is not None
@@ -96,13 +102,26 @@ class VoiceRouter:
         """The speech of ``text`` in the voice of ``language`` (None: the default language's voice)."""
         if not text.strip():
             return
+        engine, wanted = self._voice(language)
+        async for chunk in engine.synthesize(text, language=wanted):
+            yield chunk
+
+    async def synthesize_pcm(self, text: str, *, language: str | None = None) -> AsyncIterator[AudioChunk]:
+        """As ``synthesize``, as 16-bit PCM at the voice's own rate (``PCMSynthesizer``)."""
+        if not text.strip():
+            return
+        engine, wanted = self._voice(language)
+        async for chunk in pcm_speech(engine, text, language=wanted):
+            yield chunk
+
+    def _voice(self, language: str | None) -> tuple[TTSEngine, str | None]:
+        """The engine that speaks ``language`` and the language it is asked in, or TTSError ``tts-no-voice``."""
         wanted = language_code(language) or self._default
         engine = self._engine(wanted)
         if engine is None:
             name = language_name(wanted) if wanted else "this language"
             raise TTSError(f"there is no voice for {name}; the reply is shown as text", code="tts-no-voice")
-        async for chunk in engine.synthesize(text, language=wanted):
-            yield chunk
+        return engine, wanted
 
     def _distinct(self) -> list[TTSEngine]:
         """Each engine once (two languages may share one)."""

@@ -4,6 +4,13 @@ The last user message steers it, so it works across processes (the benchmark) as
 ``[status:429]`` answers with that HTTP status, ``[hang]`` never answers, ``[slow:0.2]`` waits that many
 seconds between chunks, ``[reply:…]`` answers with that text. Otherwise it echoes the message and says how
 many messages it was sent, so tests can check the context.
+
+Faults (``FAULT``), for chat by directive and for every endpoint by ``FakeOpenAI.fault`` (per instance, e.g.
+``fake.fault["speech"] = "[garbage]"``): ``[first:2.5]`` waits that long before the first byte, ``[cut:2]`` breaks
+the connection after that many chunks (mid-body for the audio endpoints), ``[stall:2]`` stops sending after that
+many chunks and keeps the connection open, ``[garbage]`` answers 200 with bytes that are no JSON (chat: an event
+stream of them), ``[html]`` answers 200 with an HTML page. A refused connection is a stopped server
+(``ThreadedServer.stop``), or ``closed_port()``.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import uvicorn
@@ -23,13 +30,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-DIRECTIVE = re.compile(r"\[(status|hang|slow|reply|chunks):?([^\]]*)\]")
+DIRECTIVE = re.compile(r"\[(status|hang|slow|reply|chunks|first|cut|stall|garbage|html):?([^\]]*)\]")
+FAULTS = ("first", "cut", "stall", "garbage", "html")
+HTML = b"<!doctype html><html><body><h1>502 Bad Gateway</h1></body></html>"
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on: connecting to it is refused."""
+    return free_port()
 
 
 def default_reply(messages: list[dict[str, Any]]) -> str:
@@ -60,6 +74,9 @@ class FakeOpenAI:
         # Replies chosen by the system prompt (e.g. "Always answer in Russian." -> a Russian reply), as a model that
         # follows its instructions would answer.
         self.by_system: dict[str, str] = {}
+        # Faults for every request of an endpoint ("chat", "transcriptions", "speech"), spelled as the directives.
+        self.fault: dict[str, str] = {}
+        self.started: dict[str, int] = {"chat": 0, "transcriptions": 0, "speech": 0}  # requests begun, faulty or not
 
     def app(self) -> Starlette:
         return Starlette(
@@ -89,6 +106,10 @@ class FakeOpenAI:
         )
         await form.close()  # an upload over 1 MB was spooled to a temporary file
         self.auth_headers.append(request.headers.get("authorization", ""))
+        self.started["transcriptions"] += 1
+        faulty = await _fault(dict(DIRECTIVE.findall(self.fault.get("transcriptions", ""))), lambda: b'{"text": "abc')
+        if faulty is not None:
+            return faulty
         if self.transcription_delay_s:
             await asyncio.sleep(self.transcription_delay_s)
         if self.transcription_failures:
@@ -103,7 +124,11 @@ class FakeOpenAI:
         body = await request.json()
         self.speech_requests.append(body)
         self.auth_headers.append(request.headers.get("authorization", ""))
-        directives = dict(DIRECTIVE.findall(body.get("input", "")))
+        directives = dict(DIRECTIVE.findall(body.get("input", "") + self.fault.get("speech", "")))
+        self.started["speech"] += 1
+        faulty = await _fault(directives, lambda: tone(1.0, "wav")[0])
+        if faulty is not None:
+            return faulty
         if "status" in directives:
             code = int(directives["status"])
             return JSONResponse({"error": {"message": f"injected {code}", "type": "fake"}}, code)
@@ -122,7 +147,14 @@ class FakeOpenAI:
         self.auth_headers.append(request.headers.get("authorization", ""))
         messages = body["messages"]
         last = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
-        directives = dict(DIRECTIVE.findall(last))
+        directives = dict(DIRECTIVE.findall(last + self.fault.get("chat", "")))
+        self.started["chat"] += 1
+        if "first" in directives:
+            await asyncio.sleep(float(directives["first"]))
+        if "html" in directives:
+            return Response(HTML, media_type="text/html")
+        if "garbage" in directives and body.get("stream"):
+            return StreamingResponse(_garbage_events(), media_type="text/event-stream")
         if "status" in directives:
             code = int(directives["status"])
             return JSONResponse({"error": {"message": f"injected {code}", "type": "fake", "code": code}}, code)
@@ -143,7 +175,55 @@ class FakeOpenAI:
             chunks = list(exact)
         if not body.get("stream"):
             return JSONResponse(_completion(body, reply))
+        if "cut" in directives or "stall" in directives:
+            mode = "cut" if "cut" in directives else "stall"
+            after = int(directives[mode] or 1)
+            broken = _broken(_sse(body, chunks, delay), after + 1, mode)
+            return StreamingResponse(broken, media_type="text/event-stream")
         return StreamingResponse(_sse(body, chunks, delay), media_type="text/event-stream")
+
+
+async def _fault(directives: dict[str, str], make_body: Callable[[], bytes]) -> Response | None:
+    """The faulty answer ``directives`` ask for (``FAULTS``), ``body`` being what a cut one starts to send; None
+    for none. A slow first byte is waited here and the request then goes on as usual."""
+    if "first" in directives:
+        await asyncio.sleep(float(directives["first"]))
+    if "hang" in directives:
+        await asyncio.sleep(3600)
+    if "html" in directives:
+        return Response(HTML, media_type="text/html")
+    if "garbage" in directives:
+        return Response(b"\x00\xffnot json at all\x01" * 8, media_type="application/json")
+    if "cut" in directives or "stall" in directives:
+        mode = "cut" if "cut" in directives else "stall"
+        body = make_body()
+        pieces = [body[: len(body) // 3], body[len(body) // 3 :]]
+        stream = _broken(_pieces(pieces), 1, mode)
+        return StreamingResponse(stream, headers={"content-length": str(len(body))}, media_type="application/json")
+    return None
+
+
+async def _pieces(pieces: list[bytes]) -> AsyncIterator[bytes]:
+    for piece in pieces:
+        yield piece
+
+
+async def _broken(stream: AsyncIterator[bytes], after: int, mode: str) -> AsyncIterator[bytes]:
+    """``stream``'s first ``after`` pieces, then a broken connection (``cut``) or silence (``stall``)."""
+    sent = 0
+    async for piece in stream:
+        if sent == after:
+            if mode == "stall":
+                await asyncio.sleep(3600)
+            raise ConnectionResetError("the fake cuts the stream here")
+        yield piece
+        sent += 1
+
+
+async def _garbage_events() -> AsyncIterator[bytes]:
+    yield b"data: {\"choices\": [{\"delta\": {\"content\": \"Hel"
+    yield b"\n\ndata: this is not json\n\n"
+    yield b"data: [DONE]\n\n"
 
 
 def tone(seconds: float, fmt: str, rate: int = 24000) -> tuple[bytes, str]:

@@ -1,5 +1,5 @@
-// The signed-in user's menu in the header: who is signed in, change password, API tokens, users (admins only)
-// and sign out. The username is shown as text only.
+// The signed-in user's menu in the header: who is signed in, change password, API tokens, users and the
+// operator's page (admins only) and sign out. The username is shown as text only.
 "use strict";
 
 import { errorCode, ok, problem, request, showError } from "./api.js";
@@ -70,6 +70,7 @@ export class Account {
       this.button.title = t("account.button", { username: user.username });
     });
     $("menu-users").hidden = user.role !== "admin";
+    $("menu-admin").hidden = user.role !== "admin"; // a link to the operator's page, /admin
     if (user.role !== "admin" && this.users.dialog.open) this.users.dialog.close();
     // Behind a proxy, the proxy says who is signed in: there is no password here and nothing to sign out of.
     $("menu-password").hidden = mode === "proxy";

@@ -40,6 +40,7 @@ from core.errors import STTError
 from core.models import AudioClip, EngineInfo, Transcript
 from core.stt import available_cpus
 from core.stt.whisper.model_files import BASE, resolve_model
+from core.stt.whisper.timed import timed_segments
 
 logger = logging.getLogger(__name__)
 
@@ -148,16 +149,52 @@ class WhisperSTT:
         )
         return Transcript(text, heard, audio.duration_s, probability)
 
-    def _recognise(self, audio: AudioClip, language: str | None, prompt: str | None = None) -> Recognised:
-        """Blocking: the text Whisper heard (empty for none), its language, and how sure detection was. Runs in the
-        worker thread."""
+    async def transcribe_timed(
+        self, audio: AudioClip, *, language: str | None = None, prompt: str | None = None, words: bool = False
+    ) -> Transcript:
+        """The clip's segments with their times (``TimedSTT``), and each one's words when ``words``."""
+        if self._model is None:
+            raise STTError("the Whisper model is not loaded", code="stt-unavailable")
+        loop = asyncio.get_running_loop()
+        wanted = language or self._language
+        return await loop.run_in_executor(self._executor, self._timed, audio, wanted, prompt, words)
+
+    def _timed(self, audio: AudioClip, language: str | None, prompt: str | None, words: bool) -> Transcript:
+        """Blocking, in the worker thread: the language is detected as ``_recognise`` does, on the speech alone."""
+        samples, wanted = self._samples(audio), self._wanted(language)
+        try:
+            speech = _speech_only(samples) if self._vad_filter and samples.size else samples
+            if not speech.size:
+                return Transcript("", None, audio.duration_s, None, ())
+            lang, probability = (wanted, None) if wanted else self._detect(self._encode(speech[: self._floor_size]))
+            segments = timed_segments(
+                self._model, samples, language=lang, prompt=prompt, words=words, beam_size=self._beam_size,
+                vad=self._vad_filter, no_speech_threshold=self._no_speech_threshold,
+            )
+        except (RuntimeError, ValueError) as err:
+            logger.exception("whisper failed on a %.1f s clip", audio.duration_s)
+            raise STTError("speech-to-text failed", code="stt-failed") from err
+        if not segments:
+            return Transcript("", None, audio.duration_s, None, ())
+        return Transcript(" ".join(s.text for s in segments), lang, audio.duration_s, probability, segments)
+
+    def _samples(self, audio: AudioClip) -> np.ndarray:
         if audio.sample_rate != TARGET_RATE:
             audio = clip_from_pcm16(audio.pcm, audio.sample_rate)
-        samples = np.frombuffer(audio.pcm, dtype="<i2").astype(np.float32) / 32768.0
+        return np.frombuffer(audio.pcm, dtype="<i2").astype(np.float32) / 32768.0
+
+    def _wanted(self, language: str | None) -> str | None:
+        """The language to hear a clip in (None: detect it); an English-only model always hears English."""
         wanted = _code(language) if self._model.model.is_multilingual else "en"
         if wanted and wanted not in self._languages:
             logger.warning("whisper: the model knows no language %r; detecting the language instead", language)
             wanted = None
+        return wanted
+
+    def _recognise(self, audio: AudioClip, language: str | None, prompt: str | None = None) -> Recognised:
+        """Blocking: the text Whisper heard (empty for none), its language, and how sure detection was. Runs in the
+        worker thread."""
+        samples, wanted = self._samples(audio), self._wanted(language)
         try:
             if self._vad_filter and samples.size:
                 samples = _speech_only(samples)

@@ -1,0 +1,51 @@
+"""The soak's server: ``python -m web_bot``'s own app and uvicorn server (``web_bot.__main__.build_server``) with
+one more route, ``GET /_soak/sample``, which reads inside the process what only it can see: its asyncio tasks.
+
+``python -m bench.soak_server CONFIG PORT``
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import threading
+from pathlib import Path
+
+from core.config import load_settings
+from web_bot.__main__ import build_server
+from web_bot.app import create_app
+
+
+def process_sample(pid: int | str = "self") -> dict[str, float]:
+    """RSS (MB), open file descriptors and OS threads of a process, from /proc."""
+    status = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line
+    )
+    return {
+        "rss_mb": int(status["VmRSS"].split()[0]) / 1024,
+        "fds": len(os.listdir(f"/proc/{pid}/fd")),
+        "threads": int(status["Threads"]),
+    }
+
+
+def main(argv: list[str]) -> int:
+    config, port = argv
+    settings = load_settings(config)
+    app = create_app(settings)
+
+    @app.get("/_soak/sample")
+    async def sample() -> dict[str, float]:
+        return {
+            **process_sample(),
+            "tasks": len(asyncio.all_tasks()),
+            "python_threads": threading.active_count(),
+        }
+
+    server = build_server(app, settings, int(port))
+    server.run()
+    return 0 if server.started else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
