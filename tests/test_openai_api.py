@@ -3,6 +3,7 @@ loopback fake, speech-to-text the real Whisper base, speech the real Piper (and 
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import re
@@ -235,6 +236,41 @@ def test_a_hung_model_times_out_at_llm_timeout(client: OpenAI) -> None:
         client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "[hang]"}])
     assert failed.value.status_code == 504 and failed.value.code == "llm-timeout"
     assert time.monotonic() - start < 6
+
+
+def test_a_chat_past_any_models_context_is_refused_at_once(client: OpenAI) -> None:
+    """30 MB in one message held the local model for minutes (everyone's turns with it) while it tokenized."""
+    from web_bot.v1.schemas import MAX_CHAT_CHARS
+
+    start = time.monotonic()
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(model="fake-model", messages=[
+            {"role": "system", "content": "x" * (MAX_CHAT_CHARS // 2)},
+            {"role": "user", "content": "y" * (MAX_CHAT_CHARS // 2 + 1)},
+        ])
+    assert refused.value.code == "message-too-long" and refused.value.param == "messages"
+    assert time.monotonic() - start < 10
+    answered = client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "hi"}])
+    assert answered.choices[0].message.content
+
+
+async def test_requests_queued_behind_each_other_wait_their_turn(
+    tmp_path: Path, fake_openai: FakeOpenAI, serve: Any
+) -> None:
+    """Waiting for the model's free slot is no timeout (as for the page's turns): with one slot (a local model's),
+    three requests of about 3 s each all get their answers, though llm.timeout_s is 2 s. Counting the queue, the
+    second and third got 504 llm-timeout."""
+    settings = module_settings(tmp_path, fake_openai, {"llm": {"max_concurrent": 1}, "stt": {"engine": "none"},
+                                                        "tts": {"engine": "none"}})
+    served = serve(settings)
+    client = openai.AsyncOpenAI(base_url=f"{served.url}/v1", api_key="anything", max_retries=0, timeout=120)
+    slow = "take your time [slow:0.3] [chunks:1]"  # each fragment within the timeout, the whole reply past it
+    answers = await asyncio.gather(*(
+        client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": slow}])
+        for _ in range(3)
+    ))
+    assert all(a.choices[0].message.content for a in answers)
+    await client.close()
 
 
 def test_errors_are_in_openais_shape_everywhere_under_v1(api: Served) -> None:

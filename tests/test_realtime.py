@@ -125,6 +125,10 @@ def test_ga_clients_get_ga_names() -> None:
     assert for_dialect(event, "beta") == event
     part = for_dialect({"type": "response.content_part.added", "part": {"type": "audio", "transcript": ""}}, "ga")
     assert part["part"]["type"] == "output_audio"
+    item = {"id": "i", "role": "assistant", "content": [{"type": "audio", "transcript": "Hi"}]}
+    done = for_dialect({"type": "response.done", "response": {"modalities": ["text", "audio"], "output": [item]}}, "ga")
+    assert done["response"]["output"][0]["content"][0]["type"] == "output_audio"
+    assert done["response"]["output_modalities"] == ["audio"] and "modalities" not in done["response"]
 
 
 def test_the_heard_part_of_a_reply_is_cut_by_time() -> None:

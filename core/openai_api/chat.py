@@ -59,16 +59,17 @@ class Tokens:
 
 
 class Completion:
-    """The model's reply to ``messages`` as text deltas. Each wait for the model (its first token, then each next
-    one) is bounded by ``timeout_s`` (``llm-timeout``, as a hung service or a stuck local model would be); the reply
-    ends at ``max_tokens`` (``finish_reason`` "length") or before a ``stop`` sequence."""
+    """The model's reply to ``messages`` as text deltas; it ends at ``max_tokens`` (``finish_reason`` "length") or
+    before a ``stop`` sequence. Each wait for the model (its first token, then each next one) is bounded by
+    ``timeout_s`` (``llm-timeout``) if given; the server's own engine (``CheckedLLM``) bounds its waits itself,
+    without counting the wait for a free slot of a busy local model, so the routes pass None."""
 
     def __init__(
         self,
         llm: LLMEngine,
         messages: Sequence[ChatMessage],
         *,
-        timeout_s: float,
+        timeout_s: float | None,
         max_tokens: int | None = None,
         stop: Sequence[str] = (),
     ) -> None:
@@ -97,7 +98,7 @@ class Completion:
                         fragment = await anext(stream, None)
                 except TimeoutError as err:
                     raise LLMError(
-                        f"the language model did not answer within {self._timeout_s:g} s", code="llm-timeout"
+                        f"the language model did not answer within {self._timeout_s or 0:g} s", code="llm-timeout"
                     ) from err
                 if fragment is None:
                     break

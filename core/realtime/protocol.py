@@ -162,10 +162,24 @@ def for_dialect(event: dict[str, Any], dialect: Dialect) -> dict[str, Any]:
     if isinstance(part, dict) and part.get("type") in _GA_PARTS:
         renamed["part"] = {**part, "type": _GA_PARTS[part["type"]]}
     item = event.get("item")
-    if isinstance(item, dict) and item.get("role") == "assistant":
-        content = [{**c, "type": _GA_PARTS.get(c.get("type"), c.get("type"))} for c in item.get("content", [])]
-        renamed["item"] = {**item, "content": content}
+    if isinstance(item, dict):
+        renamed["item"] = _ga_item(item)
+    response = event.get("response")
+    if isinstance(response, dict):
+        ga = {k: v for k, v in response.items() if k != "modalities"}
+        if "modalities" in response:
+            ga["output_modalities"] = ["audio"] if "audio" in (response["modalities"] or []) else ["text"]
+        ga["output"] = [_ga_item(i) for i in response.get("output") or []]
+        renamed["response"] = ga
     return renamed
+
+
+def _ga_item(item: dict[str, Any]) -> dict[str, Any]:
+    """An item with GA's content types (an assistant's ``audio``/``text`` are ``output_audio``/``output_text``)."""
+    if item.get("role") != "assistant":
+        return item
+    content = [{**c, "type": _GA_PARTS.get(c.get("type"), c.get("type"))} for c in item.get("content", [])]
+    return {**item, "content": content}
 
 
 def input_modalities(value: object) -> tuple[str, ...]:

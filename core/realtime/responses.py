@@ -173,6 +173,7 @@ class Responses:
         await emit({"type": "response.done", "response": {
             "id": response.response_id, "object": "realtime.response", "status": status,
             "status_details": details, "output": [item], "usage": None,
+            "modalities": ["text", "audio"] if response.speaks else ["text"],
         }})
         if response.truncate_ms is not None:
             await self._apply_truncation(response)

@@ -31,7 +31,9 @@ async def chat_completions(
     messages = body.chat_messages()
     await auth.count_message(principal)
     completion = Completion(
-        bot.llm, messages, timeout_s=bot.settings.llm.timeout_s, max_tokens=body.max_reply_tokens, stop=body.stops
+        # No timeout of its own: the engine bounds its waits (llm.timeout_s) but not a queue behind a busy local model,
+        # where a request waits its turn as the page's do.
+        bot.llm, messages, timeout_s=None, max_tokens=body.max_reply_tokens, stop=body.stops
     )
     shape = CompletionShape(model.id)
     deltas = completion.deltas()

@@ -17,6 +17,9 @@ from core.unicode import valid_text
 
 ROLES: dict[str, Role] = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
 NO_TOOLS = "this server's models do not call tools or functions"
+# Text a chat request may hold in all: past any model's context (about 250 000 tokens), so nothing a model could read
+# is refused, while a 30 MB message no longer holds the model for minutes tokenizing what it could never take.
+MAX_CHAT_CHARS = 1_000_000
 
 
 class ContentPart(BaseModel):
@@ -92,7 +95,12 @@ class ChatBody(BaseModel):
         """The messages as the model reads them: text only, ``developer`` as ``system``."""
         if not self.messages:
             raise InvalidRequest("messages must hold at least one message", param="messages")
-        return [_message(n, message) for n, message in enumerate(self.messages)]
+        messages = [_message(n, message) for n, message in enumerate(self.messages)]
+        if sum(len(m.content) for m in messages) > MAX_CHAT_CHARS:
+            raise InvalidRequest(
+                f"the messages hold more than {MAX_CHAT_CHARS} characters", param="messages", code="message-too-long"
+            )
+        return messages
 
 
 def _message(n: int, message: InMessage) -> ChatMessage:
