@@ -4,9 +4,13 @@
 # Several instances behind nginx with PostgreSQL and Redis: docker compose up --build (docker-compose.yml).
 # tests/test_deploy.py checks this file: hadolint, and every path and command in it against the repository.
 
+# Both stages start from BASE. Where no registry can be pulled from, scripts/docker-base.sh makes a stand-in from
+# Debian's packages: --build-arg BASE=web-bot-local/python:3.11-bookworm (tests/test_docker.py builds it so).
+ARG BASE=python:3.11-slim-bookworm
+
 # Builder: compilers for llama-cpp-python, which builds llama.cpp; the Makefile's `install` makes /app/.venv from
 # requirements.txt, the lock: the exact versions the suite is tested with, each file checked against its hash.
-FROM python:3.11-slim-bookworm AS builder
+FROM ${BASE} AS builder
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential cmake make \
@@ -21,7 +25,7 @@ COPY scripts/check_llama.py scripts/fetch_smart_turn.py ./scripts/
 RUN make install
 
 # Runtime: the virtualenv and the code, no compilers.
-FROM python:3.11-slim-bookworm
+FROM ${BASE}
 # libgomp1: OpenMP for llama.cpp. PyAV (FFmpeg), faster-whisper, onnxruntime and Piper (espeak-ng) ship their own
 # libraries in their wheels; scripts/check_models.py below loads every one of them. festival and festvox-ru: the
 # Russian voice (tts.voices), run as `festival --pipe` processes; the voice adds ~240 MB to the image.

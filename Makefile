@@ -32,7 +32,7 @@ define compile
 	rm $(2).new
 endef
 
-.PHONY: install install-dev lock system-deps run migrate test bench lint clean rebuild-llama fuzz soak
+.PHONY: install install-dev lock system-deps run migrate test bench lint clean rebuild-llama docker-test fuzz soak
 
 # The venv's own pip installs the lock, which pins pip itself too (the llm package depends on pip).
 $(BIN)/python:
@@ -99,3 +99,8 @@ clean:
 SOAK_MINUTES ?= 60
 soak: install-dev
 	SOAK_MINUTES=$(SOAK_MINUTES) $(BIN)/python -m bench.soak
+
+# The image and the compose file for real (tests/test_docker.py): Docker from Debian, local base images, a build.
+docker-test: install-dev system-deps
+	bash scripts/docker/engine.sh
+	DOCKER_TESTS=1 $(BIN)/python -m pytest tests/test_docker.py

@@ -38,13 +38,21 @@ PACKAGE_LIBRARIES = {"libgomp1": {"libgomp.so.1"}, "libsndfile1": {"libsndfile.s
 
 
 def instructions(path: Path = DOCKERFILE) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped; the ARGs before the first FROM
+    are dropped and their defaults put into the FROM lines, as a build without --build-arg sees them."""
     lines = [line for line in path.read_text().splitlines() if not line.lstrip().startswith("#")]
     joined = re.sub(r"\\\n", " ", "\n".join(lines))
-    out = []
+    out: list[tuple[str, str]] = []
+    defaults: dict[str, str] = {}
     for line in joined.splitlines():
         if line.strip():
             keyword, _, args = line.strip().partition(" ")
+            if keyword.upper() == "ARG" and not out:
+                name, _, default = args.strip().partition("=")
+                defaults[name] = default
+                continue
+            if keyword.upper() == "FROM":
+                args = re.sub(r"\$\{?(\w+)\}?", lambda m: defaults[m.group(1)], args)
             out.append((keyword.upper(), " ".join(args.split())))
     return out
 
