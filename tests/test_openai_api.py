@@ -273,6 +273,14 @@ async def test_requests_queued_behind_each_other_wait_their_turn(
     await client.close()
 
 
+@pytest.mark.parametrize("said", ["😀🎉", "```python\nprint(1)\n```", "...!!!"])
+def test_speech_with_nothing_to_say_is_refused(client: OpenAI, said: str) -> None:
+    """It was a 200 with an empty MP3 (or a bare WAV header), which a player cannot play."""
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.audio.speech.create(model="tts-1", voice="alloy", input=said)
+    assert refused.value.code == "bad-request" and refused.value.param == "input"
+
+
 def test_errors_are_in_openais_shape_everywhere_under_v1(api: Served) -> None:
     unknown = httpx.get(f"{api.url}/v1/nothing-here")
     assert unknown.status_code == 404

@@ -79,12 +79,16 @@ async def speak(
     """The encoded speech of ``text``, a piece at a time, as each sentence is synthesised and encoded (each in a
     worker thread). ``language`` fixes the voice; otherwise each sentence is read in its own language's voice, else
     in the whole text's, else in the default voice. A sentence in a language with no voice is left out, as the page
-    leaves it unspoken; if that leaves nothing, its ``tts-no-voice`` is raised (before any audio)."""
-    overall = language or (await asyncio.to_thread(detect.detect, text) if detect is not None else None)
+    leaves it unspoken; if that leaves nothing, its ``tts-no-voice`` is raised (before any audio). Input with nothing
+    to say once cleaned (emoji, symbols, a code block) raises InvalidRequest ``bad-request``."""
     spoken = 0
     unspoken: TTSError | None = None
     try:
-        for piece in sentences(text):
+        pieces = sentences(text)
+        if not pieces:  # only emoji, symbols or code: a 200 with an empty file would play as nothing, or not at all
+            raise InvalidRequest("the input holds nothing to say (only symbols, emoji or code)", param="input")
+        overall = language or (await asyncio.to_thread(detect.detect, text) if detect is not None else None)
+        for piece in pieces:
             wanted = language or (detect.detect(piece) if detect is not None else None) or overall
             try:
                 async for chunk in pcm_speech(tts, piece, language=wanted):
