@@ -207,7 +207,10 @@ async def test_piper_speaks_each_unit_whole(
         clip = decode_audio(chunks[0].data, max_duration_s=30)
         assert longest_quiet(clip.pcm, clip.sample_rate) < 0.15, unit
         transcript = (await whisper.transcribe(clip)).text
-        assert speech.wer(as_heard(expected), as_heard(transcript)) <= speech.SENTENCE_WER, (unit, transcript)
+        # One misheard word is Whisper's (int8 on a CPU without VNNI hears "gate" as "skate"); a unit cut short at its
+        # abbreviation loses several.
+        allowed = max(speech.SENTENCE_WER, 1 / len(as_heard(expected).split()))
+        assert speech.wer(as_heard(expected), as_heard(transcript)) <= allowed, (unit, transcript)
 
 
 @pytest.mark.slow
