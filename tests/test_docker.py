@@ -121,13 +121,13 @@ def test_the_image_runs_unprivileged_healthy_and_keeps_its_data_on_its_volumes(b
         site = Site(published(docker, name, 8000))
         use(site, tag)
         # A new container on the same volumes: only what the volumes hold can be there.
-        docker.run("rm", "-f", name)
+        docker.run("rm", "-f", "-v", name)
         docker.run(*run)
         restarted_s = wait_healthy(docker, name)
         kept(Site(published(docker, name, 8000)), tag)
         built.record(start_to_healthy_s=started_s, restart_to_healthy_s=restarted_s)
     finally:
-        docker.run("rm", "-f", name, check=False)
+        docker.run("rm", "-f", "-v", name, check=False)
         docker.run("volume", "rm", *volumes, check=False)
 
 
@@ -156,8 +156,9 @@ def test_compose_brings_up_two_instances_behind_nginx_with_postgres_and_redis(bu
         status = site.status(cookie)
         assert status["db_connected"] and status["redis"]["connected"], status
         assert status["instances"] == 2 and status["instance"]["id"] in ("app1", "app2"), "both share Redis"
-        # Containers removed and made again; the volumes (PostgreSQL's among them) stay.
-        compose("down")
+        # Containers removed and made again; the named volumes (PostgreSQL's among them) stay. (`rm -v` rather than
+        # `down`: it also drops Redis's anonymous /data volume, which `down --volumes` would no longer find.)
+        compose("rm", "--stop", "--force", "--volumes")
         start = time.monotonic()
         compose("up", "-d", "--no-build", "--wait")
         built.record(compose_up_to_healthy_s=up_s, compose_again_to_healthy_s=time.monotonic() - start)
