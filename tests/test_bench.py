@@ -23,8 +23,7 @@ KEY_LINES = [
     "instant fake LLM: end of speech → first audio p50",
     "voice turns/s, 4 clients uploading speech at once",
     "Realtime API: end of speech → first audio delta p50",  # bench_realtime, beside the page's socket
-    "sqlite: SIGKILLs survived under load",  # bench_crash
-    "SIGTERM with",
+    "SIGTERM with",  # bench_crash: the stop beside waiting for every reply (its kills print no ratio: all or none)
     ": time to first token p50",  # bench_llm: "llm <configured model>: …", beside the baseline
     ": peak RSS",
     "sqlite: search p50 (",  # bench_search, beside a LIKE '%word%' scan
