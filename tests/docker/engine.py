@@ -128,7 +128,12 @@ def build_image(docker: Docker) -> tuple[str, float | None]:
         return tag, None
     start = time.monotonic()
     docker.run("build", "--network", "host", "--build-arg", f"BASE={BASE}", "-t", tag, ".", timeout=BUILD_TIMEOUT_S)
-    return tag, time.monotonic() - start
+    seconds = time.monotonic() - start
+    # Only the newest test image is kept: each is 2.6 GB, most of it shared, the rest not.
+    for old in docker.run("image", "ls", "--format", "{{.Repository}}:{{.Tag}}", "web-bot").split():
+        if old.startswith("web-bot:test-") and old != tag:
+            docker.run("image", "rm", old, check=False)
+    return tag, seconds
 
 
 def wait_healthy(docker: Docker, container: str, timeout: float = 300) -> float:
