@@ -28,6 +28,15 @@ def too_large(limit: int) -> AudioError:
     return AudioError(f"the file is larger than the {limit / 1e6:g} MB limit", code="audio-too-large")
 
 
+def limited_body(request: Request, limit: int) -> AsyncGenerator[bytes, None]:
+    """The request's body, refused (``audio-too-large``) as soon as it declares or passes ``limit`` file bytes and
+    the multipart overhead: nothing past the limit is read."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
+        raise too_large(limit)
+    return _limited(request.stream(), limit)
+
+
 async def _limited(stream: AsyncIterator[bytes], limit: int) -> AsyncGenerator[bytes, None]:
     received = 0
     async for chunk in stream:
@@ -39,12 +48,10 @@ async def _limited(stream: AsyncIterator[bytes], limit: int) -> AsyncGenerator[b
 
 async def read_upload(request: Request, limit: int) -> Upload:
     """Parse ``file`` and the optional ``client_id`` from a multipart body of at most ``limit`` file bytes."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
-        raise too_large(limit)
+    body = limited_body(request, limit)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise ProtocolError("send the audio as multipart/form-data with a `file` field", code="bad-request")
-    parser = MultiPartParser(request.headers, _limited(request.stream(), limit), max_files=1, max_fields=4)
+    parser = MultiPartParser(request.headers, body, max_files=1, max_fields=4)
     try:
         form = await parser.parse()
     except MultiPartException as err:

@@ -3,7 +3,6 @@ body passes ``audio.max_upload_mb`` (plus room for the small fields), as ``/uplo
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 
 from fastapi.exceptions import RequestValidationError
@@ -14,7 +13,7 @@ from starlette.requests import Request
 
 from core.errors import AudioError
 from core.openai_api.errors import InvalidRequest
-from web_bot.uploads import MULTIPART_OVERHEAD, too_large
+from web_bot.uploads import limited_body, too_large
 from web_bot.v1.schemas import TranscriptionForm
 
 MAX_FIELDS = 16  # model, language, prompt, response_format, temperature, timestamp_granularities[] ×2, include[]…
@@ -26,24 +25,13 @@ class TranscriptionRequest:
     data: bytes
 
 
-async def _limited(stream: AsyncIterator[bytes], limit: int) -> AsyncGenerator[bytes, None]:
-    received = 0
-    async for chunk in stream:
-        received += len(chunk)
-        if received > limit + MULTIPART_OVERHEAD:
-            raise too_large(limit)
-        yield chunk
-
-
 async def read_transcription(request: Request, limit: int) -> TranscriptionRequest:
     """The form's fields, validated, and the file's bytes (at most ``limit``)."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
-        raise too_large(limit)
+    body = limited_body(request, limit)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise InvalidRequest("send the audio as multipart/form-data with a `file` field", param="file")
     parser = MultiPartParser(
-        request.headers, _limited(request.stream(), limit), max_files=1, max_fields=MAX_FIELDS
+        request.headers, body, max_files=1, max_fields=MAX_FIELDS
     )
     try:
         form = await parser.parse()
