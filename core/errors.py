@@ -6,6 +6,7 @@ BotError                      bot-error | internal-error
 │                             bad-request | bad-client-id | empty-audio
 ├── CommandError              unknown-command | bad-command
 ├── LLMError                  llm-timeout | llm-rate-limited | llm-auth | llm-unavailable | llm-failed
+│                             context-too-long
 ├── STTError                  no-speech | stt-unavailable | stt-auth | stt-rate-limited | stt-failed
 ├── TTSError                  tts-failed | tts-unavailable | tts-no-voice
 ├── AudioError                audio-too-large | audio-too-long | unsupported-audio | corrupt-audio | empty-audio
@@ -49,6 +50,7 @@ class ErrorCode(enum.StrEnum):
     LLM_AUTH = "llm-auth"  # the model's service refused our credentials
     LLM_UNAVAILABLE = "llm-unavailable"  # the service cannot be reached or failed (5xx); a local model not loaded
     LLM_FAILED = "llm-failed"  # the model failed to answer for any other reason
+    CONTEXT_TOO_LONG = "context-too-long"  # the conversation is longer than the model's context window (HTTP 400)
     # STTError
     NO_SPEECH = "no-speech"  # the audio holds no speech the recogniser could hear
     STT_UNAVAILABLE = "stt-unavailable"  # speech-to-text is off, not loaded, or its service cannot be reached
@@ -70,7 +72,7 @@ class ErrorCode(enum.StrEnum):
     HISTORY_FAILED = "history-failed"  # a message could not be stored
     # AuthError
     AUTH_REQUIRED = "auth-required"  # no signed-in user, API token or proxy user where one is needed (HTTP 401)
-    BAD_CREDENTIALS = "bad-credentials"  # a wrong username or password (HTTP 401)
+    BAD_CREDENTIALS = "bad-credentials"  # a wrong username or password, or an API token not valid (HTTP 401)
     ACCOUNT_DISABLED = "account-disabled"  # the right password for a disabled account (HTTP 403)
     NOT_ALLOWED = "not-allowed"  # an admin's route asked by a user who is not one (HTTP 403)
     BAD_ORIGIN = "bad-origin"  # a cookie-authenticated request from another site's page (HTTP 403)

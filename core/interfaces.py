@@ -19,11 +19,16 @@ from core.models import (
 
 
 class LLMEngine(Protocol):
-    """Writes a reply to a conversation, streamed as text fragments."""
+    """Writes a reply to a conversation, streamed as text fragments.
+
+    ``max_tokens`` bounds the reply's length in the model's tokens: None is the engine's configured length
+    (``llm.max_tokens``, which suits speech), 0 as long as the model's context allows (what OpenAI's API does when a
+    caller sets no limit). A conversation longer than the model's context is ``LLMError`` ``context-too-long``.
+    """
 
     def info(self) -> EngineInfo: ...
 
-    def stream_reply(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]: ...
+    def stream_reply(self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None) -> AsyncIterator[str]: ...
 
     async def aclose(self) -> None: ...
 
@@ -73,6 +78,16 @@ class TokenCounter(Protocol):
     """An LLM whose own tokenizer can count a text's tokens (None: it has none, and callers estimate)."""
 
     def count_tokens(self, text: str) -> int | None: ...
+
+    def count_prompt(self, messages: Sequence[ChatMessage]) -> int | None:
+        """The prompt ``messages`` make, in tokens, as the model reads them (its chat template included); None
+        when it cannot tell."""
+        ...
+
+    @property
+    def context_tokens(self) -> int | None:
+        """The model's context window in tokens, prompt and reply together; None when unknown."""
+        ...
 
 
 class TTSEngine(Protocol):

@@ -17,7 +17,7 @@ from core.config import VoiceReplies
 from core.errors import BotError
 from core.events import ReplyPaused, ReplyResumed
 from core.hub import Hub
-from core.interfaces import HistoryStore, LLMEngine, TTSEngine, TurnTextJudge
+from core.interfaces import HistoryStore, LLMEngine, TokenCounter, TTSEngine, TurnTextJudge
 from core.lanes import Lanes
 from core.language import TextLanguage, language_name
 from core.metrics import Metrics
@@ -60,12 +60,14 @@ class ChatPipeline:
         preemptive: bool = True,
         metrics: Metrics | None = None,
         text_language: TextLanguage | None = None,
+        reply_tokens: int = 0,
     ) -> None:
         self.llm = llm
         self.history = history
         self._hub = hub
         self._system_prompt = system_prompt
         self.history_messages = history_messages
+        self._reply_tokens = reply_tokens  # room a reply needs in the model's context (llm.max_tokens)
         self.delta_interval = delta_interval_ms / 1000  # seconds between two reply_delta frames, at least
         self.transcriber = transcriber
         self._tts = tts
@@ -367,11 +369,22 @@ class ChatPipeline:
         name = language_name(language)
         system = self._instructions.get(client_id, self._system_prompt) if client_id else self._system_prompt
         prompt = f"{system} {ANSWER_IN.format(language=name)}" if name else system
-        return [
+        return self._fitted([
             ChatMessage("system", prompt),
             *(ChatMessage(m.role, m.content) for m in kept),
             ChatMessage("user", text),
-        ]
+        ])
+
+    def _fitted(self, messages: list[ChatMessage]) -> list[ChatMessage]:
+        """``messages`` without their oldest earlier ones while the prompt and a reply of ``reply_tokens`` would
+        overflow the model's context (known for the local model only). The system prompt and the new message
+        always stay; if they alone overflow, the engine answers ``context-too-long``."""
+        if not isinstance(self.llm, TokenCounter) or (context := self.llm.context_tokens) is None:
+            return messages
+        room = context - self._reply_tokens
+        while len(messages) > 2 and (tokens := self.llm.count_prompt(messages)) is not None and tokens > room:
+            del messages[1]
+        return messages
 
     def count_error(self, code: str) -> None:
         if self.metrics is not None:

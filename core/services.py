@@ -22,7 +22,7 @@ from core.history import SQLHistoryStore
 from core.hub import Hub
 from core.interfaces import HistoryStore, LLMEngine, STTEngine, TTSEngine, TurnTextJudge
 from core.language import TextLanguage
-from core.llm import build_llm
+from core.llm import build_llm, reply_tokens
 from core.metrics import Metrics
 from core.metrics_history import MetricsHistory, instance_connections
 from core.models import EngineInfo
@@ -239,6 +239,7 @@ async def build_bot(settings: Settings) -> Bot:
         preemptive=settings.voice.preemptive,
         metrics=metrics,
         text_language=text_language,
+        reply_tokens=reply_tokens(settings.llm),
     )
     bot = Bot(
         settings=settings, history=history, llm=llm, stt=stt, tts=tts, hub=hub, pipeline=pipeline,

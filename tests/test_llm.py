@@ -58,6 +58,7 @@ async def test_streams_fragments_and_sends_the_request(fake_openai: FakeOpenAI) 
         ("[status:503]", "llm-unavailable"),
         ("[status:403]", "llm-auth"),
         ("[status:422]", "llm-failed"),
+        ("[context]", "context-too-long"),
         ("[hang]", "llm-timeout"),
     ],
 )
@@ -67,6 +68,14 @@ async def test_failures_map_to_stable_codes(fake_openai: FakeOpenAI, text: str, 
         await collect(llm, text)
     assert err.value.code == code
     assert isinstance(err.value.__cause__, openai.OpenAIError)
+    await llm.aclose()
+
+
+async def test_the_openai_engine_sends_the_callers_length_or_leaves_it_to_the_server(fake_openai: FakeOpenAI) -> None:
+    llm = engine(fake_openai)
+    for asked, sent in [(None, 50), (7, 7), (0, None)]:  # None: the engine's own (50 here)
+        assert [part async for part in llm.stream_reply([ChatMessage("user", "hi")], max_tokens=asked)]
+        assert fake_openai.requests[-1].get("max_tokens") == sent
     await llm.aclose()
 
 
@@ -105,6 +114,26 @@ async def test_local_model_answers_offline() -> None:
     await anext(stream)
     await stream.aclose()
     assert "".join(await collect(llm, "Say hello.")).strip()
+    await llm.aclose()
+
+
+@pytest.mark.slow
+async def test_the_local_model_writes_as_long_as_asked_and_refuses_what_overflows_its_context() -> None:
+    """The API's callers set their own length, past the spoken turn's llm.max_tokens; a prompt over the context
+    was a bare ValueError from llama.cpp, reported as the model failing (llm-failed, 502)."""
+    llm = await build_llm(LLMSettings(engine="local", max_tokens=8, temperature=0, n_ctx=512))
+    ask = [ChatMessage("user", "Write a long story about a cat who learns to sail.")]
+    spoken = "".join([part async for part in llm.stream_reply(ask)])
+    asked = "".join([part async for part in llm.stream_reply(ask, max_tokens=48)])
+    assert llm.count_tokens(spoken) <= 9 < 40 <= llm.count_tokens(asked) <= 49
+    assert llm.context_tokens == 512
+    prompt = llm.count_prompt(ask)
+    assert prompt is not None and llm.count_tokens(ask[0].content) < prompt < 100  # the chat template's tokens too
+    with pytest.raises(LLMError) as refused:
+        async for _ in llm.stream_reply([ChatMessage("user", "word " * 600)]):
+            pass
+    assert refused.value.code == "context-too-long" and "512" in refused.value.message
+    assert "".join(await collect(llm, "Say hello.")).strip()  # and the model goes on answering
     await llm.aclose()
 
 

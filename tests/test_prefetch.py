@@ -23,7 +23,9 @@ class QueuedLLM:
         self.calls: list[list[ChatMessage]] = []
         self.closed = asyncio.Event()
 
-    async def stream_reply(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
+    async def stream_reply(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None
+    ) -> AsyncIterator[str]:
         self.calls.append(list(messages))
         try:
             while (item := await self.fragments.get()) is not None:

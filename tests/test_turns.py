@@ -10,6 +10,7 @@ import asyncio
 import os
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ import pytest
 from core.errors import HistoryError
 from core.history import SQLHistoryStore
 from core.hub import TAB_FAILED, Hub
-from core.models import NewMessage
+from core.models import NewMessage, StoredMessage
 from core.pipeline import ChatPipeline, TurnRequest
 from core.recordings import Recordings
 from core.speaking import PLAYBACK_LEAD_S
@@ -343,3 +344,51 @@ async def test_a_sentence_without_a_voice_is_shown_not_spoken_and_the_rest_is_re
     assert [e["code"] for e in errors] == ["tts-no-voice"]  # told once, not per sentence
     assert tts.sentences == ["This one is English."] and sink.binaries == [b"This one is English."]
     assert sink.types()[-1] == "audio_done"
+
+
+class CountingLLM(ScriptedLLM):
+    """A scripted LLM with a tokenizer of one token per character and a context of ``context`` tokens."""
+
+    def __init__(self, context: int) -> None:
+        super().__init__(REPLY)
+        self._context = context
+
+    def count_tokens(self, text: str) -> int:
+        return len(text)
+
+    def count_prompt(self, messages: object) -> int:
+        return sum(len(m.content) + 2 for m in messages)  # type: ignore[attr-defined]
+
+    @property
+    def context_tokens(self) -> int:
+        return self._context
+
+
+def stored(number: int, role: str, text: str) -> StoredMessage:
+    return StoredMessage(number, "c", role, text, "text", "complete", datetime.now(UTC))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("context", "kept"),
+    [
+        (10_000, ["a" * 300, "b" * 300, "c" * 300, "d" * 20]),  # everything fits
+        (800, ["b" * 300, "c" * 300, "d" * 20]),  # the oldest go first, one by one, leaving the reply its room
+        (500, ["c" * 300, "d" * 20]),
+        (100, ["d" * 20]),  # the system prompt and the new message always stay: the engine refuses if they overflow
+    ],
+)
+def test_the_oldest_history_is_left_out_when_the_prompt_would_overflow_the_context(
+    context: int, kept: list[str]
+) -> None:
+    """A conversation with one long message once failed every turn after it until the window moved past it."""
+    bot = pipeline(None, llm=CountingLLM(context), reply_tokens=100)
+    earlier = [stored(1, "user", "a" * 300), stored(2, "assistant", "b" * 300), stored(3, "user", "c" * 300)]
+    messages = bot.context(earlier, "d" * 20)
+    assert messages[0].role == "system"
+    assert [m.content for m in messages[1:]] == kept
+
+
+def test_without_a_known_context_the_whole_window_is_sent() -> None:
+    bot = pipeline(None, reply_tokens=100)
+    earlier = [stored(1, "user", "a" * 3000), stored(2, "assistant", "b" * 3000)]
+    assert len(bot.context(earlier, "hello")) == 4

@@ -76,6 +76,7 @@ STATUS_FOR_CODE = {
     "llm-unavailable": 503,
     "llm-auth": 502,
     "llm-failed": 502,
+    "context-too-long": 400,
     "history-unavailable": 503,
     "history-failed": 503,
     "internal-error": 500,

@@ -54,6 +54,13 @@ def _timeout_s(settings: LLMSettings) -> float:
     return math.inf if resolve_engine(settings) == "local" else settings.timeout_s
 
 
+def reply_tokens(settings: LLMSettings) -> int:
+    """The longest reply the configured engine writes for a turn, in tokens: ``llm.max_tokens``, else its default."""
+    if settings.max_tokens:
+        return settings.max_tokens
+    return preset(settings.model).max_tokens if resolve_engine(settings) == "local" else OPENAI_MAX_TOKENS
+
+
 def local_engine(settings: LLMSettings, *, guard: bool = True) -> LlamaCppLLM:
     """The local engine ``settings`` describe, not yet started: the preset ``llm.model``, as overridden."""
     chosen = preset(settings.model)

@@ -44,17 +44,30 @@ class CheckedLLM:
             return info
         return EngineInfo(info.engine, info.model, info.ready, {**info.extra, "chain": self.chain.describe()})
 
-    async def stream_reply(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
+    async def stream_reply(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None
+    ) -> AsyncIterator[str]:
         async with self._slots:
             served: list[str] = []
             first = True
-            async for fragment in repaired(stream_chain(self.chain, messages, served)):
+            async for fragment in repaired(stream_chain(self.chain, messages, served, max_tokens=max_tokens)):
                 yield Served(fragment, served[0]) if first and served else fragment
                 first = False
+
+    @property
+    def context_tokens(self) -> int | None:
+        """The configured engine's context window in tokens (``TokenCounter``); None when unknown (a remote
+        model)."""
+        return self.engine.context_tokens if isinstance(self.engine, TokenCounter) else None
 
     def count_tokens(self, text: str) -> int | None:
         """``text``'s length in the engine's own tokens (``TokenCounter``); None when it has no tokenizer."""
         return self.engine.count_tokens(text) if isinstance(self.engine, TokenCounter) else None
+
+    def count_prompt(self, messages: Sequence[ChatMessage]) -> int | None:
+        """The prompt's length in the engine's own tokens, template included (``TokenCounter``); None when it
+        cannot tell."""
+        return self.engine.count_prompt(messages) if isinstance(self.engine, TokenCounter) else None
 
     @property
     def reads_turns(self) -> bool:

@@ -45,13 +45,14 @@ def _limit(seconds: float) -> float | None:
 
 
 async def stream_chain(
-    chain: Chain[LLMEngine], messages: Sequence[ChatMessage], served: list[str]
+    chain: Chain[LLMEngine], messages: Sequence[ChatMessage], served: list[str], *, max_tokens: int | None = None
 ) -> AsyncIterator[str]:
     """The reply's fragments from the first engine of ``chain`` that answers; ``served`` gets its name as soon as
-    it does. LLMError ``llm-timeout`` when the deadline passes, else the last engine's error."""
+    it does. LLMError ``llm-timeout`` when the deadline passes, else the last engine's error. ``max_tokens`` as
+    ``LLMEngine.stream_reply`` takes it."""
     failure: LLMError | None = None
     for member, allowed_s in chain.attempts():
-        stream = member.engine.stream_reply(messages)
+        stream = member.engine.stream_reply(messages, max_tokens=max_tokens)
         first: str | None = None
         try:
             try:

@@ -199,6 +199,14 @@ class LlamaCppLLM:
             return None
         return len(self._llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
+    def count_prompt(self, messages: Sequence[ChatMessage]) -> int | None:
+        """The prompt's length in tokens as the model reads it, template included (``TokenCounter``); None before
+        the model is loaded or when another chat handler renders it. Rendering and tokenizing read no model state,
+        so this needs no turn of the worker thread."""
+        if self._llama is None or self._prompt is None:
+            return None
+        return len(self._prompt.tokens([{"role": m.role, "content": m.content} for m in messages]))
+
     @property
     def prompt_format(self) -> str:
         """``chat`` or ``few-shot`` once loaded (``auto`` before: chat when the GGUF has a chat template)."""
@@ -240,11 +248,12 @@ class LlamaCppLLM:
             return llama, _FewShotPrompt(llama)
         return llama, _ChatPrompt.of(llama)
 
-    def _fragments(self, payload: list[Message], prompt: list[int] | None) -> Iterator[str]:
-        """The reply's text as the model writes it (worker thread)."""
+    def _fragments(self, payload: list[Message], prompt: list[int] | None, max_tokens: int) -> Iterator[str]:
+        """The reply's text as the model writes it, at most ``max_tokens`` (0: until the context is full; worker
+        thread)."""
         options: dict[str, Any] = dict(
             temperature=self._temperature,
-            max_tokens=self._max_tokens,
+            max_tokens=max_tokens,
             repeat_penalty=self._repeat_penalty,
             stop=self._stop or None,
             stream=True,
@@ -257,7 +266,9 @@ class LlamaCppLLM:
         for chunk in self._llama.create_chat_completion(messages=payload, **options):
             yield chunk["choices"][0]["delta"].get("content") or ""
 
-    async def stream_reply(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
+    async def stream_reply(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None
+    ) -> AsyncIterator[str]:
         if self._llama is None:
             raise LLMError("the local model is not loaded", code="llm-unavailable")
         loop = asyncio.get_running_loop()
@@ -277,7 +288,9 @@ class LlamaCppLLM:
             finished = False
             try:
                 prompt = self._measure_prompt(payload)
-                for text in self._fragments(payload, prompt):
+                self._check_fits(prompt)
+                length = self._max_tokens if max_tokens is None else max_tokens
+                for text in self._fragments(payload, prompt, length):
                     if stop.is_set():  # the reply was interrupted: free the model for the next turn
                         break
                     if guard is not None:
@@ -295,6 +308,9 @@ class LlamaCppLLM:
                         parts.append(rest)
                         put(rest)
                 self._check_prompt(prompt)
+            except ValueError as err:
+                # llama-cpp-python's own check, for prompts we do not render ourselves (another chat handler).
+                put(LLMError(str(err), code="context-too-long") if "context window" in str(err) else err)
             except Exception as err:
                 put(err)
             finally:
@@ -308,6 +324,8 @@ class LlamaCppLLM:
         loop.run_in_executor(self._executor, generate)
         try:
             while (item := await queue.get()) is not _END:
+                if isinstance(item, LLMError):
+                    raise item
                 if isinstance(item, BaseException):
                     logger.error("local LLM failed: %r", item)
                     raise LLMError("the local model failed to answer", code="llm-failed") from item
@@ -424,6 +442,21 @@ class LlamaCppLLM:
         self.last_prompt_tokens = len(prompt)
         self.last_prompt_tokens_evaluated = len(prompt) - min(cached, len(prompt) - 1)
         return prompt
+
+    def _check_fits(self, prompt: list[int] | None) -> None:
+        """LLMError ``context-too-long`` unless the prompt leaves room in the context for a reply (worker thread);
+        llama.cpp would raise a bare ValueError, which reads as the model failing."""
+        if prompt is not None and len(prompt) >= self._llama.n_ctx():
+            raise LLMError(
+                f"This model's maximum context length is {self._llama.n_ctx()} tokens; the messages are"
+                f" {len(prompt)} tokens. Shorten them.",
+                code="context-too-long",
+            )
+
+    @property
+    def context_tokens(self) -> int | None:
+        """The model's context window in tokens (``llm.n_ctx``), prompt and reply together (``TokenCounter``)."""
+        return self._n_ctx
 
     def _check_prompt(self, prompt: list[int] | None) -> None:
         """Stop preparing turns if our tokens ever differ from the ones llama-cpp-python just evaluated."""

@@ -34,6 +34,13 @@ def openai_error(err: openai.OpenAIError, stage: str) -> tuple[str, str]:
     return "failed", f"the {stage} request failed"
 
 
+def _context_exceeded(err: openai.BadRequestError) -> bool:
+    """Whether a 400 says the prompt is over the model's context: OpenAI's and vLLM's ``context_length_exceeded``,
+    or the words llama.cpp's server, vLLM and Ollama put in the message."""
+    text = f"{err.code or ''} {err.message}".lower()
+    return "context_length_exceeded" in text or "context length" in text or "context window" in text
+
+
 def _refused(err: BaseException) -> bool:
     """Whether the connection failed outright: openai's aiohttp adapter reports that as a connect timeout."""
     cause = err.__cause__
@@ -80,14 +87,18 @@ class OpenAIChatLLM:
     def info(self) -> EngineInfo:
         return EngineInfo("openai", self._model, True, {"base_url": public_url(str(self._client.base_url))})
 
-    async def stream_reply(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
-        body = {
+    async def stream_reply(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None
+    ) -> AsyncIterator[str]:
+        length = self._max_tokens if max_tokens is None else max_tokens
+        body: dict[str, object] = {
             "model": self._model,
             "messages": [{"role": m.role, "content": m.content} for m in messages],
             "temperature": self._temperature,
-            "max_tokens": self._max_tokens,
             "stream": True,
         }
+        if length:  # 0: as long as the server's model allows, which is what it does without the field
+            body["max_tokens"] = length
         try:
             # `client.post` is the client's own request path (same retries, timeouts and errors) without
             # `chat.completions.create`'s typed-dict transform and deep copy of the body, which measured over a
@@ -112,6 +123,10 @@ class OpenAIChatLLM:
                 # A 200 that is no chat completion stream (an HTML page, a proxy's JSON): nothing to show.
                 raise LLMError("the language model sent no reply we can read", code="llm-failed")
         except openai.OpenAIError as err:
+            if isinstance(err, openai.BadRequestError) and _context_exceeded(err):
+                raise LLMError(
+                    "the conversation is longer than the language model's context window", code="context-too-long"
+                ) from err
             suffix, message = openai_error(err, "language model")
             raise LLMError(message, code=f"llm-{suffix}") from err
         except ValueError as err:  # a stream event that is no JSON

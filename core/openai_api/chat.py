@@ -2,10 +2,14 @@
 (nothing stored, no server system prompt added), cut at ``max_tokens`` or a stop sequence, with its usage, sent
 whole or as SSE ``chat.completion.chunk`` events.
 
-Tokens are counted with the model's own tokenizer when it has one (the local model); otherwise (a remote model,
-whose tokenizer we do not have) estimated as one token per 4 bytes of UTF-8, OpenAI's rule of thumb of four
-characters of English a token, which also counts a Cyrillic letter as half a token, as its tokenizers roughly do.
-A message adds 3 tokens for its role and the template's markers, and the reply's priming 3 more, as OpenAI counts.
+Tokens are counted with the model's own tokenizer when it has one (the local model), the prompt exactly as its chat
+template renders it; otherwise (a remote model, whose tokenizer we do not have) estimated as one token per 4 bytes of
+UTF-8, OpenAI's rule of thumb of four characters of English a token, which also counts a Cyrillic letter as half a
+token, as its tokenizers roughly do; then a message adds 3 tokens for its role and the template's markers, and the
+reply's priming 3 more, as OpenAI counts.
+
+A reply is as long as the caller allows (``max_tokens``) or, without a limit, as the model's context allows, as
+OpenAI's API has it: the engine's own ``llm.max_tokens``, which keeps spoken replies short, does not apply here.
 """
 
 from __future__ import annotations
@@ -31,6 +35,11 @@ FinishReason = Literal["stop", "length"]
 MID_STREAM_STATUS = 502
 TOKENS_PER_MESSAGE = 3
 REPLY_PRIMING_TOKENS = 3
+# The engine is let run this many tokens past max_tokens, so that the cut (and finish_reason "length") is always
+# ours, measured with the same tokenizer as usage; text re-tokenized can count a token or two fewer than generated.
+LENGTH_SLACK_TOKENS = 8
+# A reply that ends within this many tokens of the context's end was stopped by it ("length"), for the same reason.
+CONTEXT_SLACK_TOKENS = 4
 
 
 class Tokens:
@@ -43,7 +52,15 @@ class Tokens:
         counted = self._llm.count_tokens(text) if self._llm is not None and text else None
         return counted if counted is not None else math.ceil(len(text.encode("utf-8")) / 4)
 
+    @property
+    def context(self) -> int | None:
+        """The model's context window (None: unknown)."""
+        return self._llm.context_tokens if self._llm is not None else None
+
     def prompt(self, messages: Sequence[ChatMessage]) -> int:
+        exact = self._llm.count_prompt(messages) if self._llm is not None else None
+        if exact is not None:
+            return exact
         return sum(self.count(m.content) + TOKENS_PER_MESSAGE for m in messages) + REPLY_PRIMING_TOKENS
 
     def head(self, text: str, tokens: int) -> str:
@@ -82,13 +99,25 @@ class Completion:
         self.text = ""
         self.finish_reason: FinishReason = "stop"
 
+    def check_fits(self) -> None:
+        """LLMError ``context-too-long`` now, rather than after a wait for a busy model, if the messages leave the
+        model no room to answer (known only for a model whose tokenizer and context we have)."""
+        context = self.tokens.context
+        if context is not None and (prompt := self.tokens.prompt(self.messages)) >= context:
+            raise LLMError(
+                f"This model's maximum context length is {context} tokens; the messages are {prompt} tokens."
+                " Shorten them.",
+                code="context-too-long",
+            )
+
     def usage(self) -> dict[str, int]:
         prompt, completion = self.tokens.prompt(self.messages), self.tokens.count(self.text)
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
     async def deltas(self) -> AsyncGenerator[str, None]:
         """The reply, fragment by fragment, as it may be sent; ``text`` and ``finish_reason`` are final after."""
-        stream = self._llm.stream_reply(self.messages)
+        length = self._max_tokens + LENGTH_SLACK_TOKENS if self._max_tokens else 0
+        stream = self._llm.stream_reply(self.messages, max_tokens=length)
         held = ""  # text that might be the start of a stop sequence
         hold = max((len(s) for s in self._stop), default=1) - 1
         try:
@@ -111,11 +140,19 @@ class Completion:
                     return
             if held and (delta := self._take(held)) is not None:
                 yield delta
+            if self.finish_reason == "stop" and self._filled_context():
+                self.finish_reason = "length"
         finally:
             # Closing the model's generator at once stops it (and its HTTP stream) now, not when it is collected.
             close = getattr(stream, "aclose", None)
             if close is not None:
                 await close()
+
+    def _filled_context(self) -> bool:
+        """Whether the reply ended where the model's context did (as far as we can count it)."""
+        context = self.tokens.context
+        used = self.tokens.prompt(self.messages) + self.tokens.count(self.text)
+        return context is not None and used >= context - CONTEXT_SLACK_TOKENS
 
     def _take(self, text: str) -> str | None:
         """Add ``text`` to the reply, cut at ``max_tokens``; what of it is sent (None: nothing)."""

@@ -10,6 +10,8 @@ from core.errors import BotError, ProtocolError
 
 # Statuses for codes the rest of the server never answers over HTTP (app.py's table has the others).
 STATUS_FOR_CODE = {"tts-unavailable": 503, "tts-no-voice": 400, "tts-failed": 502}
+# The parameter at fault for errors the engines raise, which know nothing of the request's parameters.
+PARAM_FOR_CODE = {"context-too-long": "messages"}
 
 
 class InvalidRequest(ProtocolError):
@@ -39,4 +41,4 @@ def error_body(code: str, message: str, status: int, param: str | None = None) -
 
 
 def bot_error_body(err: BotError, status: int) -> dict[str, object]:
-    return error_body(err.code, err.message, status, getattr(err, "param", None))
+    return error_body(err.code, err.message, status, getattr(err, "param", None) or PARAM_FOR_CODE.get(err.code))

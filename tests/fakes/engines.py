@@ -43,7 +43,9 @@ class ScriptedLLM:
     def info(self) -> EngineInfo:
         return EngineInfo("scripted", "fake", True)
 
-    async def stream_reply(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
+    async def stream_reply(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int | None = None
+    ) -> AsyncIterator[str]:
         self.contexts.append(list(messages))
         self.running += 1
         self.most = max(self.most, self.running)

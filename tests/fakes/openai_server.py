@@ -2,7 +2,8 @@
 
 The last user message steers it, so it works across processes (the benchmark) as well as in tests:
 ``[status:429]`` answers with that HTTP status, ``[hang]`` never answers, ``[slow:0.2]`` waits that many
-seconds between chunks, ``[reply:…]`` answers with that text. Otherwise it echoes the message and says how
+seconds between chunks, ``[reply:…]`` answers with that text, ``[context]`` is OpenAI's 400 for a prompt longer than
+the model's context. Otherwise it echoes the message and says how
 many messages it was sent, so tests can check the context.
 
 Faults (``FAULT``), for chat by directive and for every endpoint by ``FakeOpenAI.fault`` (per instance, e.g.
@@ -30,7 +31,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-DIRECTIVE = re.compile(r"\[(status|hang|slow|reply|chunks|first|cut|stall|garbage|html):?([^\]]*)\]")
+DIRECTIVE = re.compile(r"\[(status|hang|slow|reply|chunks|first|cut|stall|garbage|html|context):?([^\]]*)\]")
 FAULTS = ("first", "cut", "stall", "garbage", "html")
 HTML = b"<!doctype html><html><body><h1>502 Bad Gateway</h1></body></html>"
 
@@ -44,6 +45,15 @@ def free_port() -> int:
 def closed_port() -> int:
     """A port on 127.0.0.1 that nothing listens on: connecting to it is refused."""
     return free_port()
+
+
+# OpenAI's answer to a prompt longer than the model's context.
+CONTEXT_EXCEEDED = {
+    "message": "This model's maximum context length is 128 tokens. However, your messages resulted in 4242 tokens.",
+    "type": "invalid_request_error",
+    "param": "messages",
+    "code": "context_length_exceeded",
+}
 
 
 def default_reply(messages: list[dict[str, Any]]) -> str:
@@ -158,6 +168,8 @@ class FakeOpenAI:
         if "status" in directives:
             code = int(directives["status"])
             return JSONResponse({"error": {"message": f"injected {code}", "type": "fake", "code": code}}, code)
+        if "context" in directives:
+            return JSONResponse({"error": CONTEXT_EXCEEDED}, 400)
         if "hang" in directives:
             await asyncio.sleep(3600)
         system = next((m["content"] for m in messages if m["role"] == "system"), "")

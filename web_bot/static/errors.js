@@ -10,7 +10,7 @@ import { formatNumber, t } from "./i18n.js";
 // The server codes the page has its own sentence for, in the order of core.errors.ErrorCode.
 const FRIENDLY = new Set([
   "bot-error", "internal-error", "config-invalid", "bad-json", "bad-message", "unknown-type", "empty-message",
-  "bad-client-id", "llm-timeout", "llm-rate-limited", "llm-auth", "llm-unavailable", "llm-failed", "no-speech",
+  "bad-client-id", "llm-timeout", "llm-rate-limited", "llm-auth", "llm-unavailable", "llm-failed", "context-too-long", "no-speech",
   "stt-unavailable", "stt-auth", "stt-rate-limited", "stt-failed", "tts-unavailable", "tts-failed", "tts-no-voice",
   "audio-too-large", "audio-too-long", "unsupported-audio", "corrupt-audio", "empty-audio", "history-unavailable",
   "history-failed", "auth-required", "bad-credentials", "account-disabled", "not-allowed", "bad-origin", "not-found",
