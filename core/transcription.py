@@ -94,6 +94,12 @@ class Transcriber:
         timings = {"stt_ms": round((time.perf_counter() - start) * 1000, 1), "audio_s": round(clip.duration_s, 2)}
         return Heard(transcript, audio_path, timings)
 
+    def knows_language(self, language: str) -> bool:
+        """Whether speech-to-text can hear ``language`` as a client names it (``ru``, ``en-GB``); engines that do
+        not say which languages they know are taken to know any."""
+        knows = getattr(self._stt, "knows_language", None)
+        return bool(knows(language)) if callable(knows) else True
+
     async def decode(self, data: bytes) -> AudioClip:
         """Decode a file in any accepted container, in a worker thread (a bounded number at once), keeping nothing."""
         async with self._decodes:

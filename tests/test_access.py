@@ -56,6 +56,9 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, tuple[int, int, int, int]]] 
     ),
     ("POST", "/api/auth/setup", {"username": "late", "password": "long-enough-pw"}, (403, 403, 403, 403)),
     ("GET", "/metrics", None, (200, 200, 200, 200)),  # 127.0.0.1 is in metrics.allow_ips
+    ("GET", "/admin", None, (200, 200, 200, 200)),  # the page holds no data; it asks for it
+    ("GET", "/api/admin/metrics", None, (401, 403, 403, 200)),
+    ("GET", "/v1/models", None, (401, 401, 401, 401)),  # personal API tokens only: a cookie is not enough
 ]
 
 
@@ -71,7 +74,8 @@ async def test_every_route_answers_each_kind_of_caller_as_the_table_says(people:
                     got = f"{answer.status_code}: {answer.text[:80]}"
                     wrong.append(f"{method} {path} as {who}: {got}, expected {status}")
                 elif status >= 400:
-                    assert answer.json()["code"], answer.text
+                    error = answer.json()
+                    assert (error["error"] if path.startswith("/v1/") else error)["code"], answer.text  # OpenAI's shape
         # the status's details are for admins only
         brief = (await http.get("/api/status", headers=people.cookie("bob"))).json()
         full = (await http.get("/api/status", headers=people.cookie("root"))).json()
@@ -121,6 +125,7 @@ async def test_the_owner_chats_and_reads_back_by_cookie_and_by_token(people: Peo
         # a wrong token is an error, not anonymity
         wrong = await http.get("/api/tokens", headers={"Authorization": "Bearer wbt_nonsense"})
         assert wrong.status_code == 401 and wrong.headers["www-authenticate"].startswith("Bearer")
+        assert wrong.json()["code"] == "bad-credentials"
 
 
 async def test_logout_and_revocation_hold_at_once(people: People) -> None:

@@ -4,6 +4,7 @@ loopback fake, speech-to-text the real Whisper base, speech the real Piper (and 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import re
@@ -175,6 +176,46 @@ def test_max_tokens_cuts_the_reply(client: OpenAI, stream: bool) -> None:
     assert usage is not None and usage.completion_tokens == 3
 
 
+def test_the_reply_is_as_long_as_the_caller_allows_not_the_spoken_turns_limit(
+    client: OpenAI, fake_openai: FakeOpenAI
+) -> None:
+    """llm.max_tokens keeps spoken replies short; an API caller's reply was cut there too, as "stop"."""
+    client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "hello there"}])
+    assert "max_tokens" not in fake_openai.requests[-1]
+    client.chat.completions.create(
+        model="fake-model", messages=[{"role": "user", "content": "hello there"}], max_tokens=500
+    )
+    assert fake_openai.requests[-1]["max_tokens"] > 500  # a little more: the cut, and "length", are ours
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_conversation_over_the_models_context_is_a_400_naming_messages(client: OpenAI, stream: bool) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(
+            model="fake-model", messages=[{"role": "user", "content": "a very long story [context]"}], stream=stream
+        )
+    assert refused.value.status_code == 400 and refused.value.code == "context-too-long"
+    assert refused.value.param == "messages" and refused.value.type == "invalid_request_error"
+
+
+def test_the_local_model_through_the_api(serve: Callable[[Settings], Served], make_settings) -> None:
+    """The embedded model: a reply as long as asked and cut there as "length" (it stopped at llm.max_tokens, as
+    "stop"); usage counts the chat template's tokens; a prompt over its context is refused before it waits for the
+    model (it was a 502 llm-failed)."""
+    served = serve(make_settings({"llm": {"engine": "local", "n_ctx": 1024, "max_tokens": 16, "temperature": 0}}))
+    local = OpenAI(base_url=f"{served.url}/v1", api_key="anything", max_retries=0, timeout=120)
+    model = local.models.list().data[0].id
+    ask = [{"role": "user", "content": "Write a long story about a cat who learns to sail."}]
+    answer = local.chat.completions.create(model=model, messages=ask, max_tokens=60)
+    assert answer.choices[0].finish_reason == "length"
+    assert answer.usage is not None and answer.usage.completion_tokens == 60
+    assert answer.usage.prompt_tokens > len(ask[0]["content"].split())
+    with pytest.raises(openai.BadRequestError) as refused:
+        local.chat.completions.create(model=model, messages=[{"role": "user", "content": "word " * 1500}])
+    assert refused.value.code == "context-too-long" and refused.value.param == "messages"
+    assert "1024" in refused.value.message
+
+
 def test_a_stop_sequence_ends_the_reply_before_it(client: OpenAI) -> None:
     answer = client.chat.completions.create(
         model="fake-model", messages=[{"role": "user", "content": "hello there"}], stop=["there"]
@@ -273,6 +314,41 @@ async def test_requests_queued_behind_each_other_wait_their_turn(
     await client.close()
 
 
+@pytest.mark.parametrize(("stream", "said"), [
+    (True, "think first [first:30]"),  # gone while the model reads the prompt: before the answer begins
+    (False, "think first [first:30]"),
+    (True, "go on [stall:1] [chunks:1]"),  # gone after the first words
+])
+async def test_a_caller_who_hangs_up_frees_the_model_at_once(
+    tmp_path: Path, fake_openai: FakeOpenAI, serve: Any, stream: bool, said: str
+) -> None:
+    """A caller who went while the model was still reading the prompt (a local model: 10-25 s for a long one)
+    kept its one slot, and everyone's turns behind it, until the first words. The next request must get the slot
+    at once."""
+    settings = module_settings(tmp_path, fake_openai, {
+        "llm": {"max_concurrent": 1, "timeout_s": 60}, "stt": {"engine": "none"}, "tts": {"engine": "none"},
+    })
+    served = serve(settings)
+    body = {"model": "fake-model", "stream": stream, "messages": [{"role": "user", "content": said}]}
+    async with httpx.AsyncClient(base_url=served.url, timeout=60) as http:
+
+        async def call_and_hang_up() -> None:
+            async with http.stream("POST", "/v1/chat/completions", json=body) as response:
+                async for line in response.aiter_lines():
+                    if '"content":"You' in line:
+                        return  # the first words, then hang up
+
+        with contextlib.suppress(TimeoutError):  # then hung up while the model was thinking
+            await asyncio.wait_for(call_and_hang_up(), 3)
+        start = time.monotonic()
+        answer = await http.post("/v1/chat/completions", json={
+            "model": "fake-model", "messages": [{"role": "user", "content": "hi"}],
+        })
+        assert answer.status_code == 200 and answer.json()["choices"][0]["message"]["content"]
+        assert time.monotonic() - start < 15, "the model's one slot was still held for the caller who left"
+    assert "the client went" in (tmp_path / "web_bot.log").read_text() or "[stall" in said
+
+
 @pytest.mark.parametrize("said", ["😀🎉", "```python\nprint(1)\n```", "...!!!"])
 def test_speech_with_nothing_to_say_is_refused(client: OpenAI, said: str) -> None:
     """It was a 200 with an empty MP3 (or a bare WAV header), which a player cannot play."""
@@ -303,7 +379,7 @@ async def test_password_mode_takes_a_personal_token_and_nothing_else(people: Peo
         await stranger.models.list()
     await stranger.close()
     assert refused.value.status_code == 401 and refused.value.type == "authentication_error"
-    assert refused.value.code in ("auth-required", "bad-credentials")
+    assert refused.value.code == "bad-credentials"  # a token was sent, and it is not valid
     async with httpx.AsyncClient() as http:  # a signed-in browser's cookie is not enough either
         assert (await http.get(f"{url}/models", headers=people.cookie("alice"))).status_code == 401
     client = AsyncOpenAI(base_url=url, api_key=people.tokens["alice"], max_retries=0)
@@ -375,6 +451,16 @@ def test_silence_is_an_empty_transcript_and_damage_is_a_422(client: OpenAI) -> N
     with pytest.raises(openai.APIStatusError) as unsupported:
         transcribe(client, b"just some text, not audio" * 10, "notes.txt")
     assert unsupported.value.status_code == 415
+
+
+def test_a_language_the_model_does_not_know_is_a_400(client: OpenAI) -> None:
+    """It was ignored: the language was detected instead, and the caller never knew."""
+    pcm, rate = speak(SENTENCES[0])
+    for language in ("xx", "klingon"):
+        with pytest.raises(openai.BadRequestError) as refused:
+            transcribe(client, wav(pcm, rate), language=language)
+        assert refused.value.param == "language" and refused.value.code == "bad-request"
+    assert wer(SENTENCES[0], transcribe(client, wav(pcm, rate), language="en-GB").text) <= SENTENCE_WER
 
 
 def test_upload_limit_and_model_names(client: OpenAI) -> None:

@@ -208,8 +208,13 @@ async def test_committed_audio_is_answered_on_response_create(voice_server: Serv
     async with client_for(voice_server).beta.realtime.connect(model="web-bot") as connection:
         created = await connection.recv()
         conversation = created.session.model_extra["conversation"]  # type: ignore[union-attr]
+        # A language the speech model does not know is refused, not quietly detected instead.
+        await connection.session.update(session={"input_audio_transcription": {"model": "whisper-1", "language": "xx"}})
+        error = (await events_until(connection, {"error"}))[-1]
+        assert error.error.code == "invalid_value"
+        assert error.error.param == "session.input_audio_transcription.language"
         await connection.session.update(session={"turn_detection": None, "modalities": ["text"],
-                                                 "input_audio_transcription": {"model": "whisper-1"}})
+                                                 "input_audio_transcription": {"model": "whisper-1", "language": "en"}})
         await events_until(connection, {"session.updated"})
         await stream(connection, speech24k(said), pace=20)
         await connection.input_audio_buffer.commit()
@@ -335,6 +340,7 @@ async def test_accounts_need_a_valid_token(people) -> None:
     with pytest.raises(websockets.InvalidStatus) as bad:
         await websockets.connect(f"{served.ws_url}/v1/realtime", additional_headers={"Authorization": "Bearer wbt_no"})
     assert bad.value.response.status_code == 401
+    assert json.loads(bad.value.response.body)["error"]["code"] == "bad-credentials"
     # A signed-in browser's cookie is not enough: another site's page could otherwise use it.
     with pytest.raises(websockets.InvalidStatus):
         await websockets.connect(f"{served.ws_url}/v1/realtime", additional_headers=people.cookie("alice"))

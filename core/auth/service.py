@@ -105,7 +105,9 @@ class Auth:
         if credentials.bearer_token is not None:
             found = await self.accounts.token_owner(token_hash(credentials.bearer_token))
             if found is None or found[1].disabled:
-                raise AuthError("the API token is not valid (revoked, or its account is disabled)")
+                raise AuthError(
+                    "the API token is not valid (revoked, or its account is disabled)", code="bad-credentials"
+                )
             token, user = found
             await self._touch(f"token:{token.id}", lambda: self.accounts.touch_token(token.id))
             await self._touch_user(user)

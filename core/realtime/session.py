@@ -156,7 +156,14 @@ class RealtimeSession:
 
     async def _session_update(self, event: dict[str, Any]) -> None:
         before = self.config.turn_detection
-        self.config = self.config.update(event.get("session"), self.dialect)
+        config = self.config.update(event.get("session"), self.dialect)
+        language = (config.transcription or {}).get("language")
+        if language and not self.bot.transcriber.knows_language(language):
+            raise RealtimeError(
+                f"the speech model knows no language {language!r} (ISO-639-1)",
+                param="session.input_audio_transcription.language",
+            )
+        self.config = config
         self._apply_preferences()
         if self.config.turn_detection != before and self._listener is not None:
             listener, self._listener = self._listener, None

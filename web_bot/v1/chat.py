@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
+from starlette.requests import Request
 from starlette.responses import Response
 
 from core.openai_api.chat import Completion, CompletionShape, events
@@ -14,6 +16,7 @@ from web_bot.v1.catalogue import CatalogueDep
 from web_bot.v1.deps import ApiPrincipalDep
 from web_bot.v1.errors import V1Route
 from web_bot.v1.schemas import ChatBody
+from web_bot.v1.streaming import StoppedOnDisconnect, unless_gone
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +25,7 @@ router = APIRouter(prefix="/v1", route_class=V1Route)
 
 @router.post("/chat/completions")
 async def chat_completions(
+    request: Request,
     body: ChatBody, principal: ApiPrincipalDep, bot: BotDep, auth: AuthDep, catalogue: CatalogueDep
 ) -> Response:
     """Counted as one message against the caller's rate. A failure before the first words is the response's
@@ -35,13 +39,12 @@ async def chat_completions(
         # where a request waits its turn as the page's do.
         bot.llm, messages, timeout_s=None, max_tokens=body.max_reply_tokens, stop=body.stops
     )
+    completion.check_fits()
     shape = CompletionShape(model.id)
     deltas = completion.deltas()
     try:
-        first = await anext(deltas, None)
-        if not body.stream:
-            async for _ in deltas:
-                pass
+        # A caller who hangs up while the model reads the prompt or writes the whole reply frees it at once.
+        first = await unless_gone(request, anext(deltas, None) if body.stream else _drained(deltas))
     except BaseException:
         await deltas.aclose()
         raise
@@ -51,4 +54,9 @@ async def chat_completions(
                     usage["completion_tokens"])
         return JSONResponse(shape.whole(completion))
     stream = events(completion, deltas, first, shape, include_usage=body.include_usage)
-    return StreamingResponse(stream, media_type="text/event-stream", headers={"cache-control": "no-cache"})
+    return StoppedOnDisconnect(stream, media_type="text/event-stream", headers={"cache-control": "no-cache"})
+
+
+async def _drained(deltas: AsyncIterator[str]) -> None:
+    async for _ in deltas:
+        pass

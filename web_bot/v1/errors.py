@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from core.errors import BotError
@@ -20,6 +20,7 @@ from core.openai_api.errors import STATUS_FOR_CODE, bot_error_body, error_body
 logger = logging.getLogger(__name__)
 
 PREFIX = "/v1"
+CLIENT_CLOSED = 499  # nginx's status for a request its client abandoned; nobody receives it, the access log shows it
 
 
 def under_v1(path: str) -> bool:
@@ -60,6 +61,9 @@ class V1Route(APIRoute):
                 return await handler(request)
             except (BotError, StarletteHTTPException, RequestValidationError):
                 raise
+            except ClientDisconnect:
+                logger.info("%s %s: the client went before the answer began", request.method, request.url.path)
+                return Response(status_code=CLIENT_CLOSED)
             except Exception:
                 logger.exception("%s %s failed", request.method, request.url.path)
                 request.app.state.bot.metrics.error("internal-error")

@@ -61,6 +61,7 @@ def _refusal(status: int, code: str, message: str) -> JSONResponse:
 
 async def _refuse(websocket: WebSocket, status: int, code: str, message: str) -> None:
     """Refuse the handshake with an HTTP status and OpenAI's error body (a 403 where the server cannot)."""
+    logger.info("realtime handshake refused: %d %s (%s)", status, code, message)
     try:
         await websocket.send_denial_response(_refusal(status, code, message))
     except RuntimeError:

@@ -7,7 +7,7 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator
 
 from fastapi import APIRouter
-from fastapi.responses import StreamingResponse
+from starlette.requests import Request
 
 from core.errors import BotError, TTSError
 from core.openai_api.speech import VoiceNames, speak
@@ -17,6 +17,7 @@ from web_bot.v1.catalogue import CatalogueDep
 from web_bot.v1.deps import ApiPrincipalDep
 from web_bot.v1.errors import V1Route
 from web_bot.v1.schemas import SpeechBody
+from web_bot.v1.streaming import StoppedOnDisconnect, unless_gone
 
 logger = logging.getLogger(__name__)
 
@@ -25,8 +26,9 @@ router = APIRouter(prefix="/v1", route_class=V1Route)
 
 @router.post("/audio/speech")
 async def speech(
+    request: Request,
     body: SpeechBody, principal: ApiPrincipalDep, bot: BotDep, auth: AuthDep, catalogue: CatalogueDep
-) -> StreamingResponse:
+) -> StoppedOnDisconnect:
     """Counted as one message against the caller's rate. The first sentence is synthesised before the response
     starts, so a failure there is its status; a later one ends the audio early (and is logged)."""
     tts = bot.tts
@@ -39,12 +41,12 @@ async def speech(
     encoder = await asyncio.to_thread(StreamEncoder, body.response_format, speed=body.speed)
     audio = speak(tts, text, encoder, language=language, detect=bot.pipeline.text_language)
     try:
-        first = await anext(audio, b"")
+        first = await unless_gone(request, anext(audio, b""))
     except BaseException:
         await audio.aclose()
         raise
     logger.info("speech: %d chars as %s (voice %s, speed %g)", len(text), body.response_format, body.voice, body.speed)
-    return StreamingResponse(_sent(first, audio), media_type=encoder.media_type)
+    return StoppedOnDisconnect(_sent(first, audio), media_type=encoder.media_type)
 
 
 async def _sent(first: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:

@@ -39,6 +39,8 @@ async def transcriptions(
     catalogue.require(form.model, "transcription")
     if form.stream:
         raise InvalidRequest("transcriptions are not streamed here (stream false)", param="stream")
+    if form.language and not bot.transcriber.knows_language(form.language):
+        raise InvalidRequest(f"the speech model knows no language {form.language!r} (ISO-639-1)", param="language")
     clip = await bot.transcriber.decode(upload.data)
     try:
         transcript = await bot.transcriber.transcribe(clip, form.language, form.prompt, timestamps=form.timestamps)

@@ -183,6 +183,12 @@ class WhisperSTT:
             audio = clip_from_pcm16(audio.pcm, audio.sample_rate)
         return np.frombuffer(audio.pcm, dtype="<i2").astype(np.float32) / 32768.0
 
+    def knows_language(self, language: str) -> bool:
+        """Whether the loaded model can hear ``language`` (``en``, ``en-GB``, ``auto``); True before it is loaded."""
+        if self._model is None or (tag := _code(language)) is None:
+            return True
+        return tag in self._languages if self._model.model.is_multilingual else tag == "en"
+
     def _wanted(self, language: str | None) -> str | None:
         """The language to hear a clip in (None: detect it); an English-only model always hears English."""
         wanted = _code(language) if self._model.model.is_multilingual else "en"
