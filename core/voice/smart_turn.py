@@ -37,6 +37,7 @@ SAMPLE_RATE = 16000
 WINDOW_SAMPLES = 8 * SAMPLE_RATE  # the model hears the last 8 s of the utterance
 THRESHOLD = 0.5  # pipecat's: a probability above it means the turn is complete
 MODEL_FILE = "smart-turn-v3.2-cpu.onnx"
+PRECISE_INT8 = "session.x64quantprecision"  # onnxruntime's session option for int8 without saturation on x64
 N_MELS = 80
 _N_FFT = 400
 _HOP = 160
@@ -70,6 +71,12 @@ class SmartTurnModel:
         options.intra_op_num_threads = 1
         options.enable_cpu_mem_arena = False
         options.log_severity_level = 4
+        if not int8_dot_products():
+            # Without VNNI, onnxruntime's u8s8 int8 kernels (AVX2, AVX-512) saturate 16-bit sums: on such a CPU the
+            # model scored sentences cut mid-way 0.65-0.77 (0.015-0.12 elsewhere) and cut users off. This is its
+            # documented remedy (kOrtSessionOptionsAvx2PrecisionMode): slower u8u8 kernels that do not saturate.
+            # With VNNI the sums are 32-bit already and the scores identical either way, so it is left off there.
+            options.add_session_config_entry(PRECISE_INT8, "1")
         self._session: Any = onnxruntime.InferenceSession(
             self.path, sess_options=options, providers=["CPUExecutionProvider"]
         )
@@ -122,3 +129,13 @@ def _mel_filters() -> FloatArray:
     falling = slopes[:, 2:] / np.diff(edges)[1:]
     triangles = np.maximum(0.0, np.minimum(rising, falling))
     return triangles * (2.0 / (edges[2:] - edges[:-2]))
+
+
+def int8_dot_products() -> bool:
+    """Whether the CPU has int8 dot-product instructions (VNNI or AMX), with which onnxruntime's quantized kernels
+    sum in 32 bits; True where /proc/cpuinfo cannot be read (not Linux)."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return True
+    return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
