@@ -110,6 +110,15 @@ class Segment:
     end_s: float
     text: str
     words: tuple[Word, ...] = ()
+    # What Whisper measured of it, where it did (OpenAI's verbose_json has them): the window's start in 10 ms frames,
+    # the token ids, the sampling temperature, the mean log probability of its tokens, the text's gzip compression
+    # ratio (repetition), and the window's probability of holding no speech.
+    seek: int = 0
+    tokens: tuple[int, ...] = ()
+    temperature: float = 0.0
+    avg_logprob: float = 0.0
+    compression_ratio: float = 0.0
+    no_speech_prob: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ import base64
 import itertools
 import json
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -213,6 +214,9 @@ async def test_committed_audio_is_answered_on_response_create(voice_server: Serv
         error = (await events_until(connection, {"error"}))[-1]
         assert error.error.code == "invalid_value"
         assert error.error.param == "session.input_audio_transcription.language"
+        await connection.session.update(session={"voice": "klingon"})  # /v1/audio/speech refuses it too
+        error = (await events_until(connection, {"error"}))[-1]
+        assert error.error.code == "invalid_value" and error.error.param == "session.voice"
         await connection.session.update(session={"turn_detection": None, "modalities": ["text"],
                                                  "input_audio_transcription": {"model": "whisper-1", "language": "en"}})
         await events_until(connection, {"session.updated"})
@@ -273,6 +277,9 @@ async def test_response_cancel_stops_a_reply(server: Served) -> None:
         })
         await connection.response.create()
         await events_until(connection, {"response.text.delta"})
+        await connection.response.create()  # one at a time, as OpenAI's server has it
+        refused = (await events_until(connection, {"error"}))[-1]
+        assert refused.error.code == "conversation_already_has_active_response"
         await connection.response.cancel()
         done = (await events_until(connection, {"response.done"}))[-1]
         assert done.response.status == "cancelled" and done.response.status_details.reason == "client_cancelled"
@@ -370,3 +377,13 @@ async def test_another_sites_page_may_not_connect(server: Served) -> None:
     with pytest.raises(websockets.InvalidStatus) as refused:
         await websockets.connect(f"{server.ws_url}/v1/realtime", origin="https://evil.example")  # type: ignore[arg-type]
     assert refused.value.response.status_code == 403
+    # A malformed conversation id is the caller's mistake: OpenAI's invalid_request_error naming it (was server_error).
+    with pytest.raises(websockets.InvalidStatus) as bad:
+        await websockets.connect(f"{server.ws_url}/v1/realtime?conversation=bad%20id")
+    error = json.loads(bad.value.response.body)["error"]
+    assert bad.value.response.status_code == 400
+    assert (error["type"], error["param"], error["code"]) == ("invalid_request_error", "conversation", "bad-message")
+    # Each refusal is logged once, with its cause; uvicorn's sansio protocol added an ERROR line to each.
+    log = Path(server.settings.logging.file).read_text()
+    assert "realtime handshake refused: 403 bad-origin" in log and "realtime handshake refused: 400" in log
+    assert "without completing handshake" not in log

@@ -76,11 +76,11 @@ class RecordingWhisperSTT(WhisperSTT, Recorder):
         self.calls = []
 
     def _recognise(
-        self, audio: AudioClip, language: str | None, prompt: str | None = None
+        self, audio: AudioClip, language: str | None, prompt: str | None = None, stop: threading.Event | None = None
     ) -> tuple[str, str | None, float | None]:
         started = time.monotonic()
         try:
-            return super()._recognise(audio, language, prompt)
+            return super()._recognise(audio, language, prompt, stop)
         finally:
             self.record(started)
 
@@ -757,3 +757,43 @@ async def test_openai_requests_are_bounded(fake: FakeOpenAI, limit: int) -> None
     elapsed = time.monotonic() - started
     assert elapsed >= 3 * delay if limit == 1 else elapsed < 3 * delay, elapsed
     await engine.aclose()
+
+
+class CountingWindows:
+    """faster-whisper's CTranslate2 model, counting ``encode`` calls: one per 30 s window (``generate`` is called
+    again for a window decoded at a higher temperature)."""
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+        self.windows = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def encode(self, *args: Any, **kwargs: Any) -> Any:
+        self.windows += 1
+        return self._model.encode(*args, **kwargs)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("timed", [False, True])
+async def test_a_cancelled_transcription_stops_at_the_next_window(whisper_stt: Any, timed: bool) -> None:
+    """The caller of a long clip hung up: Whisper used to decode every 30 s window to the end (minutes, with every
+    transcription queued behind it). Now, once stopped, the windows still to come are not decoded."""
+    from tests.speech import SENTENCES, resample, silence, speak
+
+    pcm, rate = speak(" ".join(SENTENCES))
+    clip = clip_from_pcm16((resample(pcm, rate, 16000) + silence(0.3)) * 12, 16000)
+    assert clip.duration_s > 120  # five windows or more
+    counting = CountingWindows(whisper_stt._model.model)
+    whisper_stt._model.model = counting
+    try:
+        stop = threading.Event()
+        stop.set()  # as if the caller went while the first window was being decoded
+        if timed:
+            whisper_stt._timed(clip, "en", None, False, stop)
+        else:
+            whisper_stt._recognise(clip, "en", None, stop)
+    finally:
+        whisper_stt._model.model = counting._model
+    assert counting.windows == 1, f"{counting.windows} windows decoded after the stop"

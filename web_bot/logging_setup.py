@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import logging.config
 from pathlib import Path
 
 from core.config import LoggingSettings
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# uvicorn's websockets-sansio protocol (its default with websockets >= 14) never marks a handshake refused with an
+# HTTP response (ASGI's websocket.http.response, which /v1/realtime sends with OpenAI's error body) as complete, and
+# so logs this ERROR after every such refusal, which the refusing route has already logged with its cause.
+# uvicorn's wsproto protocol does mark it. Only this exact message is dropped.
+UVICORN_DENIAL_NOISE = "ASGI callable returned without completing handshake."
+
+
+class DenialNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != UVICORN_DENIAL_NOISE
 
 
 def configure_logging(settings: LoggingSettings) -> None:
@@ -41,3 +52,6 @@ def configure_logging(settings: LoggingSettings) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+    uvicorn_errors = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, DenialNoise) for f in uvicorn_errors.filters):
+        uvicorn_errors.addFilter(DenialNoise())

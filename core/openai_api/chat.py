@@ -133,7 +133,10 @@ class Completion:
                     break
                 held += fragment
                 cut = min((i for s in self._stop if (i := held.find(s)) >= 0), default=-1)
-                ready, held = (held[:cut], "") if cut >= 0 else (held[: len(held) - hold], held[len(held) - hold :])
+                # Everything but the last `hold` characters is safe to send; while less than that is held, nothing is
+                # (a negative index here once sent the start of a stop sequence split over short fragments).
+                safe = 0 if cut >= 0 else max(0, len(held) - hold)
+                ready, held = (held[:cut], "") if cut >= 0 else (held[:safe], held[safe:])
                 if (delta := self._take(ready)) is not None:
                     yield delta
                 if cut >= 0 or self.finish_reason == "length":

@@ -11,7 +11,10 @@ from core.errors import BotError, ProtocolError
 # Statuses for codes the rest of the server never answers over HTTP (app.py's table has the others).
 STATUS_FOR_CODE = {"tts-unavailable": 503, "tts-no-voice": 400, "tts-failed": 502}
 # The parameter at fault for errors the engines raise, which know nothing of the request's parameters.
-PARAM_FOR_CODE = {"context-too-long": "messages"}
+PARAM_FOR_CODE = {
+    "context-too-long": "messages",
+    **dict.fromkeys(("empty-audio", "corrupt-audio", "unsupported-audio", "audio-too-large", "audio-too-long"), "file"),
+}
 
 
 class InvalidRequest(ProtocolError):

@@ -26,7 +26,9 @@ from core.tts.voices import LANGUAGE_NAMES, VoiceRouter, language_code
 
 logger = logging.getLogger(__name__)
 
-OPENAI_VOICES = ("alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse")
+OPENAI_VOICES = (
+    "alloy", "ash", "ballad", "coral", "echo", "fable", "nova", "onyx", "sage", "shimmer", "verse", "marin", "cedar",
+)
 MAX_INPUT_CHARS = 4096
 _LOCALE = re.compile(r"[a-z]{2,3}[-_][a-z0-9]{2,8}")
 

@@ -45,7 +45,7 @@ def vtt(segments: Sequence[Segment]) -> str:
 
 def verbose(transcript: Transcript, *, segments: bool = True, words: bool = False) -> dict[str, object]:
     """OpenAI's ``verbose_json``: the language's English name, the clip's duration, and the segments (and words)
-    asked for. Fields Whisper's API has and we do not measure (token ids, log probabilities) are zeros."""
+    asked for, each segment with what Whisper measured of it (zeros from an engine that measures nothing)."""
     language = transcript.language
     body: dict[str, object] = {
         "task": "transcribe",
@@ -57,8 +57,9 @@ def verbose(transcript: Transcript, *, segments: bool = True, words: bool = Fals
     if segments:
         body["segments"] = [
             {
-                "id": n, "seek": 0, "start": s.start_s, "end": s.end_s, "text": s.text, "tokens": [],
-                "temperature": 0.0, "avg_logprob": 0.0, "compression_ratio": 0.0, "no_speech_prob": 0.0,
+                "id": n, "seek": s.seek, "start": s.start_s, "end": s.end_s, "text": s.text, "tokens": list(s.tokens),
+                "temperature": s.temperature, "avg_logprob": s.avg_logprob, "compression_ratio": s.compression_ratio,
+                "no_speech_prob": s.no_speech_prob,
             }
             for n, s in enumerate(found)
         ]

@@ -121,6 +121,9 @@ class Items:
             raise RealtimeError("response must be an object", param="response")
         modalities = options.get("output_modalities", options.get("modalities"))
         speaks = self._session.config.speaks if modalities is None else "audio" in input_modalities(modalities)
+        if self._session.responses.active:
+            raise RealtimeError("a response is in progress: wait for its response.done, or send response.cancel",
+                                wire_code="conversation_already_has_active_response")
         pending, self._pending = self._pending, []
         if not pending:
             raise RealtimeError("there is nothing to answer: add a user item first (conversation.item.create, or "

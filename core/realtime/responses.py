@@ -217,6 +217,11 @@ class Responses:
         else:
             await self._session.fail(err)
 
+    @property
+    def active(self) -> bool:
+        """Whether a response is under way: created, and not yet done."""
+        return bool(self._by_turn)
+
     def cancelled_by_client(self) -> None:
         for response in self._by_turn.values():
             response.cancel_reason = "client_cancelled"

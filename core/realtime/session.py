@@ -16,6 +16,8 @@ from typing import Any, Protocol
 
 from core.errors import BotError, STTError
 from core.interfaces import EventSink
+from core.openai_api.errors import InvalidRequest
+from core.openai_api.speech import VoiceNames
 from core.pipeline import TurnResult
 from core.realtime.audio import decode_base64_pcm
 from core.realtime.items import Items
@@ -163,6 +165,12 @@ class RealtimeSession:
                 f"the speech model knows no language {language!r} (ISO-639-1)",
                 param="session.input_audio_transcription.language",
             )
+        if config.voice != self.config.voice and self.bot.tts is not None:
+            try:
+                VoiceNames(self.bot.tts, self.bot.settings.tts.voices).language(config.voice)
+            except InvalidRequest as err:
+                where = "session.voice" if self.dialect == "beta" else "session.audio.output.voice"
+                raise RealtimeError(err.message, param=where) from err
         self.config = config
         self._apply_preferences()
         if self.config.turn_detection != before and self._listener is not None:

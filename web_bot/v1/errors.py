@@ -42,9 +42,13 @@ def v1_http_error(err: StarletteHTTPException, code: str) -> JSONResponse:
 def v1_invalid(request: Request, err: RequestValidationError) -> JSONResponse:
     """A body or parameter that fails validation: OpenAI's 400, naming the parameter (``messages[0].content``)."""
     problem = err.errors()[0]
-    where = [str(part) for part in problem["loc"] if part not in ("body", "query", "path")]
+    if problem.get("type") == "json_invalid":  # its place is a character offset, no parameter
+        where = []
+    else:
+        where = [str(part) for part in problem["loc"] if part not in ("body", "query", "path")]
     param = "".join(f"[{part}]" if part.isdigit() else f".{part}" for part in where).lstrip(".") or None
-    message = f"{param}: {problem['msg']}" if param else str(problem["msg"])
+    param = param.replace("[][", "[") if param else None  # timestamp_granularities[][0] is timestamp_granularities[0]
+    message = f"{param}: {problem['msg']}" if param else f"the body: {problem['msg']}"
     logger.info("%s %s: bad-request (%s)", request.method, request.url.path, message)
     return JSONResponse(error_body("bad-request", message, 400, param), status_code=400)
 

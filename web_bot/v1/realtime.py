@@ -52,18 +52,17 @@ def _dialect(websocket: WebSocket, offered: list[str]) -> Dialect:
     return "beta" if beta else "ga"
 
 
-def _refusal(status: int, code: str, message: str) -> JSONResponse:
-    kind = {401: "invalid_request_error", 403: "invalid_request_error", 404: "invalid_request_error",
-            429: "rate_limit_exceeded"}.get(status, "server_error")
-    return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": code}},
+def _refusal(status: int, code: str, message: str, param: str | None) -> JSONResponse:
+    kind = "rate_limit_exceeded" if status == 429 else "server_error" if status >= 500 else "invalid_request_error"
+    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": code}},
                         status_code=status)
 
 
-async def _refuse(websocket: WebSocket, status: int, code: str, message: str) -> None:
+async def _refuse(websocket: WebSocket, status: int, code: str, message: str, param: str | None = None) -> None:
     """Refuse the handshake with an HTTP status and OpenAI's error body (a 403 where the server cannot)."""
     logger.info("realtime handshake refused: %d %s (%s)", status, code, message)
     try:
-        await websocket.send_denial_response(_refusal(status, code, message))
+        await websocket.send_denial_response(_refusal(status, code, message, param))
     except RuntimeError:
         await websocket.close(code=1008, reason=message[:120])
 
@@ -97,7 +96,8 @@ async def realtime(websocket: WebSocket, bot: BotDep) -> None:
         await _refuse(websocket, status, err.code, err.message)
         return
     except BotError as err:
-        await _refuse(websocket, 400 if isinstance(err, RealtimeError) else 503, err.code, err.message)
+        refused = isinstance(err, RealtimeError)
+        await _refuse(websocket, 400 if refused else 503, err.code, err.message, getattr(err, "param", None))
         return
     await websocket.accept(subprotocol="realtime" if "realtime" in offered else None)
     credentials = get_credentials(websocket)

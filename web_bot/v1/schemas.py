@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.models import ChatMessage, Role
 from core.openai_api.errors import InvalidRequest
@@ -160,6 +160,12 @@ class TranscriptionForm(BaseModel):
     temperature: float | None = Field(None, ge=0, le=1)
     timestamp_granularities: list[Literal["segment", "word"]] = Field([], alias="timestamp_granularities[]")
     stream: bool = False
+
+    @field_validator("language", "prompt", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        """Clients send empty form fields for what they leave unset (``language=``): that is no language."""
+        return None if isinstance(value, str) and not value.strip() else value
 
     @property
     def timestamps(self) -> Literal["segment", "word"] | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -14,6 +15,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 async def unless_gone(request: Request, first: Awaitable[T]) -> T:
@@ -57,12 +59,15 @@ class StoppedOnDisconnect(StreamingResponse):
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        sent = False
         try:
             async with anyio.create_task_group() as group:
 
                 async def stream() -> None:
+                    nonlocal sent
                     try:
                         await self.stream_response(send)
+                        sent = True
                     except OSError:  # the client went while we were sending
                         pass
                     finally:
@@ -72,6 +77,8 @@ class StoppedOnDisconnect(StreamingResponse):
                 await self.listen_for_disconnect(receive)
                 group.cancel_scope.cancel()
         finally:
+            if not sent:
+                logger.info("%s: the client went while the answer was being sent", scope.get("path"))
             close = getattr(self.body_iterator, "aclose", None)
             if close is not None:
                 with anyio.CancelScope(shield=True):

@@ -18,6 +18,7 @@ from web_bot.v1.catalogue import CatalogueDep
 from web_bot.v1.deps import ApiPrincipalDep
 from web_bot.v1.errors import V1Route
 from web_bot.v1.forms import read_transcription
+from web_bot.v1.streaming import unless_gone
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +42,13 @@ async def transcriptions(
         raise InvalidRequest("transcriptions are not streamed here (stream false)", param="stream")
     if form.language and not bot.transcriber.knows_language(form.language):
         raise InvalidRequest(f"the speech model knows no language {form.language!r} (ISO-639-1)", param="language")
-    clip = await bot.transcriber.decode(upload.data)
+    # A caller who hangs up frees speech-to-text at once (at Whisper's next 30 s window): with one slot, a long
+    # clip abandoned held everyone's transcriptions for minutes.
+    clip = await unless_gone(request, bot.transcriber.decode(upload.data))
     try:
-        transcript = await bot.transcriber.transcribe(clip, form.language, form.prompt, timestamps=form.timestamps)
+        transcript = await unless_gone(
+            request, bot.transcriber.transcribe(clip, form.language, form.prompt, timestamps=form.timestamps)
+        )
     except STTError as err:
         if err.code != "no-speech":
             raise

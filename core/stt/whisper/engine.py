@@ -27,11 +27,13 @@ below 0.25.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -41,6 +43,8 @@ from core.models import AudioClip, EngineInfo, Transcript
 from core.stt import available_cpus
 from core.stt.whisper.model_files import BASE, resolve_model
 from core.stt.whisper.timed import timed_segments
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -142,11 +146,8 @@ class WhisperSTT:
     ) -> Transcript:
         if self._model is None:
             raise STTError("the Whisper model is not loaded", code="stt-unavailable")
-        loop = asyncio.get_running_loop()
         wanted = language or self._language
-        text, heard, probability = await loop.run_in_executor(
-            self._executor, self._recognise, audio, wanted, prompt
-        )
+        text, heard, probability = await self._run(self._recognise, audio, wanted, prompt)
         return Transcript(text, heard, audio.duration_s, probability)
 
     async def transcribe_timed(
@@ -155,11 +156,23 @@ class WhisperSTT:
         """The clip's segments with their times (``TimedSTT``), and each one's words when ``words``."""
         if self._model is None:
             raise STTError("the Whisper model is not loaded", code="stt-unavailable")
-        loop = asyncio.get_running_loop()
         wanted = language or self._language
-        return await loop.run_in_executor(self._executor, self._timed, audio, wanted, prompt, words)
+        return await self._run(self._timed, audio, wanted, prompt, words)
 
-    def _timed(self, audio: AudioClip, language: str | None, prompt: str | None, words: bool) -> Transcript:
+    async def _run(self, work: Callable[..., T], *args: Any) -> T:
+        """``work(*args, stop)`` in the worker thread. If the caller is cancelled (a client who hung up), ``stop`` is
+        set, and the work ends at its next 30 s window instead of holding the model for the rest of a long clip."""
+        stop = threading.Event()
+        job = functools.partial(work, *args, stop)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, job)
+        except asyncio.CancelledError:
+            stop.set()
+            raise
+
+    def _timed(
+        self, audio: AudioClip, language: str | None, prompt: str | None, words: bool, stop: threading.Event
+    ) -> Transcript:
         """Blocking, in the worker thread: the language is detected as ``_recognise`` does, on the speech alone."""
         samples, wanted = self._samples(audio), self._wanted(language)
         try:
@@ -169,7 +182,7 @@ class WhisperSTT:
             lang, probability = (wanted, None) if wanted else self._detect(self._encode(speech[: self._floor_size]))
             segments = timed_segments(
                 self._model, samples, language=lang, prompt=prompt, words=words, beam_size=self._beam_size,
-                vad=self._vad_filter, no_speech_threshold=self._no_speech_threshold,
+                vad=self._vad_filter, no_speech_threshold=self._no_speech_threshold, stop=stop,
             )
         except (RuntimeError, ValueError) as err:
             logger.exception("whisper failed on a %.1f s clip", audio.duration_s)
@@ -197,7 +210,9 @@ class WhisperSTT:
             wanted = None
         return wanted
 
-    def _recognise(self, audio: AudioClip, language: str | None, prompt: str | None = None) -> Recognised:
+    def _recognise(
+        self, audio: AudioClip, language: str | None, prompt: str | None = None, stop: threading.Event | None = None
+    ) -> Recognised:
         """Blocking: the text Whisper heard (empty for none), its language, and how sure detection was. Runs in the
         worker thread."""
         samples, wanted = self._samples(audio), self._wanted(language)
@@ -207,10 +222,10 @@ class WhisperSTT:
             if not samples.size:
                 return "", None, None
             if samples.size <= SHORT_CLIP_S * TARGET_RATE:
-                return self._short_clip(samples, wanted, prompt)
+                return self._short_clip(samples, wanted, prompt, stop)
             # Detected on the first short window: cheap, and a few seconds of speech are plenty to tell.
             lang, probability = (wanted, None) if wanted else self._detect(self._encode(samples[: self._floor_size]))
-            text = self._windows(samples, lang, prompt)
+            text = self._windows(samples, lang, prompt, stop)
             return (text, lang, probability) if text else ("", None, None)
         except (RuntimeError, ValueError) as err:
             logger.exception("whisper failed on a %.1f s clip", audio.duration_s)
@@ -220,7 +235,9 @@ class WhisperSTT:
     def _floor_size(self) -> int:
         return self._window_floor * SAMPLES_PER_FRAME
 
-    def _short_clip(self, samples: np.ndarray, wanted: str | None, prompt: str | None = None) -> Recognised:
+    def _short_clip(
+        self, samples: np.ndarray, wanted: str | None, prompt: str | None = None, stop: threading.Event | None = None
+    ) -> Recognised:
         """One window sized to the clip, for detection and decoding both; the full window if the text looks
         degenerate."""
         encoded = self._encode(samples)
@@ -230,7 +247,7 @@ class WhisperSTT:
             logger.info(
                 "whisper: a %.1f s clip looked degenerate in a short window; using 30 s", samples.size / TARGET_RATE
             )
-            text = self._windows(samples, lang, prompt)
+            text = self._windows(samples, lang, prompt, stop)
         return (text, lang, probability) if text else ("", None, None)
 
     def _encode(self, samples: np.ndarray) -> Any:
@@ -279,8 +296,11 @@ class WhisperSTT:
             return None
         return text
 
-    def _windows(self, samples: np.ndarray, language: str, prompt: str | None = None) -> str:
-        """faster-whisper's own transcription, in 30 s windows."""
+    def _windows(
+        self, samples: np.ndarray, language: str, prompt: str | None = None, stop: threading.Event | None = None
+    ) -> str:
+        """faster-whisper's own transcription, in 30 s windows (each decoded as the segments are read), until
+        ``stop`` is set."""
         segments, _ = self._model.transcribe(
             samples,
             language=language,
@@ -292,7 +312,12 @@ class WhisperSTT:
             # came back as its first sentence alone.
             without_timestamps=False,
         )
-        kept = [s.text for s in segments if s.no_speech_prob <= self._no_speech_threshold]
+        kept = []
+        for segment in segments:
+            if stop is not None and stop.is_set():
+                break
+            if segment.no_speech_prob <= self._no_speech_threshold:
+                kept.append(segment.text)
         return "".join(kept).strip()
 
     async def aclose(self) -> None:

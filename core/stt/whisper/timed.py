@@ -8,6 +8,7 @@ asked only when times are wanted. faster-whisper's VAD skips the silences and ma
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -25,10 +26,11 @@ def timed_segments(
     beam_size: int,
     vad: bool,
     no_speech_threshold: float,
+    stop: threading.Event | None = None,
 ) -> tuple[Segment, ...]:
     """The segments Whisper hears in ``samples`` (16 kHz float), with times in seconds from the clip's start
     (blocking: run it in the engine's worker thread). A segment Whisper itself thinks is not speech is left out,
-    as the page's path drops it."""
+    as the page's path drops it. Windows are decoded as the segments are read: once ``stop`` is set no more are."""
     found, _ = model.transcribe(
         samples,
         language=language,
@@ -41,6 +43,8 @@ def timed_segments(
     )
     kept: list[Segment] = []
     for segment in found:
+        if stop is not None and stop.is_set():
+            break
         text = segment.text.strip()
         if not text or segment.no_speech_prob > no_speech_threshold:
             continue
@@ -49,5 +53,11 @@ def timed_segments(
             for word in segment.words or ()
             if word.word.strip()
         )
-        kept.append(Segment(round(float(segment.start), 3), round(float(segment.end), 3), text, heard))
+        kept.append(Segment(
+            round(float(segment.start), 3), round(float(segment.end), 3), text, heard,
+            seek=int(segment.seek), tokens=tuple(int(t) for t in segment.tokens),
+            temperature=float(segment.temperature or 0.0), avg_logprob=round(float(segment.avg_logprob), 4),
+            compression_ratio=round(float(segment.compression_ratio), 4),
+            no_speech_prob=round(float(segment.no_speech_prob), 4),
+        ))
     return tuple(kept)
