@@ -15,6 +15,7 @@ OpenAI's API has it: the engine's own ``llm.max_tokens``, which keeps spoken rep
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import math
@@ -99,11 +100,17 @@ class Completion:
         self.text = ""
         self.finish_reason: FinishReason = "stop"
 
+    @functools.cached_property
+    def prompt_tokens(self) -> int:
+        """The messages' length in tokens, counted once: rendering and tokenizing a long prompt is not free, and it
+        is needed for the context check, the finish reason and the usage."""
+        return self.tokens.prompt(self.messages)
+
     def check_fits(self) -> None:
         """LLMError ``context-too-long`` now, rather than after a wait for a busy model, if the messages leave the
         model no room to answer (known only for a model whose tokenizer and context we have)."""
         context = self.tokens.context
-        if context is not None and (prompt := self.tokens.prompt(self.messages)) >= context:
+        if context is not None and (prompt := self.prompt_tokens) >= context:
             raise LLMError(
                 f"This model's maximum context length is {context} tokens; the messages are {prompt} tokens."
                 " Shorten them.",
@@ -111,7 +118,7 @@ class Completion:
             )
 
     def usage(self) -> dict[str, int]:
-        prompt, completion = self.tokens.prompt(self.messages), self.tokens.count(self.text)
+        prompt, completion = self.prompt_tokens, self.tokens.count(self.text)
         return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
     async def deltas(self) -> AsyncGenerator[str, None]:
@@ -154,7 +161,7 @@ class Completion:
     def _filled_context(self) -> bool:
         """Whether the reply ended where the model's context did (as far as we can count it)."""
         context = self.tokens.context
-        used = self.tokens.prompt(self.messages) + self.tokens.count(self.text)
+        used = self.prompt_tokens + self.tokens.count(self.text)
         return context is not None and used >= context - CONTEXT_SLACK_TOKENS
 
     def _take(self, text: str) -> str | None:
