@@ -48,6 +48,16 @@ class TurnTextJudge(Protocol):
         ...
 
 
+@runtime_checkable
+class PromptCache(Protocol):
+    """An LLM that keeps its last prompt evaluated (a KV cache), and can evaluate the start of the next one ahead."""
+
+    def prepare(self, messages: Sequence[ChatMessage]) -> None:
+        """Evaluate, off the event loop and behind any work queued, what every prompt that continues ``messages``
+        with a user message starts with; returns at once. A request arriving meanwhile goes first."""
+        ...
+
+
 class STTEngine(Protocol):
     """Turns an utterance into text; no words heard is an empty ``Transcript.text`` (the ``Transcriber`` alone
     decides that this is ``no-speech``), never an error. ``prompt`` is text the speech likely follows or repeats

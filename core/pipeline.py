@@ -17,9 +17,10 @@ from core.config import VoiceReplies
 from core.errors import BotError
 from core.events import ReplyPaused, ReplyResumed
 from core.hub import Hub
-from core.interfaces import HistoryStore, LLMEngine, TokenCounter, TTSEngine, TurnTextJudge
+from core.interfaces import HistoryStore, LLMEngine, PromptCache, TokenCounter, TTSEngine, TurnTextJudge
 from core.lanes import Lanes
 from core.language import TextLanguage, language_name
+from core.llm.guard import without_echoes
 from core.metrics import Metrics
 from core.models import AudioClip, ChatMessage, Source, StoredMessage
 from core.outlet import TurnOutlet, new_turn_id
@@ -364,8 +365,9 @@ class ChatPipeline:
         self, earlier: list[StoredMessage], text: str, language: str | None = None, *, client_id: str | None = None
     ) -> list[ChatMessage]:
         """What the LLM is sent: the system prompt (``client_id``'s own if it set one; told which language to answer
-        in, when the turn's is known), the client's last messages, and the new one."""
-        kept = earlier[-self.history_messages :] if self.history_messages else []
+        in, when the turn's is known), the client's last messages but any exchange the reply only echoed, and the new
+        one."""
+        kept = without_echoes(earlier[-self.history_messages :]) if self.history_messages else []
         name = language_name(language)
         system = self._instructions.get(client_id, self._system_prompt) if client_id else self._system_prompt
         prompt = f"{system} {ANSWER_IN.format(language=name)}" if name else system
@@ -374,6 +376,13 @@ class ChatPipeline:
             *(ChatMessage(m.role, m.content) for m in kept),
             ChatMessage("user", text),
         ])
+
+    def prepare_next(self, client_id: str, history: list[StoredMessage], language: str | None) -> None:
+        """Have the LLM evaluate the start of this client's next prompt while the reply is spoken (``PromptCache``):
+        the system prompt and ``history`` (the messages so far, the reply stored last) as the next turn will send
+        them, its language assumed to be this one's."""
+        if isinstance(self.llm, PromptCache):
+            self.llm.prepare(self.context(history, "", language, client_id=client_id)[:-1])
 
     def _fitted(self, messages: list[ChatMessage]) -> list[ChatMessage]:
         """``messages`` without their oldest earlier ones while the prompt and a reply of ``reply_tokens`` would

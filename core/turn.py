@@ -391,9 +391,8 @@ class Turn:
         stored_user, recent = await self._store_user_message(request)
         created = stored_user.created_at.isoformat()
         await self.outlet.send(UserMessage(request.text, stored_user.id, self.source, created, request.client_msg_id))
-        context = pipeline.context(
-            [m for m in recent if m.id != stored_user.id], request.text, request.language, client_id=self.client_id
-        )
+        earlier = [m for m in recent if m.id != stored_user.id]
+        context = pipeline.context(earlier, request.text, request.language, client_id=self.client_id)
         self.enter(TurnState.REPLYING)
         llm_start = time.perf_counter()
         spoken = pipeline.speaks(self.client_id, self.source)
@@ -427,6 +426,7 @@ class Turn:
                 if speaker is not None:
                     speaker.finish()
                 stored = await self._store_reply(reply, request)
+                pipeline.prepare_next(self.client_id, [*earlier, stored_user, stored], request.language)
                 timings["total_ms"] = elapsed_ms(start)
                 # The text is complete and stored: the reply goes now, whatever the speech is still doing.
                 await self.outlet.send(Reply(reply, stored.id, timings, engine=served_by(parts)))

@@ -24,6 +24,7 @@ from core.turn import ENDED, TRANSITIONS, TurnState
 from tests.fakes.engines import GatedTTS, MemoryHistory, RecordingSink, ScriptedLLM, ScriptedSTT
 
 REPLY = ["First sentence here. ", "Second one follows."]
+REPLY_TEXT = "".join(REPLY).strip()
 WORDS = "book a table"
 PCM = b"\x00\x01" * 16000  # one second of 16 kHz PCM16: the fakes hear what they are told, not this
 
@@ -232,6 +233,32 @@ async def test_the_early_reply_is_dropped_when_the_voice_was_turned_off(tmp_path
     await line.bot.submit_pcm("c", PCM, 0.0, turn)
     assert line.kinds() == ["transcription", "user_message", "reply_delta", "reply_delta", "reply"]
     assert turn.states == [L, T, R, DONE] and len(line.llm.contexts) == 2
+
+
+async def test_each_reply_prepares_exactly_the_next_prompt_as_the_window_slides(tmp_path: Path) -> None:
+    """The LLM is handed the next turn's system prompt and history once a reply is stored (so the local model
+    evaluates the start of the next prompt while the reply is spoken): the window's first slide included."""
+    line = Line(tmp_path)
+    line.bot.history_messages = 4
+    for number in range(5):
+        await line.text(f"message {number}")[1]
+    assert len(line.llm.prepared) == 5
+    for prepared, following in zip(line.llm.prepared, line.llm.contexts[1:], strict=False):
+        assert prepared == following[:-1]
+    assert [m.content for m in line.llm.contexts[3][1:-1]] == ["message 1", REPLY_TEXT, "message 2", REPLY_TEXT]
+
+
+async def test_an_exchange_the_model_only_echoed_is_left_out_of_the_next_prompt(tmp_path: Path) -> None:
+    """A small model that finds its own echo in the history echoes every request after it."""
+    line = Line(tmp_path, llm=ScriptedLLM(["Set an alarm ", "for seven."]))
+    await line.text("set an alarm for seven")[1]
+    line.llm.chunks = REPLY
+    await line.text("and what time is it")[1]
+    await line.text("thanks")[1]
+    assert [m.content for m in line.llm.contexts[1][1:]] == ["and what time is it"]
+    assert [m.content for m in line.llm.contexts[2][1:]] == ["and what time is it", REPLY_TEXT, "thanks"]
+    assert line.llm.prepared[0] == line.llm.contexts[1][:-1]
+    assert line.history.rows("c")[1] == ("assistant", "Set an alarm for seven.", "ok")  # stored all the same
 
 
 # --- barge-in ------------------------------------------------------------------------------------------------------

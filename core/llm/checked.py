@@ -8,7 +8,7 @@ import math
 from collections.abc import AsyncIterator, Sequence
 
 from core.fallback import Breaker, Chain, Member
-from core.interfaces import LLMEngine, TokenCounter, TurnTextJudge
+from core.interfaces import LLMEngine, PromptCache, TokenCounter, TurnTextJudge
 from core.llm.failover import Served, stream_chain
 from core.models import ChatMessage, EngineInfo
 from core.unicode import repaired
@@ -79,6 +79,11 @@ class CheckedLLM:
         if not isinstance(self.engine, TurnTextJudge):
             return None
         return await self.engine.end_of_turn(messages)
+
+    def prepare(self, messages: Sequence[ChatMessage]) -> None:
+        """Have the engine evaluate the next prompt's start ahead (``PromptCache``), if it keeps one."""
+        if isinstance(self.engine, PromptCache):
+            self.engine.prepare(messages)
 
     async def aclose(self) -> None:
         for member in self.chain.members:

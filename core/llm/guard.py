@@ -11,6 +11,7 @@ limit, which keep a reply from running on, are the engine's.
 from __future__ import annotations
 
 import re
+from typing import Protocol, TypeVar
 
 # Shorter segments ("Yes.", "1.") may legitimately repeat.
 MIN_SEGMENT = 12
@@ -18,6 +19,16 @@ MIN_SEGMENT = 12
 MIN_PERIOD, MAX_PERIOD = 4, 80
 _SEGMENT_END = re.compile(r"[.!?…;]+[\"'»)\]]*\s+|\n+")
 _NON_WORD = re.compile(r"[\W_]+")
+
+
+class _Message(Protocol):
+    @property
+    def role(self) -> str: ...
+    @property
+    def content(self) -> str: ...
+
+
+T = TypeVar("T", bound=_Message)
 
 
 def normalized(text: str) -> str:
@@ -34,6 +45,29 @@ def segments(text: str) -> list[str]:
     if start < len(text):
         parts.append(text[start:])
     return parts
+
+
+def said_back(question: str, reply: str) -> bool:
+    """Whether ``reply`` only repeats ``question`` (letters and digits compared, case-folded)."""
+    key = normalized(reply)
+    return bool(key) and key == normalized(question)
+
+
+def without_echoes(messages: list[T]) -> list[T]:
+    """``messages`` (anything with ``role`` and ``content``) without each exchange whose reply only said the user's
+    words back. A small model that finds its own echo in the history learns to echo: measured with
+    Qwen2.5-Coder-0.5B on bench_voice's sentences, one echoed statement made it echo each request that followed
+    ("Set an alarm for 7…" → the same words), where each alone was answered (1/37 echoed)."""
+    kept: list[T] = []
+    for message in messages:
+        if (
+            message.role == "assistant" and kept and kept[-1].role == "user"
+            and said_back(kept[-1].content, message.content)
+        ):
+            kept.pop()
+            continue
+        kept.append(message)
+    return kept
 
 
 def repeated_segment(text: str) -> str | None:

@@ -8,19 +8,23 @@ previous one. Once the history window slides, the oldest messages drop out right
 prefix ends there and every turn would re-evaluate the whole context (seconds on a small CPU). Shifting the cached
 tokens left ("context shift", llama.cpp's ``--cache-reuse``) is not an option: their keys and values were computed
 while attending to the dropped messages, so the model would answer differently than from the same messages cold.
-Instead, once a turn shows that the window slides, the worker thread evaluates the prompt prefix the next turn will
-have (the window moved on by this turn's exchange) while the bot speaks and the user answers, in small chunks that
-give way to any new request. The next turn then evaluates only its new message, and every cached token was
-evaluated in the very context it has in the prompt, as on a cold start. A wrong guess only costs that idle work.
+Instead, once a reply is stored, the pipeline hands the engine the next turn's system prompt and history (``prepare``:
+the window moved on by this exchange, exactly as the next turn will read it), and the worker thread evaluates their
+prompt prefix while the bot speaks and the user answers, in small chunks that give way to any new request. The next
+turn then evaluates only its new message, from the first slide on, and every cached token was evaluated in the very
+context it has in the prompt, as on a cold start. A history changed meanwhile (the reply cut by a barge-in) only
+costs that idle work.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -54,25 +58,6 @@ def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
             break
         n += 1
     return n
-
-
-def next_turn_prefix(
-    previous: Sequence[Message], previous_reply: str, current: Sequence[Message], reply: str
-) -> list[Message] | None:
-    """The messages the next turn's context will start with, if this turn's history window slid; else None.
-
-    ``current`` is system prompt + earlier messages + the new user message. The window slid when its earlier
-    messages are the tail of (the previous turn's + its reply), shorter than that; a window of fixed size then
-    slides by one exchange per turn. A growing history needs no help: the next prompt extends the cached one.
-    """
-    if len(current) < 3 or current[0].get("role") != "system" or current[0] != previous[0]:
-        return None
-    earlier = list(current[1:-1])
-    grown = [*previous[1:], {"role": "assistant", "content": previous_reply}]
-    if len(earlier) >= len(grown) or earlier != grown[-len(earlier) :]:
-        return None
-    following = [*current[1:], {"role": "assistant", "content": reply}]
-    return [current[0], *following[-len(earlier) :]]
 
 
 class _ChatPrompt:
@@ -181,8 +166,6 @@ class LlamaCppLLM:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llama")
         self._llama: Any = None
         self._prompt: _ChatPrompt | None = None
-        # Owned by the worker thread: the last finished turn (its messages and reply), to see the window slide.
-        self._last_turn: tuple[list[Message], str] | None = None
         # Replies requested but not yet started: preparing the next turn gives way as soon as one is waiting.
         self._waiting = 0
         self._waiting_lock = threading.Lock()
@@ -285,25 +268,32 @@ class LlamaCppLLM:
                 self._waiting -= 1
             parts: list[str] = []
             guard = ReplyGuard(question) if self._guard else None
-            finished = False
             try:
+                began = time.perf_counter()
                 prompt = self._measure_prompt(payload)
                 self._check_fits(prompt)
                 length = self._max_tokens if max_tokens is None else max_tokens
                 for text in self._fragments(payload, prompt, length):
                     if stop.is_set():  # the reply was interrupted: free the model for the next turn
                         break
+                    if began and text:
+                        logger.debug(
+                            "local LLM: first fragment %r after %.0f ms (prompt %s tokens, %s evaluated)", text,
+                            (time.perf_counter() - began) * 1000, self.last_prompt_tokens,
+                            self.last_prompt_tokens_evaluated,
+                        )
+                        began = 0.0
                     if guard is not None:
                         text = guard.feed(text)
                     if text:
+                        if not parts:
+                            logger.debug("local LLM: first text %r", text)
                         parts.append(text)
                         put(text)
                     if guard is not None and guard.stopped:
                         logger.info("local LLM: reply cut where it began to repeat itself: %r", guard.dropped[:80])
-                        finished = True
                         break
                 else:
-                    finished = True
                     if guard is not None and (rest := guard.finish()):
                         parts.append(rest)
                         put(rest)
@@ -315,9 +305,6 @@ class LlamaCppLLM:
                 put(err)
             finally:
                 put(_END)
-            if finished:
-                # The pipeline stores the reply stripped; an interrupted one is stored as heard, so it is not used.
-                self._prepare_next_turn(payload, "".join(parts).strip())
 
         with self._waiting_lock:
             self._waiting += 1
@@ -468,16 +455,22 @@ class LlamaCppLLM:
             self._prompt = None
             self.last_prompt_tokens = self.last_prompt_tokens_evaluated = None
 
-    def _prepare_next_turn(self, payload: list[Message], reply: str) -> None:
-        """If the history window slid this turn, evaluate the next turn's prompt prefix now (worker thread)."""
-        previous, self._last_turn = self._last_turn, (payload, reply)
-        if self._prompt is None or previous is None:
+    def prepare(self, messages: Sequence[ChatMessage]) -> None:
+        """Evaluate the start of the next turn's prompt now (``PromptCache``), while this turn's reply is spoken:
+        ``messages`` are the next turn's system prompt and history as the pipeline will send them, so a history
+        window that slides, which changes the prompt's start every turn, costs the next turn only its new message.
+        The work queues behind the engine's other work and gives way to any request that arrives meanwhile."""
+        if self._llama is None or self._prompt is None:
             return
-        messages = next_turn_prefix(previous[0], previous[1], payload, reply)
-        if messages is None:
+        payload = [{"role": m.role, "content": m.content} for m in messages]
+        with contextlib.suppress(RuntimeError):  # the engine is closing: nothing is worth preparing
+            self._executor.submit(self._prepare, payload)
+
+    def _prepare(self, payload: list[Message]) -> None:
+        if self._llama is None or self._prompt is None:
             return
         try:
-            self._prefill(self._prompt.stable_prefix(messages))
+            self._prefill(self._prompt.stable_prefix(payload))
         except Exception:
             logger.exception("local LLM: preparing the next turn failed")
             self._llama.n_tokens = 0  # forget the cache: the next turn evaluates its whole prompt

@@ -37,6 +37,7 @@ class ScriptedLLM:
         self.gate_after = gate_after
         self.error = error
         self.contexts: list[list[ChatMessage]] = []
+        self.prepared: list[list[ChatMessage]] = []  # what the pipeline asked to have evaluated ahead
         self.running = 0
         self.most = 0
 
@@ -60,6 +61,9 @@ class ScriptedLLM:
                 raise self.error
         finally:
             self.running -= 1
+
+    def prepare(self, messages: Sequence[ChatMessage]) -> None:
+        self.prepared.append(list(messages))
 
     async def aclose(self) -> None:
         pass
