@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Literal, TypeVar
 
 from core.config import VoiceReplies
+from core.cpu import CpuGate
 from core.errors import BotError
 from core.events import ReplyPaused, ReplyResumed
 from core.hub import Hub
@@ -62,6 +63,7 @@ class ChatPipeline:
         metrics: Metrics | None = None,
         text_language: TextLanguage | None = None,
         reply_tokens: int = 0,
+        cpu: CpuGate | None = None,
     ) -> None:
         self.llm = llm
         self.history = history
@@ -69,6 +71,7 @@ class ChatPipeline:
         self._system_prompt = system_prompt
         self.history_messages = history_messages
         self._reply_tokens = reply_tokens  # room a reply needs in the model's context (llm.max_tokens)
+        self._cpu = cpu  # each reply's first audio holds it: the local model pauses (core.cpu)
         self.delta_interval = delta_interval_ms / 1000  # seconds between two reply_delta frames, at least
         self.transcriber = transcriber
         self._tts = tts
@@ -359,7 +362,9 @@ class ChatPipeline:
         if the reply to ``source`` is spoken."""
         if self._tts is None or not self.speaks(outlet.client_id, source):
             return None
-        return Speaker(self._tts, outlet, origin=origin, held=held, language=language, detect=self._text_language)
+        return Speaker(
+            self._tts, outlet, origin=origin, held=held, language=language, detect=self._text_language, cpu=self._cpu
+        )
 
     def context(
         self, earlier: list[StoredMessage], text: str, language: str | None = None, *, client_id: str | None = None

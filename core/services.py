@@ -16,6 +16,7 @@ from core.bus import build_bus
 from core.commands import Commands
 from core.config import Settings, VADSettings
 from core.conversations import Conversations
+from core.cpu import CpuGate
 from core.errors import BotError
 from core.fallback import ChainMetrics, chains_of
 from core.history import SQLHistoryStore
@@ -198,7 +199,8 @@ async def build_bot(settings: Settings) -> Bot:
         history = SQLHistoryStore(settings.database_url, batch_max=settings.database.batch_max)
         await history.start()
         started.append(history)
-        llm = await build_llm(settings.llm)
+        cpu = CpuGate()  # a reply's first audio goes before the local model's next tokens
+        llm = await build_llm(settings.llm, cpu=cpu)
         started.append(llm)
         stt = await build_stt(settings.stt)
         if stt is not None:
@@ -240,6 +242,7 @@ async def build_bot(settings: Settings) -> Bot:
         metrics=metrics,
         text_language=text_language,
         reply_tokens=reply_tokens(settings.llm),
+        cpu=cpu,
     )
     bot = Bot(
         settings=settings, history=history, llm=llm, stt=stt, tts=tts, hub=hub, pipeline=pipeline,

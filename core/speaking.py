@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 
+from core.cpu import CpuGate
 from core.errors import TTSError
 from core.events import AudioEvent, ErrorEvent
 from core.interfaces import TTSEngine
@@ -32,6 +34,7 @@ class Speaker:
     model's stream (in the turn's task group, ``core.turn``), so the first sentence is heard while the model is still
     writing the rest; cancelling it stops the speech at once. A ``held`` speaker synthesises but sends nothing until
     it is released: the speech of a reply started before the end of speech was certain (see ``core.prefetch``).
+    While the first piece is synthesised, ``cpu`` is held, so the local model pauses (``core.cpu``).
     """
 
     def __init__(
@@ -43,8 +46,10 @@ class Speaker:
         held: bool = False,
         language: str | None = None,
         detect: TextLanguage | None = None,
+        cpu: CpuGate | None = None,
     ) -> None:
         self._tts = tts
+        self._cpu = cpu  # held while the first piece is synthesised: the local model pauses meanwhile
         self._language = language  # the turn's; a sentence plainly in another language gets that one's voice
         self._detect = detect
         self._outlet = outlet
@@ -115,8 +120,10 @@ class Speaker:
                 continue
             started = time.perf_counter()
             language = (self._detect.detect(sentence) if self._detect is not None else None) or self._language
+            first = self._cpu.priority() if self._cpu is not None and not self.spoken else contextlib.nullcontext()
             try:
-                chunks = [chunk async for chunk in self._tts.synthesize(sentence, language=language)]
+                with first:
+                    chunks = [chunk async for chunk in self._tts.synthesize(sentence, language=language)]
             except TTSError as err:
                 # No voice for this sentence's language: it is shown, not spoken (the tab is told once), and the
                 # sentences that have a voice are still read. Any other failure ends the reply's speech.

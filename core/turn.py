@@ -256,6 +256,7 @@ class Turn:
 
     async def _early_work(self, early: _EarlyWork, clip: AudioClip, read: bool) -> None:
         transcriber = self.pipeline.transcriber
+        began = time.perf_counter()
         try:
             if transcriber is None:
                 raise STTError("speech-to-text is turned off on this server", code="stt-unavailable")
@@ -266,6 +267,7 @@ class Turn:
             _settle(early.reply, None)
             return
         _settle(early.heard, transcript)
+        heard = time.perf_counter()
         reading = None
         if read and self.state is TurnState.LISTENING:  # a turn already answered needs no verdict
             try:
@@ -273,6 +275,10 @@ class Turn:
             except Exception:
                 logger.exception("reading the words of %s's pause failed", self.client_id)
         _settle(early.reading, reading)
+        logger.debug(
+            "turn %s: %.1f s heard early in %.0f ms, read in %.0f ms (%s)", self.turn_id, clip.duration_s,
+            (heard - began) * 1000, (time.perf_counter() - heard) * 1000, reading,
+        )
         try:
             reply = await self.pipeline.prefetch(self.client_id, transcript.text, transcript.language, self.turn_id)
         except BotError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from core.config import LLMSettings, fallback_settings
+from core.cpu import CpuGate
 from core.fallback import Breaker, Chain, Member, member_names
 from core.interfaces import LLMEngine
 from core.llm.checked import CheckedLLM
@@ -24,16 +25,17 @@ def resolve_engine(settings: LLMSettings) -> str:
     return "openai" if settings.api_key or settings.base_url else "local"
 
 
-async def build_llm(settings: LLMSettings) -> CheckedLLM:
+async def build_llm(settings: LLMSettings, *, cpu: CpuGate | None = None) -> CheckedLLM:
     """Build and start the configured language model and its ``llm.fallbacks``, with ``llm.max_concurrent``,
-    ``llm.timeout_s`` (first words, retries and fallbacks included) and valid text enforced."""
+    ``llm.timeout_s`` (first words, retries and fallbacks included) and valid text enforced; a local model pauses
+    at ``cpu`` between tokens."""
     stages = [settings, *fallback_settings(settings)]
     # Before a fallback, the next engine is the retry: a refused connection hands over at once, not after backoff.
     stages = [stage.model_copy(update={"max_retries": 0}) for stage in stages[:-1]] + stages[-1:]
     engines: list[LLMEngine] = []
     try:
         for stage in stages:
-            engines.append(await _build_engine(stage))
+            engines.append(await _build_engine(stage, cpu))
     except BaseException:
         for engine in engines:
             await engine.aclose()
@@ -61,7 +63,7 @@ def reply_tokens(settings: LLMSettings) -> int:
     return preset(settings.model).max_tokens if resolve_engine(settings) == "local" else OPENAI_MAX_TOKENS
 
 
-def local_engine(settings: LLMSettings, *, guard: bool = True) -> LlamaCppLLM:
+def local_engine(settings: LLMSettings, *, guard: bool = True, cpu: CpuGate | None = None) -> LlamaCppLLM:
     """The local engine ``settings`` describe, not yet started: the preset ``llm.model``, as overridden."""
     chosen = preset(settings.model)
     custom = bool(settings.model_path)
@@ -79,10 +81,11 @@ def local_engine(settings: LLMSettings, *, guard: bool = True) -> LlamaCppLLM:
         n_ctx=settings.n_ctx,
         n_threads=settings.n_threads,
         guard=guard,
+        cpu=cpu,
     )
 
 
-async def _build_engine(settings: LLMSettings) -> LLMEngine:
+async def _build_engine(settings: LLMSettings, cpu: CpuGate | None = None) -> LLMEngine:
     name = resolve_engine(settings)
     if name == "openai":
         return OpenAIChatLLM(
@@ -94,6 +97,6 @@ async def _build_engine(settings: LLMSettings) -> LLMEngine:
             timeout_s=settings.timeout_s,
             max_retries=settings.max_retries,
         )
-    local = local_engine(settings)
+    local = local_engine(settings, cpu=cpu)
     await local.start()
     return local

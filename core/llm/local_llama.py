@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from core.cpu import CpuGate
 from core.errors import LLMError
 from core.llm import few_shot
 from core.llm.guard import ReplyGuard
@@ -44,6 +45,9 @@ logger = logging.getLogger(__name__)
 _END = object()
 # What Whisper ends a transcript with, fragment or not: the words are judged without it.
 _FINAL_PUNCTUATION = re.compile(r"[\s.,;:!?…。？！]+$")
+# A sentence end the model gives less than this after the words is not read on (a fifth of the lowest threshold a
+# reading is compared with, vad.text_unfinished_below's 0.01).
+_UNLIKELY_MARK = 0.002
 # Tokens evaluated per step while preparing the next turn; a request arriving meanwhile waits at most one step.
 _PREPARE_CHUNK = 64
 
@@ -150,6 +154,7 @@ class LlamaCppLLM:
         repeat_penalty: float = 1.0,
         stop: Sequence[str] | None = None,
         guard: bool = True,
+        cpu: CpuGate | None = None,
         name: str = "",
     ) -> None:
         self._model_path = model_path or bundled_gguf()
@@ -159,6 +164,7 @@ class LlamaCppLLM:
         self._repeat_penalty = repeat_penalty
         self._stop = None if stop is None else list(stop)  # None: the prompt format's own
         self._guard = guard
+        self._cpu = cpu  # the model pauses between tokens while a reply's first audio is synthesised
         self._name = name or Path(self._model_path).name
         self._n_ctx = n_ctx
         self._n_threads = n_threads or max(1, (os.cpu_count() or 2))
@@ -276,6 +282,8 @@ class LlamaCppLLM:
                 for text in self._fragments(payload, prompt, length):
                     if stop.is_set():  # the reply was interrupted: free the model for the next turn
                         break
+                    if self._cpu is not None:
+                        self._cpu.pause_point()
                     if began and text:
                         logger.debug(
                             "local LLM: first fragment %r after %.0f ms (prompt %s tokens, %s evaluated)", text,
@@ -286,8 +294,6 @@ class LlamaCppLLM:
                     if guard is not None:
                         text = guard.feed(text)
                     if text:
-                        if not parts:
-                            logger.debug("local LLM: first text %r", text)
                         parts.append(text)
                         put(text)
                     if guard is not None and guard.stopped:
@@ -384,8 +390,8 @@ class LlamaCppLLM:
         probability = float(after_words[end_token])
         for mark in ".?!":
             token = llama.tokenize(mark.encode("utf-8"), add_bos=False, special=False)
-            if len(token) != 1:
-                continue
+            if len(token) != 1 or after_words[token[0]] < _UNLIKELY_MARK:
+                continue  # it could add less than this: not worth a token's evaluation (~40 ms on 2 cores)
             if not self._truncate(len(head)):
                 return None
             llama.eval(token)
@@ -489,6 +495,8 @@ class LlamaCppLLM:
         llama.n_tokens = start
         llama._requires_eval = True  # the current logits are not those of token start - 1
         for chunk in range(start, len(tokens), _PREPARE_CHUNK):
+            if self._cpu is not None:
+                self._cpu.pause_point()
             if self._waiting:
                 break
             llama.eval(tokens[chunk : chunk + _PREPARE_CHUNK])

@@ -152,7 +152,9 @@ class LiveListener:
 
     async def _judge(self, voiced_until: int, silence: int, audio: bytes) -> None:
         try:
+            began = time.perf_counter()
             probability = await self._endpointer.judge(audio)
+            judged = time.perf_counter()
             reading = None
             if self._endpointer.reads_text and self._turn is not None:
                 reading = await self._turn.words_reading(voiced_until, WORDS_WAIT_S)
@@ -161,6 +163,10 @@ class LiveListener:
                     return  # speech resumed, or the turn ended otherwise, while the model was judging
                 finished = self._endpointer.finished(probability, reading)
                 words = round(reading, 4) if reading is not None else None
+                logger.debug(
+                    "pause of %s judged %s: audio %s in %.0f ms, words %s %.0f ms later", self._client_id, finished,
+                    probability, (judged - began) * 1000, words, (time.perf_counter() - judged) * 1000,
+                )
                 if finished:
                     end = self._vad.cut()
                     if end is not None:
