@@ -47,6 +47,8 @@ class CpuGate:
                 if not self._holders:
                     self._open.set()
 
-    def pause_point(self) -> bool:
-        """Blocking: wait while the gate is held (``max_pause_s`` at most); whether it was open by then."""
-        return self._open.wait(self._max_pause_s)
+    def pause_point(self, timeout_s: float | None = None) -> bool:
+        """Blocking: wait while the gate is held (``timeout_s``, at most ``max_pause_s``); whether it was open by
+        then."""
+        wait = self._max_pause_s if timeout_s is None else min(timeout_s, self._max_pause_s)
+        return self._open.wait(wait)

@@ -385,9 +385,15 @@ class ChatPipeline:
     def prepare_next(self, client_id: str, history: list[StoredMessage], language: str | None) -> None:
         """Have the LLM evaluate the start of this client's next prompt while the reply is spoken (``PromptCache``):
         the system prompt and ``history`` (the messages so far, the reply stored last) as the next turn will send
-        them, its language assumed to be this one's."""
-        if isinstance(self.llm, PromptCache):
+        them, its language assumed to be this one's. The next turn's prompt starts otherwise if the reply is then cut
+        (a barge-in stores what was heard), its language changes, or its message makes ``_fitted`` drop one more
+        earlier message; it then evaluates more of its prompt, as it would have anyway."""
+        if not isinstance(self.llm, PromptCache):
+            return
+        try:
             self.llm.prepare(self.context(history, "", language, client_id=client_id)[:-1])
+        except Exception:  # an optimisation: the turn it follows has succeeded whatever happens here
+            logger.exception("preparing the next prompt of %s failed", client_id)
 
     def _fitted(self, messages: list[ChatMessage]) -> list[ChatMessage]:
         """``messages`` without their oldest earlier ones while the prompt and a reply of ``reply_tokens`` would

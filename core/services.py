@@ -199,7 +199,8 @@ async def build_bot(settings: Settings) -> Bot:
         history = SQLHistoryStore(settings.database_url, batch_max=settings.database.batch_max)
         await history.start()
         started.append(history)
-        cpu = CpuGate()  # a reply's first audio goes before the local model's next tokens
+        # A reply's first audio goes before a local model's next tokens, when speech is made on this CPU too.
+        cpu = CpuGate() if settings.tts.engine == "piper" else None
         llm = await build_llm(settings.llm, cpu=cpu)
         started.append(llm)
         stt = await build_stt(settings.stt)

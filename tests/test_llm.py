@@ -14,7 +14,7 @@ from core.errors import LLMError
 from core.llm import OPENAI_MAX_TOKENS, OPENAI_TEMPERATURE, build_llm, local_engine, resolve_engine
 from core.llm.evaluation import LANGUAGE_LINES, QUESTIONS, Question, ask, score, system_prompt_for
 from core.llm.few_shot import render
-from core.llm.guard import ReplyGuard, looping_tail, repeated_segment
+from core.llm.guard import ReplyGuard, looping_tail, repeated_segment, without_echoes
 from core.llm.local_llama import LlamaCppLLM, bundled_gguf
 from core.llm.openai_chat import OpenAIChatLLM
 from core.llm.presets import DEFAULT_PRESET, PRESETS, preset
@@ -248,6 +248,17 @@ def test_the_question_said_back_is_dropped_and_the_answer_kept() -> None:
     # The question said back and nothing else is still a reply: better than none.
     assert guarded("What is 17 times 23?", "What is 17 times 23?")[0] == "What is 17 times 23?"
     assert guarded("Paris. What is the capital of France?", "What is the capital of France?")[0] == "Paris. "
+
+
+def test_an_exchange_whose_reply_only_echoed_is_left_out_of_the_context_but_short_answers_stay() -> None:
+    echoed = [ChatMessage("user", "Set an alarm for seven."), ChatMessage("assistant", "set an alarm for SEVEN")]
+    russian = [ChatMessage("user", "Какая сегодня погода?"), ChatMessage("assistant", "Какая сегодня погода")]
+    short = [ChatMessage("user", "thanks"), ChatMessage("assistant", "Thanks!"), ChatMessage("user", "yes"),
+             ChatMessage("assistant", "Yes.")]
+    answered = [ChatMessage("user", "Set an alarm for seven."), ChatMessage("assistant", "I cannot set alarms.")]
+    assert without_echoes([*echoed, *short, *russian, *answered]) == [*short, *answered]
+    # A reply with no user message before it (the history window cut it off) stays.
+    assert without_echoes(echoed[1:]) == echoed[1:]
 
 
 def test_a_phrase_said_over_and_over_inside_a_sentence_ends_the_reply() -> None:

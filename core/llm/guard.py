@@ -48,9 +48,10 @@ def segments(text: str) -> list[str]:
 
 
 def said_back(question: str, reply: str) -> bool:
-    """Whether ``reply`` only repeats ``question`` (letters and digits compared, case-folded)."""
+    """Whether ``reply`` only repeats ``question`` (letters and digits compared, case-folded), and is long enough
+    (``MIN_SEGMENT``) not to be a fair answer in its own right ("Thanks!" to "thanks", "Yes." to "yes")."""
     key = normalized(reply)
-    return bool(key) and key == normalized(question)
+    return len(key) >= MIN_SEGMENT and key == normalized(question)
 
 
 def without_echoes(messages: list[T]) -> list[T]:

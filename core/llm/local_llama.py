@@ -50,6 +50,8 @@ _FINAL_PUNCTUATION = re.compile(r"[\s.,;:!?…。？！]+$")
 _UNLIKELY_MARK = 0.002
 # Tokens evaluated per step while preparing the next turn; a request arriving meanwhile waits at most one step.
 _PREPARE_CHUNK = 64
+# While a reply's first audio holds the CPU, preparing looks this often whether a request has arrived meanwhile.
+_PREPARE_PAUSE_S = 0.02
 
 Message = dict[str, str]
 
@@ -282,8 +284,6 @@ class LlamaCppLLM:
                 for text in self._fragments(payload, prompt, length):
                     if stop.is_set():  # the reply was interrupted: free the model for the next turn
                         break
-                    if self._cpu is not None:
-                        self._cpu.pause_point()
                     if began and text:
                         logger.debug(
                             "local LLM: first fragment %r after %.0f ms (prompt %s tokens, %s evaluated)", text,
@@ -296,6 +296,11 @@ class LlamaCppLLM:
                     if text:
                         parts.append(text)
                         put(text)
+                        if self._cpu is not None:
+                            # Text is sent: the next token waits while a reply's first audio is being synthesised.
+                            self._cpu.pause_point()
+                            if stop.is_set():
+                                break
                     if guard is not None and guard.stopped:
                         logger.info("local LLM: reply cut where it began to repeat itself: %r", guard.dropped[:80])
                         break
@@ -495,8 +500,9 @@ class LlamaCppLLM:
         llama.n_tokens = start
         llama._requires_eval = True  # the current logits are not those of token start - 1
         for chunk in range(start, len(tokens), _PREPARE_CHUNK):
-            if self._cpu is not None:
-                self._cpu.pause_point()
+            # Idle work: it waits for a reply's first audio, but never keeps a request waiting.
+            while self._cpu is not None and not self._waiting and not self._cpu.pause_point(_PREPARE_PAUSE_S):
+                pass
             if self._waiting:
                 break
             llama.eval(tokens[chunk : chunk + _PREPARE_CHUNK])
