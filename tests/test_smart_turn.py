@@ -100,6 +100,7 @@ def test_without_vnni_the_session_sums_int8_without_saturating(monkeypatch: pyte
 
     pcm, rate = speak("I would like to order a pizza with")
     clip = resample(pcm, rate, SAMPLE_RATE) + silence(0.3)
+    vnni = smart_turn.int8_dot_products()  # this CPU's, before the loop pretends either way
     scores = []
     for has_vnni in (False, True):
         monkeypatch.setattr(smart_turn, "int8_dot_products", lambda has=has_vnni: has)
@@ -111,7 +112,7 @@ def test_without_vnni_the_session_sums_int8_without_saturating(monkeypatch: pyte
             precise = False
         assert precise is not has_vnni
         scores.append(model.predict(clip))
-    if smart_turn.int8_dot_products():  # where the default kernels do not saturate, the two modes agree exactly
+    if vnni:  # where the default kernels do not saturate, the two modes agree exactly
         assert scores[0] == scores[1]
 
 
