@@ -398,7 +398,10 @@ class VADSettings(Section):
     ``core.voice.smart_turn``) judges whether the user has finished; if not, the turn goes on until they speak again
     or ``max_silence_ms`` of silence ends it (``core.voice.endpointing``). With ``end_of_turn_text``, the local LLM
     reads the words too: below ``text_unfinished_below`` they hold the turn whatever the audio says, and at or
-    above ``text_finished_above`` they end it whatever the audio says. ``silence``: ``silence_ms`` of
+    above ``text_finished_above`` they end it whatever the audio says. A pause judged finished ends the turn at once
+    only when the audio model gave it ``end_of_turn_sure`` or more and the words (when read) ended it too; otherwise
+    it ends once the silence has lasted ``confirm_silence_ms`` (0: always at once; never longer than
+    ``max_silence_ms``). ``silence``: ``silence_ms`` of
     silence ends the turn (OpenAI's ``server_vad``; 500 ms suits it). Transcription and the reply start
     ``early_transcription_ms`` into a silence, and are kept only if the turn ends with the same words.
     """
@@ -411,6 +414,8 @@ class VADSettings(Section):
     end_of_turn_text: bool = True
     text_unfinished_below: float = Field(0.01, ge=0, lt=1)
     text_finished_above: float = Field(0.5, gt=0, le=1)
+    end_of_turn_sure: float = Field(0.9, gt=0, le=1)
+    confirm_silence_ms: int = Field(700, ge=0, le=10000)
     early_transcription_ms: int = Field(120, ge=0, le=5000)
     # Speech while a reply is spoken pauses it; this much voiced speech (or its end) and its words decide.
     interrupt_min_ms: int = Field(700, ge=0, le=5000)

@@ -302,4 +302,6 @@ async def _endpointer(vad: VADSettings, *, reads_text: bool) -> Endpointer:
         reads_text=vad.end_of_turn_text and reads_text,
         text_unfinished_below=vad.text_unfinished_below,
         text_finished_above=vad.text_finished_above,
+        confirm_silence_ms=vad.confirm_silence_ms,
+        sure_above=vad.end_of_turn_sure,
     )

@@ -12,6 +12,7 @@ import pytest
 
 from core.config import ROOT, load_settings
 from core.errors import ConfigError
+from core.voice.endpointing import Endpointer
 
 
 def write(tmp_path: Path, data: dict) -> Path:
@@ -145,3 +146,12 @@ def test_stt_languages_from_the_file_or_the_environment(
 def test_stt_languages_are_language_codes(tmp_path: Path, code: object) -> None:
     with pytest.raises(ConfigError, match=r"stt\.languages\.1"):
         load_settings(write(tmp_path, {"stt": {"languages": ["en", code]}}), environ={})
+
+
+def test_the_confirming_silence_never_outlasts_max_silence(tmp_path: Path) -> None:
+    """A configuration valid before vad.confirm_silence_ms existed stays valid: max_silence still ends every pause."""
+    settings = load_settings(write(tmp_path, {"vad": {"max_silence_ms": 500}}), environ={})
+    assert settings.vad.confirm_silence_ms == 700
+    judge = Endpointer(object(), silence_ms=200, max_silence_ms=settings.vad.max_silence_ms,  # type: ignore[arg-type]
+                       confirm_silence_ms=settings.vad.confirm_silence_ms)
+    assert judge.confirm_silence_ms == 500

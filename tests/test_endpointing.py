@@ -346,3 +346,78 @@ async def test_pushing_to_talk_no_words_are_read(store, tmp_path, silero, senten
     await line.stream(silence(0.3) + sentence + silence(0.5))  # a pause while the button is held: transcribed early
     assert await line.listener.stop()
     assert (await line.turns[0]).status == "ok" and llm.read == []
+
+
+def confirming(model: ScriptedTurnModel, *, reads_text: bool = False) -> Endpointer:
+    """The default policy: a finished judgement ends the turn at once only when sure, else after 700 ms of silence."""
+    return Endpointer(model, silence_ms=200, max_silence_ms=2000, threshold=0.5, reads_text=reads_text,
+                      text_unfinished_below=0.01, text_finished_above=0.5, confirm_silence_ms=700, sure_above=0.9)
+
+
+@pytest.mark.parametrize(
+    ("audio", "text", "reads", "sure"),
+    [
+        (0.95, None, False, True),  # the words are not read: the audio model alone is sure
+        (0.7, None, False, False),
+        (0.95, 0.6, True, True),
+        (0.95, 0.3, True, False),  # "Set a timer": finished words, but they could go on
+        (0.2, 0.9, True, False),  # the words end it, the audio model hesitates
+        (0.95, None, True, False),  # the reading did not come
+        (None, 0.9, True, False),
+    ],
+)
+def test_a_finished_judgement_is_sure_only_when_both_judges_are(audio, text, reads, sure) -> None:
+    assert confirming(ScriptedTurnModel(0.5), reads_text=reads).sure(audio, text) is sure
+    # Without a confirming silence every finished judgement ends the turn at once, as before.
+    assert endpointer(ScriptedTurnModel(0.5)).sure(audio, text) is True
+
+
+async def test_a_sure_judgement_ends_the_turn_at_once(store, tmp_path, silero, sentence) -> None:
+    line = Line(store, tmp_path, silero, confirming(ScriptedTurnModel(0.95)))
+    await line.stream(silence(0.3) + sentence + silence(0.4))  # 200 ms judged, well before the confirming 700
+    assert line.events("speech_stopped") == [stop_event("end_of_turn", 0.95)]
+    assert (await line.turns[0]).status == "ok"
+
+
+async def test_an_unsure_judgement_ends_the_turn_after_the_confirming_silence(
+    store, tmp_path, silero, sentence
+) -> None:
+    model = ScriptedTurnModel(0.7)
+    line = Line(store, tmp_path, silero, confirming(model))
+    await line.stream(silence(0.3) + sentence + silence(0.55))
+    assert line.events("speech_stopped") == [] and len(model.heard) == 1  # judged finished, but not surely
+    await line.stream(silence(0.6))
+    assert line.events("speech_stopped") == [stop_event("end_of_turn", 0.7)]
+    assert len(model.heard) == 1  # judged once: the confirming silence needs no second judgement
+    assert [e["type"] for e in line.events("speech_started", "speech_paused", "speech_stopped")] == [
+        "speech_started", "speech_stopped"
+    ]
+    assert len(line.turns) == 1 and (await line.turns[0]).user_text == "book a table"
+
+
+# The sentence's own quiet ends add ~0.2 s to each pause, as the VAD hears it.
+@pytest.mark.parametrize("pause_s", [0.2, 0.35])
+async def test_speech_resuming_within_the_confirming_silence_is_the_same_turn(
+    store, tmp_path, silero, sentence, pause_s
+) -> None:
+    # "Set a timer … for ten minutes": the first pause sounds finished (0.7), the second surely is (0.95).
+    model = ScriptedTurnModel(0.7, 0.95)
+    line = Line(store, tmp_path, silero, confirming(model))
+    await line.stream(silence(0.3) + sentence + silence(pause_s) + sentence + silence(0.5))
+    assert [e["type"] for e in line.events("speech_started", "speech_paused", "speech_stopped")] == [
+        "speech_started", "speech_stopped"
+    ]
+    assert line.events("speech_stopped") == [stop_event("end_of_turn", 0.95)]
+    assert len(model.heard) == 2 and model.heard[-1] > 2 * len(sentence) / 32000 - 0.2  # the turn heard both halves
+    assert len(line.turns) == 1 and (await line.turns[0]).status == "ok"
+
+
+async def test_a_pause_longer_than_the_confirming_silence_still_ends_an_unsure_turn(
+    store, tmp_path, silero, sentence
+) -> None:
+    model = ScriptedTurnModel(0.7)
+    line = Line(store, tmp_path, silero, confirming(model))
+    await line.stream(silence(0.3) + sentence + silence(1.0) + sentence + silence(1.0))
+    assert [e["type"] for e in line.events("speech_stopped")] == ["speech_stopped", "speech_stopped"]
+    assert len(line.turns) == 2
+    assert [(await turn).status for turn in line.turns] == ["ok", "ok"]

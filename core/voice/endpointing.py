@@ -16,6 +16,14 @@ less than ``text_unfinished_below`` hold the turn whatever the audio says, and w
 ``text_finished_above`` end it even when the audio model hesitates, as it does on some complete questions. The words
 are those transcribed early (``vad.early_transcription_ms``, which must come before ``silence_ms``); a reading that
 takes longer than ``core.voice.listener.WORDS_WAIT_S`` (the model busy with another reply) is not waited for.
+A pause judged finished ends the turn at once only when both judges are sure of it (the audio model at
+``sure_above`` or more, and the words, when read, above ``text_finished_above``); otherwise it ends once the silence
+has lasted ``confirm_silence_ms``, unless speech resumes first. Of 19 cut-offs on our pause set and a held-out
+set, 16 came where the words so far made a request of their own ("Set a timer | for ten minutes"): the words cannot
+tell those pauses from finished turns, and the audio model is hardly less sure of them; what remains is the length
+of the pause. The early reply is being written and spoken meanwhile (``core.turn``), so a turn ended by the confirming
+silence loses little: its first audio was seldom ready sooner (measured ~0.8 s after the end of speech on two
+cores, against ~0.75 s for a 700 ms confirming silence to pass).
 Without a model (``vad.end_of_turn`` = ``silence``), ``silence_ms`` of silence ends the turn, as OpenAI's
 ``server_vad`` does.
 """
@@ -67,6 +75,8 @@ class Endpointer:
         reads_text: bool = False,
         text_unfinished_below: float = 0.01,
         text_finished_above: float = 0.5,
+        confirm_silence_ms: int = 0,
+        sure_above: float = 0.9,
     ) -> None:
         self.model = model
         self.silence_ms = silence_ms
@@ -75,6 +85,9 @@ class Endpointer:
         self.reads_text = reads_text and model is not None
         self.text_unfinished_below = text_unfinished_below
         self.text_finished_above = text_finished_above
+        # At or under silence_ms, every finished judgement ends the turn at once.
+        self.confirm_silence_ms = min(confirm_silence_ms, self.max_silence_ms)
+        self.sure_above = sure_above
         self._slots = asyncio.Semaphore(max_concurrent)
 
     def with_threshold(self, threshold: float) -> Endpointer:
@@ -119,10 +132,21 @@ class Endpointer:
             return None
         return audio >= self.threshold and (text is None or text >= self.text_unfinished_below)
 
+    def sure(self, audio: float | None, text: float | None = None) -> bool:
+        """Whether a pause judged finished (``finished`` True) ends the turn now rather than once the silence has
+        lasted ``confirm_silence_ms``: the audio model gave it ``sure_above`` or more and the words, when they are
+        read, more than ``text_finished_above`` (a reading that did not come is no certainty)."""
+        if self.confirm_silence_ms <= self.silence_ms:
+            return True
+        if audio is None or audio < self.sure_above:
+            return False
+        return not self.reads_text or (text is not None and text > self.text_finished_above)
+
     def describe(self) -> dict[str, object]:
         return {
             "end_of_turn": self.name,
             "reads_text": self.reads_text,
             "silence_ms": self.silence_ms,
             "max_silence_ms": self.max_silence_ms,
+            "confirm_silence_ms": self.confirm_silence_ms,
         }

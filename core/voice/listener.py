@@ -82,6 +82,8 @@ class LiveListener:
         # The end-of-turn judgement under way, if any, and the pause judged last (by its last voiced ms).
         self._judging: asyncio.Task[None] | None = None
         self._judged = -1
+        # A pause judged finished, but not surely: (its last voiced ms, the audio's and the words' probabilities).
+        self._confirming: tuple[int, float | None, float | None] | None = None
         # Events and turns leave in the order they happened, whether a chunk or a judgement ended the turn.
         self._order = asyncio.Lock()
 
@@ -104,6 +106,7 @@ class LiveListener:
                     await self._speech_started()
                 else:
                     await self._end_turn(event, self._endpointer.reason(event.reason))
+            await self._confirm()
         self._maybe_transcribe_early()
         self._maybe_judge()
         self._maybe_check_interruption()
@@ -167,7 +170,11 @@ class LiveListener:
                     "pause of %s judged %s: audio %s in %.0f ms, words %s %.0f ms later", self._client_id, finished,
                     probability, (judged - began) * 1000, words, (time.perf_counter() - judged) * 1000,
                 )
-                if finished:
+                if finished and not self._endpointer.sure(probability, reading):
+                    # Probably the end: it is, once the confirming silence has passed with no speech (_confirm).
+                    self._confirming = (voiced_until, probability, words)
+                    await self._confirm()
+                elif finished:
                     end = self._vad.cut()
                     if end is not None:
                         await self._end_turn(end, "end_of_turn", probability, words)
@@ -177,6 +184,23 @@ class LiveListener:
                     await self._turn.outlet.send(SpeechPaused(silence, round(probability, 3), words))
         finally:
             self._judging = None
+
+    async def _confirm(self) -> None:
+        """End the turn a judgement found probably finished, once its pause has lasted ``confirm_silence_ms``; forget
+        it if speech resumed first (the pause was no end after all). Called with ``_order`` held."""
+        if self._confirming is None:
+            return
+        voiced_until, probability, words = self._confirming
+        if not self._vad.speaking or self._vad.last_voiced_ms != voiced_until:
+            self._confirming = None
+            logger.debug("speech by %s resumed within the confirming silence: the turn goes on", self._client_id)
+            return
+        if self._vad.silence_so_far_ms < self._endpointer.confirm_silence_ms:
+            return
+        self._confirming = None
+        end = self._vad.cut()
+        if end is not None:
+            await self._end_turn(end, "end_of_turn", probability, words)
 
     def _maybe_transcribe_early(self) -> None:
         turn = self._turn
@@ -197,6 +221,7 @@ class LiveListener:
     def _drop_turn(self) -> None:
         """The utterance being listened to is no turn after all (or is over): its early work goes."""
         turn, self._turn = self._turn, None
+        self._confirming = None
         if turn is not None:
             turn.drop_early()
 
@@ -284,6 +309,7 @@ class LiveListener:
         unless it was heard over the bot's reply and had no words of its own."""
         # A word too short to have started a turn (pushing to talk) is a turn of its own all the same.
         turn, self._turn = self._turn or self._pipeline.new_turn(self._client_id), None
+        self._confirming = None
         self.speech_end_ms = end.end_ms
         if self._suspect:  # the whole utterance decides: words of the user's own since the last look, or none
             if self._checks is not None:
