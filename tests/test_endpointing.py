@@ -421,3 +421,22 @@ async def test_a_pause_longer_than_the_confirming_silence_still_ends_an_unsure_t
     assert [e["type"] for e in line.events("speech_stopped")] == ["speech_stopped", "speech_stopped"]
     assert len(line.turns) == 2
     assert [(await turn).status for turn in line.turns] == ["ok", "ok"]
+
+
+async def test_when_max_silence_comes_first_an_unsure_verdict_still_ends_the_turn(
+    store, tmp_path, silero, sentence
+) -> None:
+    judge = Endpointer(ScriptedTurnModel(0.7), silence_ms=200, max_silence_ms=500, confirm_silence_ms=700)
+    line = Line(store, tmp_path, silero, judge)
+    await line.stream(silence(0.3) + sentence + silence(1.0))
+    # The VAD's own 500 ms cut ends it, but the turn was judged over: not a max_silence with no verdict.
+    assert line.events("speech_stopped") == [stop_event("end_of_turn", 0.7)]
+    assert (await line.turns[0]).status == "ok"
+
+
+def test_an_eager_realtime_policy_never_confirms() -> None:
+    judge = confirming(ScriptedTurnModel(0.5))
+    assert not judge.sure(0.7) and not judge.with_threshold(0.8).sure(0.7)
+    eager = judge.with_threshold(0.3, confirm=False)
+    assert eager.sure(0.7) and eager.threshold == 0.3
+    assert judge.confirm_silence_ms == 700 and judge.threshold == 0.5  # the server's own policy is untouched

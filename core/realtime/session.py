@@ -222,7 +222,9 @@ class RealtimeSession:
         else:
             endpointer = bot.endpointer
             if detection.get("eagerness") in EAGERNESS_THRESHOLD and endpointer.model is not None:
-                endpointer = endpointer.with_threshold(EAGERNESS_THRESHOLD[detection["eagerness"]])
+                # "high": answer as soon as the model says the turn is over, unconfirmed.
+                eagerness = detection["eagerness"]
+                endpointer = endpointer.with_threshold(EAGERNESS_THRESHOLD[eagerness], confirm=eagerness != "high")
             threshold, padding = vad.threshold, vad.prefix_padding_ms
         detector = VoiceActivityDetector(
             bot.vad_model, threshold=threshold, silence_ms=endpointer.max_silence_ms, prefix_padding_ms=padding,

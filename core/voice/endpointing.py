@@ -18,12 +18,13 @@ are those transcribed early (``vad.early_transcription_ms``, which must come bef
 takes longer than ``core.voice.listener.WORDS_WAIT_S`` (the model busy with another reply) is not waited for.
 A pause judged finished ends the turn at once only when both judges are sure of it (the audio model at
 ``sure_above`` or more, and the words, when read, above ``text_finished_above``); otherwise it ends once the silence
-has lasted ``confirm_silence_ms``, unless speech resumes first. Of 19 cut-offs on our pause set and a held-out
-set, 16 came where the words so far made a request of their own ("Set a timer | for ten minutes"): the words cannot
-tell those pauses from finished turns, and the audio model is hardly less sure of them; what remains is the length
-of the pause. The early reply is being written and spoken meanwhile (``core.turn``), so a turn ended by the confirming
-silence loses little: its first audio was seldom ready sooner (measured ~0.8 s after the end of speech on two
-cores, against ~0.75 s for a 700 ms confirming silence to pass).
+has lasted ``confirm_silence_ms`` (at or under ``silence_ms``: never), unless speech resumes first. Of 19 cut-offs
+on our pause set and a held-out set, 16 came where the words so far made a request of their own ("Set a timer | for
+ten minutes"): the words cannot tell those pauses from finished turns, and the audio model is hardly less sure of
+them; what remains is the length of the pause. The early reply is written and its speech synthesised (held) meanwhile (``core.turn``), so on two cores
+a turn ended by the confirming silence loses little of its first audio, which was ready ~0.8 s after the end of
+speech; its ``speech_stopped`` comes ~0.3 s later than a sure verdict's. Early in a conversation the local model
+reads most complete requests below 0.5, so most turns are confirmed then; later, with a history, most are sure.
 Without a model (``vad.end_of_turn`` = ``silence``), ``silence_ms`` of silence ends the turn, as OpenAI's
 ``server_vad`` does.
 """
@@ -90,11 +91,13 @@ class Endpointer:
         self.sure_above = sure_above
         self._slots = asyncio.Semaphore(max_concurrent)
 
-    def with_threshold(self, threshold: float) -> Endpointer:
+    def with_threshold(self, threshold: float, *, confirm: bool = True) -> Endpointer:
         """This policy with another end-of-turn threshold, sharing the model and its worker slots (a Realtime
-        session's ``semantic_vad`` eagerness)."""
+        session's ``semantic_vad`` eagerness); without ``confirm``, every finished verdict ends the turn at once."""
         variant = copy.copy(self)
         variant.threshold = threshold
+        if not confirm:
+            variant.confirm_silence_ms = 0
         return variant
 
     @property

@@ -104,6 +104,10 @@ class LiveListener:
                     self._turn = self._pipeline.new_turn(self._client_id)
                     await self._turn.outlet.send(SpeechStarted())
                     await self._speech_started()
+                elif self._confirming is not None and self._confirming[0] == event.end_ms and event.reason == "silence":
+                    # max_silence came first (it is no longer than the confirming silence): the verdict stands.
+                    _, probability, words = self._confirming
+                    await self._end_turn(event, "end_of_turn", probability, words)
                 else:
                     await self._end_turn(event, self._endpointer.reason(event.reason))
             await self._confirm()
