@@ -21,10 +21,11 @@ A pause judged finished ends the turn at once only when both judges are sure of 
 has lasted ``confirm_silence_ms`` (at or under ``silence_ms``: never), unless speech resumes first. Of 19 cut-offs
 on our pause set and a held-out set, 16 came where the words so far made a request of their own ("Set a timer | for
 ten minutes"): the words cannot tell those pauses from finished turns, and the audio model is hardly less sure of
-them; what remains is the length of the pause. The early reply is written and its speech synthesised (held) meanwhile (``core.turn``), so on two cores
-a turn ended by the confirming silence loses little of its first audio, which was ready ~0.8 s after the end of
-speech; its ``speech_stopped`` comes ~0.3 s later than a sure verdict's. Early in a conversation the local model
-reads most complete requests below 0.5, so most turns are confirmed then; later, with a history, most are sure.
+them; what remains is the length of the pause. The early reply is written and its speech synthesised (held)
+meanwhile (``core.turn``), so on two cores a turn ended by the confirming silence loses little of its first audio,
+which was ready ~0.8 s after the end of speech; its ``speech_stopped`` comes ~0.3 s later than a sure verdict's.
+Early in a conversation the local model reads most complete requests below 0.5, so most turns are confirmed then;
+later, with a history, most are sure.
 Without a model (``vad.end_of_turn`` = ``silence``), ``silence_ms`` of silence ends the turn, as OpenAI's
 ``server_vad`` does.
 """
