@@ -22,6 +22,11 @@ def test_judge_catches_growth_and_passes_a_plateau() -> None:
     for metric, step in (("rss_mb", 4.0), ("fds", 1.0), ("tasks", 1.0), ("threads", 1.0)):
         climbing = [{**s, metric: s[metric] + step * m} for m, s in enumerate(plateau)]
         assert any(f.startswith(metric) for f in judge(climbing)), metric
+    # Five minutes (the CI form): memory settling over the first two passes; a leak of 50 MB a minute does not.
+    settling = [{"rss_mb": rss, "fds": 50, "tasks": 16, "threads": 23} for rss in (682, 748, 759, 798, 802)]
+    assert judge(settling) == []
+    leaking = [{**s, "rss_mb": 682 + 50 * m} for m, s in enumerate(settling)]
+    assert [f.split(" grew")[0] for f in judge(leaking)] == ["rss_mb"]
 
 
 @pytest.mark.slow
