@@ -15,6 +15,9 @@ judges; ``vad.max_silence_ms`` = 2000 at most), and fixed silences of 300 and 50
   servers run with the instant loopback LLM and no spoken replies (the endpointing decisions do not depend on
   either); Smart Turn's client runs alone, then the two baselines' side by side (``--sequential``: one at a time).
   For Smart Turn it also counts the complete utterances it held until ``max_silence`` (judged unfinished).
+- Held: the complete utterances whose turn ended more than 1.2 s after the end of speech, or only at
+  ``max_silence``: on each model's pass (one long conversation), and on the default endpointer with each complete
+  utterance as the first turn of a new conversation, where the local LLM reads the words with no history.
 - Latency: end of speech (the client's time when the last voiced chunk left) → first audio frame of the reply, over
   20 complete utterances, on the default local LLM with Piper, one server at a time (``bench.bench_voice.turn``).
 
@@ -96,6 +99,9 @@ SEED = 2024
 LATENCY_TURNS = sized(20, 2)
 VAD_WINDOW = 512  # samples Silero judges at once (core.voice.vad.WINDOW)
 TAIL_S = 2.2  # silence after each utterance: more than vad.max_silence_ms, so every turn ends
+# A turn that ends later than this after the end of speech was held (the confirming 700 ms, and the ~0.2 s the VAD
+# takes to hear the silence, end before it).
+LONG_WAIT_S = 1.2
 # A complete utterance may hold no silence longer than this (else it is not a fluent, complete sentence).
 MAX_INNER_PAUSE_MS = 250
 # Whisper transcribes fillers when its prompt has some.
@@ -105,6 +111,8 @@ BASELINE = "silence 500 ms"
 SMART_TURN = "smart-turn (200 ms + model)"
 WORDS = "smart-turn + words (local LLM)"
 MODELS = (SMART_TURN, WORDS)  # judged by models: each runs alone (see false_cut_offs)
+# The default endpointer on the complete utterances, each the first turn of a new conversation (fresh_pass).
+FRESH = f"{WORDS}, new conversations"
 CONFIGS: dict[str, dict[str, Any]] = {
     WORDS: {"end_of_turn": "smart-turn", "silence_ms": 200, "max_silence_ms": 2000, "end_of_turn_text": True},
     SMART_TURN: {"end_of_turn": "smart-turn", "silence_ms": 200, "max_silence_ms": 2000, "end_of_turn_text": False},
@@ -137,6 +145,7 @@ class Outcome:
     utterance: Utterance
     stops: list[tuple[float, str, float | None]] = field(default_factory=list)  # (s after end of speech, reason, p)
     paused: list[float] = field(default_factory=list)  # probabilities of pauses judged unfinished
+    paused_words: list[float | None] = field(default_factory=list)  # and the words' readings
     settled: int = 0  # turns answered (reply, error or interruption)
 
     @property
@@ -147,6 +156,12 @@ class Outcome:
     def held(self) -> bool:
         """The last turn ended only at max_silence."""
         return bool(self.stops) and self.stops[-1][1] == "max_silence"
+
+    @property
+    def waited(self) -> bool:
+        """The last turn ended more than ``LONG_WAIT_S`` after the end of speech: held past the confirming silence,
+        by the words (``vad.doubt_silence_ms``) or until max_silence."""
+        return bool(self.stops) and self.stops[-1][0] > LONG_WAIT_S
 
 
 # -- the test set ------------------------------------------------------------------------------------------------
@@ -306,6 +321,7 @@ async def hear_out(ws: Any, inbox: Inbox, utterance: Utterance) -> Outcome:
                 ends.append((at, event["reason"], event.get("probability")))
             elif kind == "speech_paused":
                 outcome.paused.append(event["probability"])
+                outcome.paused_words.append(event.get("text_probability"))
             elif kind in ("reply", "interrupted") or (kind == "error" and event.get("code") == "no-speech"):
                 outcome.settled += 1
             elif kind == "error":
@@ -322,6 +338,18 @@ async def cut_off_pass(port: int, utterances: list[Utterance], warm_up: Utteranc
     async with live_stream(port, "bench-turns") as (ws, inbox):
         await hear_out(ws, inbox, warm_up)  # the first turn loads the engines' lazy parts
         return [await hear_out(ws, inbox, utterance) for utterance in utterances]
+
+
+async def fresh_pass(port: int, utterances: list[Utterance], warm_up: Utterance) -> list[Outcome]:
+    """Each of ``utterances`` as the first turn of a new conversation (a client of its own), after an uncounted
+    ``warm_up``: the words are read with no history, as at the start of every conversation."""
+    async with live_stream(port, "bench-turns-warm-up") as (ws, inbox):
+        await hear_out(ws, inbox, warm_up)
+    outcomes = []
+    for i, utterance in enumerate(utterances):
+        async with live_stream(port, f"bench-turns-fresh-{i}") as (ws, inbox):
+            outcomes.append(await hear_out(ws, inbox, utterance))
+    return outcomes
 
 
 async def start_servers(configs: dict[str, dict[str, Any]], workdir: Path) -> dict[str, tuple[Process, int]]:
@@ -381,12 +409,14 @@ async def false_cut_offs(
             for group in groups:
                 runs = [cut_off_pass(servers[name][1], order, warm_up) for name in group]
                 results.update(zip(group, await asyncio.gather(*runs), strict=True))
+            complete = [u for u in order if u.kind == "complete"]
+            results[FRESH] = await fresh_pass(servers[WORDS][1], complete, warm_up)
         finally:
             for server, _ in servers.values():
                 server.stop()
     finally:
         fake.stop()
-    return {name: results[name] for name in configs}
+    return {name: results[name] for name in [*configs, FRESH]}
 
 
 # -- latency -----------------------------------------------------------------------------------------------------
@@ -431,6 +461,8 @@ def rate(count: int, total: int) -> str:
 
 
 def report(outcomes: dict[str, list[Outcome]], delays: dict[str, list[tuple[float, float]]]) -> None:
+    outcomes = dict(outcomes)
+    fresh = outcomes.pop(FRESH, [])
     base = [o for o in outcomes[BASELINE] if o.utterance.kind != "complete"]
     base_cuts = sum(o.cut_off for o in base)
     for name, results in outcomes.items():
@@ -460,7 +492,24 @@ def report(outcomes: dict[str, list[Outcome]], delays: dict[str, list[tuple[floa
     for name in MODELS:
         complete = [o for o in outcomes[name] if o.utterance.kind == "complete"]
         line(f"{name}: complete utterances held until max_silence", rate(sum(o.held for o in complete), len(complete)))
+        line(f"{name}: complete utterances held over {LONG_WAIT_S:g} s", rate(sum(o.waited for o in complete),
+                                                                               len(complete)))
+    if fresh:
+        held(FRESH, fresh)
     table(outcomes)
+    if fresh:
+        details(FRESH, fresh)
+
+
+def held(name: str, results: list[Outcome]) -> None:
+    """How long complete utterances waited for their turn's end: held over ``LONG_WAIT_S``, until max_silence, and
+    speech_stopped p50/p95 after the end of speech."""
+    ends = [o.stops[-1][0] for o in results if o.stops]
+    line(f"{name}: complete utterances held over {LONG_WAIT_S:g} s", rate(sum(o.waited for o in results), len(results)))
+    line(f"{name}: complete utterances held until max_silence", rate(sum(o.held for o in results), len(results)))
+    if ends:
+        print(f"  speech_stopped after the end of speech: p50 {statistics.median(ends) * 1000:.0f} ms, "
+              f"p95 {percentile(ends, 95) * 1000:.0f} ms", flush=True)
 
 
 def table(outcomes: dict[str, list[Outcome]]) -> None:
@@ -498,9 +547,11 @@ def details(name: str, results: list[Outcome]) -> None:
                   f"{o.utterance.pause_ms} ms pause ({reason}{f', p={p:.2f}' if p is not None else ''})", flush=True)
         elif o.utterance.kind != "complete" and not o.paused:
             print(f"  {name} did not judge the pause in {o.utterance.text!r} (a late judgement?)", flush=True)
-        if o.utterance.kind == "complete" and o.held:
-            print(f"  {name} held {o.utterance.text!r} until max_silence "
-                  + (f"(judged unfinished, p={o.paused[0]:.2f})" if o.paused else "(no judgement)"), flush=True)
+        if o.utterance.kind == "complete" and o.waited:
+            until = "until max_silence" if o.held else f"{o.stops[-1][0]:.1f} s"
+            print(f"  {name} held {o.utterance.text!r} {until} "
+                  + (f"(judged unfinished, p={o.paused[0]:.2f}, words {o.paused_words[0]})" if o.paused
+                     else "(no judgement)"), flush=True)
 
 
 async def main(sequential: bool = False) -> None:

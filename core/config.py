@@ -401,7 +401,9 @@ class VADSettings(Section):
     above ``text_finished_above`` they end it whatever the audio says. A pause judged finished ends the turn at once
     only when the audio model gave it ``end_of_turn_sure`` or more and the words (when read) ended it too; otherwise
     it ends once the silence has lasted ``confirm_silence_ms`` (0: always at once; never longer than
-    ``max_silence_ms``). ``silence``: ``silence_ms`` of
+    ``max_silence_ms``). A pause the audio model judged finished but the words held, reading at least
+    ``text_unlikely_below``, ends the turn once the silence has lasted ``doubt_silence_ms`` (0, or at or over
+    ``max_silence_ms``: at ``max_silence_ms``). ``silence``: ``silence_ms`` of
     silence ends the turn (OpenAI's ``server_vad``; 500 ms suits it). Transcription and the reply start
     ``early_transcription_ms`` into a silence, and are kept only if the turn ends with the same words.
     """
@@ -416,6 +418,8 @@ class VADSettings(Section):
     text_finished_above: float = Field(0.5, gt=0, le=1)
     end_of_turn_sure: float = Field(0.9, gt=0, le=1)
     confirm_silence_ms: int = Field(700, ge=0, le=10000)
+    text_unlikely_below: float = Field(1e-5, ge=0, lt=1)
+    doubt_silence_ms: int = Field(1500, ge=0, le=10000)
     early_transcription_ms: int = Field(120, ge=0, le=5000)
     # Speech while a reply is spoken pauses it; this much voiced speech (or its end) and its words decide.
     interrupt_min_ms: int = Field(700, ge=0, le=5000)

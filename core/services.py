@@ -304,4 +304,6 @@ async def _endpointer(vad: VADSettings, *, reads_text: bool) -> Endpointer:
         text_finished_above=vad.text_finished_above,
         confirm_silence_ms=vad.confirm_silence_ms,
         sure_above=vad.end_of_turn_sure,
+        text_unlikely_below=vad.text_unlikely_below,
+        doubt_silence_ms=vad.doubt_silence_ms,
     )

@@ -77,8 +77,10 @@ def test_bench_turns_quick() -> None:
     for key in TURNS_LINES:
         assert any(line.startswith(key) and "baseline" in line for line in lines), f"no {key!r} line:\n{output}"
     assert any(line.startswith("silence 500 ms: false cut-offs (paused utterances): ") for line in lines), output
-    for model in ("smart-turn (200 ms + model)", "smart-turn + words (local LLM)"):
-        assert any(line.startswith(f"{model}: complete utterances held until max_silence: ") for line in lines), output
+    for model in ("smart-turn (200 ms + model)", "smart-turn + words (local LLM)",
+                  "smart-turn + words (local LLM), new conversations"):
+        for held in ("until max_silence", "over 1.2 s"):
+            assert any(line.startswith(f"{model}: complete utterances held {held}: ") for line in lines), output
     early = next(line for line in lines if line.startswith("complete utterances answered before they ended: "))
     assert re.findall(r" (\d+)/\d+", early) == ["0", "0", "0", "0"], output
 

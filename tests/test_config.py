@@ -148,10 +148,13 @@ def test_stt_languages_are_language_codes(tmp_path: Path, code: object) -> None:
         load_settings(write(tmp_path, {"stt": {"languages": ["en", code]}}), environ={})
 
 
-def test_the_confirming_silence_never_outlasts_max_silence(tmp_path: Path) -> None:
-    """A configuration valid before vad.confirm_silence_ms existed stays valid: max_silence still ends every pause."""
+def test_the_confirming_and_doubt_silences_never_outlast_max_silence(tmp_path: Path) -> None:
+    """A configuration valid before vad.confirm_silence_ms and vad.doubt_silence_ms existed stays valid: max_silence
+    still ends every pause."""
     settings = load_settings(write(tmp_path, {"vad": {"max_silence_ms": 500}}), environ={})
     assert settings.vad.confirm_silence_ms == 700
     judge = Endpointer(object(), silence_ms=200, max_silence_ms=settings.vad.max_silence_ms,  # type: ignore[arg-type]
-                       confirm_silence_ms=settings.vad.confirm_silence_ms)
+                       confirm_silence_ms=settings.vad.confirm_silence_ms,
+                       doubt_silence_ms=settings.vad.doubt_silence_ms)
     assert judge.confirm_silence_ms == 500
+    assert settings.vad.doubt_silence_ms == 1500 and judge.doubt_silence_ms == 0  # held pauses end at max_silence

@@ -440,3 +440,73 @@ def test_an_eager_realtime_policy_never_confirms() -> None:
     eager = judge.with_threshold(0.3, confirm=False)
     assert eager.sure(0.7) and eager.threshold == 0.3
     assert judge.confirm_silence_ms == 700 and judge.threshold == 0.5  # the server's own policy is untouched
+
+
+def doubting(model: ScriptedTurnModel, *, doubt_silence_ms: int = 1500, max_silence_ms: int = 2000) -> Endpointer:
+    """The default policy: words read below 0.01 hold a pause the audio model judged finished, until 1500 ms of
+    silence when they read at least 1e-5, else until max_silence."""
+    return Endpointer(model, silence_ms=200, max_silence_ms=max_silence_ms, threshold=0.5, reads_text=True,
+                      text_unfinished_below=0.01, text_finished_above=0.5, confirm_silence_ms=700, sure_above=0.9,
+                      text_unlikely_below=1e-5, doubt_silence_ms=doubt_silence_ms)
+
+
+@pytest.mark.parametrize(
+    ("audio", "text", "wait_ms"),
+    [
+        (0.95, 0.6, 0),  # both judges sure: at once
+        (0.95, 0.3, 700),  # "What is the capital of France", early in a conversation: confirmed
+        (0.2, 0.9, 700),
+        (0.95, None, 700),  # the reading did not come
+        (0.95, 0.0018, 1500),  # "Yes", "Set a timer for 10 minutes": held by the words alone, not for good
+        (0.95, 1e-5, 1500),
+        (0.95, 1e-7, None),  # "Remind me to call the": only max_silence ends it
+        (0.3, 0.0018, None),  # the audio model hears an unfinished sentence too
+        (0.3, 0.3, None),
+        (None, 0.0018, None),  # no verdict from the audio model
+        (None, None, None),
+    ],
+)
+def test_the_less_a_pause_sounds_finished_the_longer_the_silence_that_ends_it(audio, text, wait_ms) -> None:
+    assert doubting(ScriptedTurnModel(0.5)).wait_ms(audio, text) == wait_ms
+
+
+def test_a_doubt_silence_at_or_over_max_silence_is_max_silence() -> None:
+    for doubt in (0, 2000, 3000):
+        judge = doubting(ScriptedTurnModel(0.5), doubt_silence_ms=doubt)
+        assert judge.doubt_silence_ms == 0 and judge.wait_ms(0.95, 0.0018) is None
+    assert doubting(ScriptedTurnModel(0.5)).describe()["doubt_silence_ms"] == 1500
+
+
+async def test_a_pause_held_by_its_words_alone_ends_after_the_doubt_silence(store, tmp_path, silero, sentence) -> None:
+    llm = ReadingLLM(0.0018)  # "Yes", as the untuned model reads it in a fresh conversation
+    line = Line(store, tmp_path, silero, doubting(ScriptedTurnModel(0.95)), llm=llm)
+    await line.stream(silence(0.3) + sentence + silence(1.2))
+    assert line.events("speech_stopped") == []  # held: not at 200 ms, nor at the confirming 700 ms
+    paused = line.events("speech_paused")
+    assert len(paused) == 1 and paused[0]["probability"] == 0.95 and paused[0]["text_probability"] == 0.0018
+    await line.stream(silence(0.6))  # past 1500 ms, short of max_silence's 2000
+    assert line.events("speech_stopped") == [{**stop_event("end_of_turn", 0.95), "text_probability": 0.0018}]
+    assert llm.read == ["book a table"] and len(line.turns) == 1
+    assert (await line.turns[0]).user_text == "book a table"
+
+
+async def test_words_that_surely_go_on_hold_the_turn_until_max_silence(store, tmp_path, silero, sentence) -> None:
+    line = Line(store, tmp_path, silero, doubting(ScriptedTurnModel(0.95)), llm=ReadingLLM(1e-7))
+    await line.stream(silence(0.3) + sentence + silence(1.8))
+    assert line.events("speech_stopped") == []  # past the doubt silence: still held
+    await line.stream(silence(0.6))
+    assert line.events("speech_stopped") == [stop_event("max_silence")]
+    assert (await line.turns[0]).status == "ok"
+
+
+async def test_speech_resuming_within_the_doubt_silence_is_the_same_turn(store, tmp_path, silero, sentence) -> None:
+    # "Set a timer … (1 s) … for ten minutes": held by the words after the first half, surely over after the second.
+    model = ScriptedTurnModel(0.95, 0.95)
+    llm = ReadingLLM(0.0018)
+    line = Line(store, tmp_path, silero, doubting(model), llm=llm)
+    await line.stream(silence(0.3) + sentence + silence(0.8))
+    llm.reading = 0.6
+    await line.stream(sentence + silence(0.5))
+    stopped = line.events("speech_stopped")
+    assert stopped == [{**stop_event("end_of_turn", 0.95), "text_probability": 0.6}]
+    assert len(model.heard) == 2 and len(line.turns) == 1 and (await line.turns[0]).status == "ok"

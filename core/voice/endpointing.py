@@ -26,6 +26,11 @@ meanwhile (``core.turn``), so on two cores a turn ended by the confirming silenc
 which was ready ~0.8 s after the end of speech; its ``speech_stopped`` comes ~0.3 s later than a sure verdict's.
 Early in a conversation the local model reads most complete requests below 0.5, so most turns are confirmed then;
 later, with a history, most are sure.
+Words held below ``text_unfinished_below`` are graded too (``wait_ms``): with no history the untuned model reads
+short commands and answers at 1e-4 to 0.002 ("Set a timer for 10 minutes", "Yes"), and fragments ("Set a timer for",
+"Remind me to call the") at 1e-8 to 1e-5. So a pause the audio model judged finished whose words read at least
+``text_unlikely_below`` ends once the silence has lasted ``doubt_silence_ms``; only lower readings, or an audio model
+that hears an unfinished sentence too, wait for ``max_silence_ms``.
 Without a model (``vad.end_of_turn`` = ``silence``), ``silence_ms`` of silence ends the turn, as OpenAI's
 ``server_vad`` does.
 """
@@ -79,6 +84,8 @@ class Endpointer:
         text_finished_above: float = 0.5,
         confirm_silence_ms: int = 0,
         sure_above: float = 0.9,
+        text_unlikely_below: float = 0.0,
+        doubt_silence_ms: int = 0,
     ) -> None:
         self.model = model
         self.silence_ms = silence_ms
@@ -90,6 +97,9 @@ class Endpointer:
         # At or under silence_ms, every finished judgement ends the turn at once.
         self.confirm_silence_ms = min(confirm_silence_ms, self.max_silence_ms)
         self.sure_above = sure_above
+        self.text_unlikely_below = text_unlikely_below
+        # 0, or at or over max_silence_ms: words that hold the turn hold it until max_silence_ms.
+        self.doubt_silence_ms = doubt_silence_ms if 0 < doubt_silence_ms < self.max_silence_ms else 0
         self._slots = asyncio.Semaphore(max_concurrent)
 
     def with_threshold(self, threshold: float, *, confirm: bool = True) -> Endpointer:
@@ -146,6 +156,28 @@ class Endpointer:
             return False
         return not self.reads_text or (text is not None and text > self.text_finished_above)
 
+    def held_by_words(self, audio: float | None, text: float | None) -> bool:
+        """Whether a judged pause is unfinished only because of the words, and they are not quite unlikely to end a
+        turn: the audio model judged it finished, and the words' reading is at least ``text_unlikely_below`` but
+        under ``text_unfinished_below`` (the untuned model's reading of short commands and answers early in a
+        conversation: "Yes" 0.002, "Set a timer for 10 minutes" 0.0005, against 1e-8 to 1e-5 for "Set a timer for"
+        or "Remind me to call the")."""
+        if audio is None or text is None or audio < self.threshold:
+            return False
+        return self.text_unlikely_below <= text < self.text_unfinished_below
+
+    def wait_ms(self, audio: float | None, text: float | None = None) -> int | None:
+        """How long the silence of a judged pause must last for it to end the turn, given the audio model's
+        probability and the words' reading: 0 (at once: both judges are sure), ``confirm_silence_ms`` (judged
+        finished, not surely), ``doubt_silence_ms`` (``held_by_words``), or None: only ``max_silence_ms`` ends it.
+        The less either judge believes the turn is over, the longer the silence that must confirm it."""
+        finished = self.finished(audio, text)
+        if finished:
+            return 0 if self.sure(audio, text) else self.confirm_silence_ms
+        if finished is False and self.doubt_silence_ms and self.held_by_words(audio, text):
+            return self.doubt_silence_ms
+        return None
+
     def describe(self) -> dict[str, object]:
         return {
             "end_of_turn": self.name,
@@ -153,4 +185,5 @@ class Endpointer:
             "silence_ms": self.silence_ms,
             "max_silence_ms": self.max_silence_ms,
             "confirm_silence_ms": self.confirm_silence_ms,
+            "doubt_silence_ms": self.doubt_silence_ms,
         }

@@ -82,8 +82,9 @@ class LiveListener:
         # The end-of-turn judgement under way, if any, and the pause judged last (by its last voiced ms).
         self._judging: asyncio.Task[None] | None = None
         self._judged = -1
-        # A pause judged finished, but not surely: (its last voiced ms, the audio's and the words' probabilities).
-        self._confirming: tuple[int, float | None, float | None] | None = None
+        # A judged pause that ends the turn if its silence lasts long enough: (its last voiced ms, the audio's and
+        # the words' probabilities, the silence that ends it in ms; ``Endpointer.wait_ms``).
+        self._confirming: tuple[int, float | None, float | None, int] | None = None
         # Events and turns leave in the order they happened, whether a chunk or a judgement ended the turn.
         self._order = asyncio.Lock()
 
@@ -106,7 +107,7 @@ class LiveListener:
                     await self._speech_started()
                 elif self._confirming is not None and self._confirming[0] == event.end_ms and event.reason == "silence":
                     # max_silence came first (it is no longer than the confirming silence): the verdict stands.
-                    _, probability, words = self._confirming
+                    _, probability, words, _ = self._confirming
                     await self._end_turn(event, "end_of_turn", probability, words)
                 else:
                     await self._end_turn(event, self._endpointer.reason(event.reason))
@@ -169,37 +170,38 @@ class LiveListener:
                 if not self._vad.speaking or self._vad.last_voiced_ms != voiced_until:
                     return  # speech resumed, or the turn ended otherwise, while the model was judging
                 finished = self._endpointer.finished(probability, reading)
+                wait_ms = self._endpointer.wait_ms(probability, reading)
                 words = round(reading, 4) if reading is not None else None
                 logger.debug(
-                    "pause of %s judged %s: audio %s in %.0f ms, words %s %.0f ms later", self._client_id, finished,
-                    probability, (judged - began) * 1000, words, (time.perf_counter() - judged) * 1000,
+                    "pause of %s judged %s (ends after %s ms of silence): audio %s in %.0f ms, words %s %.0f ms later",
+                    self._client_id, finished, wait_ms, probability, (judged - began) * 1000, words,
+                    (time.perf_counter() - judged) * 1000,
                 )
-                if finished and not self._endpointer.sure(probability, reading):
-                    # Probably the end: it is, once the confirming silence has passed with no speech (_confirm).
-                    self._confirming = (voiced_until, probability, words)
-                    await self._confirm()
-                elif finished:
+                if finished is False and probability is not None and self._turn is not None:
+                    await self._turn.outlet.send(SpeechPaused(silence, round(probability, 3), words))
+                if wait_ms == 0:
                     end = self._vad.cut()
                     if end is not None:
                         await self._end_turn(end, "end_of_turn", probability, words)
-                elif finished is False and probability is not None and self._turn is not None:
-                    logger.debug("a pause by %s: not the end of the turn (%.2f, words %s)", self._client_id,
-                                 probability, words)
-                    await self._turn.outlet.send(SpeechPaused(silence, round(probability, 3), words))
+                elif wait_ms is not None:
+                    # Probably (or possibly) the end: it is, once that much silence has passed with no speech.
+                    self._confirming = (voiced_until, probability, words, wait_ms)
+                    await self._confirm()
         finally:
             self._judging = None
 
     async def _confirm(self) -> None:
-        """End the turn a judgement found probably finished, once its pause has lasted ``confirm_silence_ms``; forget
-        it if speech resumed first (the pause was no end after all). Called with ``_order`` held."""
+        """End the turn a judgement found probably (or possibly) finished, once its pause has lasted as long as the
+        judgement asked (``Endpointer.wait_ms``); forget it if speech resumed first (the pause was no end after all).
+        Called with ``_order`` held."""
         if self._confirming is None:
             return
-        voiced_until, probability, words = self._confirming
+        voiced_until, probability, words, wait_ms = self._confirming
         if not self._vad.speaking or self._vad.last_voiced_ms != voiced_until:
             self._confirming = None
             logger.debug("speech by %s resumed within the confirming silence: the turn goes on", self._client_id)
             return
-        if self._vad.silence_so_far_ms < self._endpointer.confirm_silence_ms:
+        if self._vad.silence_so_far_ms < wait_ms:
             return
         self._confirming = None
         end = self._vad.cut()
