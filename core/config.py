@@ -402,8 +402,8 @@ class VADSettings(Section):
     only when the audio model gave it ``end_of_turn_sure`` or more and the words (when read) ended it too; otherwise
     it ends once the silence has lasted ``confirm_silence_ms`` (0: always at once; never longer than
     ``max_silence_ms``). A pause the audio model judged finished but the words held, reading at least
-    ``text_unlikely_below``, ends the turn once the silence has lasted ``doubt_silence_ms`` (0, or at or over
-    ``max_silence_ms``: at ``max_silence_ms``). ``silence``: ``silence_ms`` of
+    ``text_unlikely_below``, ends the turn once the silence has lasted ``doubt_silence_ms`` (never shorter than
+    ``confirm_silence_ms``; 0, or at or over ``max_silence_ms``: at ``max_silence_ms``). ``silence``: ``silence_ms`` of
     silence ends the turn (OpenAI's ``server_vad``; 500 ms suits it). Transcription and the reply start
     ``early_transcription_ms`` into a silence, and are kept only if the turn ends with the same words.
     """

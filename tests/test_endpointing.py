@@ -475,6 +475,21 @@ def test_a_doubt_silence_at_or_over_max_silence_is_max_silence() -> None:
         judge = doubting(ScriptedTurnModel(0.5), doubt_silence_ms=doubt)
         assert judge.doubt_silence_ms == 0 and judge.wait_ms(0.95, 0.0018) is None
     assert doubting(ScriptedTurnModel(0.5)).describe()["doubt_silence_ms"] == 1500
+    # Never sooner than a probable end (700 ms), however it is set; an empty band of readings: never at all.
+    for doubt in (100, 300):
+        assert doubting(ScriptedTurnModel(0.5), doubt_silence_ms=doubt).wait_ms(0.95, 0.0018) == 700
+    empty = Endpointer(ScriptedTurnModel(0.5), silence_ms=200, max_silence_ms=2000, reads_text=True,
+                       text_unfinished_below=0.01, text_unlikely_below=0.05, doubt_silence_ms=1500)
+    assert empty.wait_ms(0.95, 0.0018) is None and empty.wait_ms(0.95, 0.02) == 0  # held; not held at all
+
+
+async def test_a_reading_far_below_the_event_precision_is_reported_as_read(store, tmp_path, silero, sentence) -> None:
+    """3.8e-6 ("Спасибо" with no history) waits for max_silence; 4e-5 ends at the doubt silence: the events tell
+    them apart (three significant digits, not four decimals)."""
+    line = Line(store, tmp_path, silero, doubting(ScriptedTurnModel(0.95)), llm=ReadingLLM(3.8e-6))
+    await line.stream(silence(0.3) + sentence + silence(2.4))
+    assert line.events("speech_paused")[0]["text_probability"] == 3.8e-6
+    assert line.events("speech_stopped") == [stop_event("max_silence")]
 
 
 async def test_a_pause_held_by_its_words_alone_ends_after_the_doubt_silence(store, tmp_path, silero, sentence) -> None:

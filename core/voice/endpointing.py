@@ -98,8 +98,10 @@ class Endpointer:
         self.confirm_silence_ms = min(confirm_silence_ms, self.max_silence_ms)
         self.sure_above = sure_above
         self.text_unlikely_below = text_unlikely_below
-        # 0, or at or over max_silence_ms: words that hold the turn hold it until max_silence_ms.
-        self.doubt_silence_ms = doubt_silence_ms if 0 < doubt_silence_ms < self.max_silence_ms else 0
+        # Never shorter than the confirming silence: a doubted pause waits at least as long as a probable end. 0, or
+        # at or over max_silence_ms: words that hold the turn hold it until max_silence_ms.
+        doubt_silence_ms = max(doubt_silence_ms, self.confirm_silence_ms) if doubt_silence_ms else 0
+        self.doubt_silence_ms = doubt_silence_ms if doubt_silence_ms < self.max_silence_ms else 0
         self._slots = asyncio.Semaphore(max_concurrent)
 
     def with_threshold(self, threshold: float, *, confirm: bool = True) -> Endpointer:
@@ -159,9 +161,9 @@ class Endpointer:
     def held_by_words(self, audio: float | None, text: float | None) -> bool:
         """Whether a judged pause is unfinished only because of the words, and they are not quite unlikely to end a
         turn: the audio model judged it finished, and the words' reading is at least ``text_unlikely_below`` but
-        under ``text_unfinished_below`` (the untuned model's reading of short commands and answers early in a
-        conversation: "Yes" 0.002, "Set a timer for 10 minutes" 0.0005, against 1e-8 to 1e-5 for "Set a timer for"
-        or "Remind me to call the")."""
+        under ``text_unfinished_below`` (never, when ``text_unlikely_below`` is at or over it). That band holds the
+        untuned model's reading of short commands and answers early in a conversation: "Yes" 0.002, "Set a timer
+        for 10 minutes" 0.0005, against 1e-8 to 1e-5 for "Set a timer for" or "Remind me to call the"."""
         if audio is None or text is None or audio < self.threshold:
             return False
         return self.text_unlikely_below <= text < self.text_unfinished_below
@@ -186,4 +188,7 @@ class Endpointer:
             "max_silence_ms": self.max_silence_ms,
             "confirm_silence_ms": self.confirm_silence_ms,
             "doubt_silence_ms": self.doubt_silence_ms,
+            "text_unlikely_below": self.text_unlikely_below,
+            "text_unfinished_below": self.text_unfinished_below,
+            "text_finished_above": self.text_finished_above,
         }

@@ -171,7 +171,8 @@ class LiveListener:
                     return  # speech resumed, or the turn ended otherwise, while the model was judging
                 finished = self._endpointer.finished(probability, reading)
                 wait_ms = self._endpointer.wait_ms(probability, reading)
-                words = round(reading, 4) if reading is not None else None
+                # Three significant digits: readings that matter lie between 1e-8 and 1 (text_unlikely_below 1e-5).
+                words = float(f"{reading:.3g}") if reading is not None else None
                 logger.debug(
                     "pause of %s judged %s (ends after %s ms of silence): audio %s in %.0f ms, words %s %.0f ms later",
                     self._client_id, finished, wait_ms, probability, (judged - began) * 1000, words,
