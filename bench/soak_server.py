@@ -33,29 +33,32 @@ def process_sample(pid: int | str = "self") -> dict[str, float]:
     }
 
 
-def release_free_memory() -> None:
-    """Collect garbage, then hand the allocator's free pages back to the OS (glibc's ``malloc_trim(0)``; a no-op on
-    other C libraries), so that RSS counts what the process holds rather than what glibc keeps cached for reuse:
-    with a worker thread per engine, glibc keeps a heap arena per thread, and their free lists grow and shrink with
-    the mix of work in flight, by tens of MB between otherwise identical idle samples."""
+def release_free_memory(libc: ctypes.CDLL | None) -> None:
+    """Collect garbage, then hand the allocator's free pages back to the OS (glibc's ``malloc_trim(0)``; only the
+    collection with another C library), so that RSS counts what the process holds rather than what glibc keeps
+    cached for reuse: with a worker thread per engine, glibc keeps a heap arena per thread, and their free lists grow
+    and shrink with the mix of work in flight, by tens of MB between otherwise identical idle samples."""
     gc.collect()
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return
-    libc = ctypes.CDLL(name)
-    if hasattr(libc, "malloc_trim"):
+    if libc is not None and hasattr(libc, "malloc_trim"):
         libc.malloc_trim(0)
+
+
+def load_libc() -> ctypes.CDLL | None:
+    """The C library, once at start-up (``find_library`` runs ``ldconfig`` in a subprocess); None if not found."""
+    name = ctypes.util.find_library("c")
+    return ctypes.CDLL(name) if name is not None else None
 
 
 def main(argv: list[str]) -> int:
     config, port = argv
     settings = load_settings(config)
     app = create_app(settings)
+    libc = load_libc()
 
     @app.get("/_soak/sample")
     async def sample() -> dict[str, float]:
         untrimmed = process_sample()["rss_mb"]
-        release_free_memory()
+        release_free_memory(libc)
         return {
             **process_sample(),
             "untrimmed_rss_mb": untrimmed,
