@@ -12,8 +12,9 @@ judges; ``vad.max_silence_ms`` = 2000 at most), and fixed silences of 300 and 50
 - False cut-offs: the client streams each utterance in real time, then 2.2 s of silence, and reads the events until
   every turn it caused has been answered. A cut-off is a ``speech_stopped`` that arrives before the last voiced
   chunk of the utterance has been sent. The rate is over the paused set; the complete set must have none. The
-  servers run with the instant loopback LLM and no spoken replies (the endpointing decisions do not depend on
-  either); Smart Turn's client runs alone, then the two baselines' side by side (``--sequential``: one at a time).
+  servers judged by a model speak their replies (a judged end waits for the early reply's first audio); the fixed
+  silences' answer unspoken from the instant loopback LLM. Each model's client runs alone, then the two baselines'
+  side by side (``--sequential``: one at a time).
   For Smart Turn it also counts the complete utterances it held until ``max_silence`` (judged unfinished).
 - Held: the complete utterances whose turn ended more than 1.2 s after the end of speech, or only at
   ``max_silence``: on each model's pass (one long conversation), and on the default endpointer with each complete
@@ -146,6 +147,8 @@ class Outcome:
     stops: list[tuple[float, str, float | None]] = field(default_factory=list)  # (s after end of speech, reason, p)
     paused: list[float] = field(default_factory=list)  # probabilities of pauses judged unfinished
     paused_words: list[float | None] = field(default_factory=list)  # and the words' readings
+    # Every verdict sent, a pause judged unfinished or a turn it ended: (s after end of speech, audio, words).
+    verdicts: list[tuple[float, float | None, float | None]] = field(default_factory=list)
     settled: int = 0  # turns answered (reply, error or interruption)
 
     @property
@@ -277,8 +280,9 @@ def build_test_set(folder: Path) -> list[Utterance]:
 # -- false cut-offs ----------------------------------------------------------------------------------------------
 
 
-async def hear_out(ws: Any, inbox: Inbox, utterance: Utterance) -> Outcome:
-    """Stream one utterance and silence, and read events until every turn it caused has been answered."""
+async def hear_out(ws: Any, inbox: Inbox, utterance: Utterance, *, spoken: bool = False) -> Outcome:
+    """Stream one utterance and silence, and read events until every turn it caused has been answered (``spoken``:
+    and its reply played out, so the next utterance starts on a quiet line)."""
     outcome = Outcome(utterance)
     speech_end = 0.0
     tail_sent = asyncio.Event()
@@ -296,6 +300,7 @@ async def hear_out(ws: Any, inbox: Inbox, utterance: Utterance) -> Outcome:
             await send_paced(ws, bytes(2 * 4 * VAD_WINDOW))
 
     ends: list[tuple[float, str, float | None]] = []  # (when it arrived, reason, probability)
+    verdicts: list[tuple[float, float | None, float | None]] = []  # (when it arrived, audio, words)
     mic = asyncio.create_task(microphone())
     deadline = time.perf_counter() + utterance.seconds + 60
     try:
@@ -319,10 +324,15 @@ async def hear_out(ws: Any, inbox: Inbox, utterance: Utterance) -> Outcome:
             kind = event["type"]
             if kind == "speech_stopped":
                 ends.append((at, event["reason"], event.get("probability")))
+                if event.get("probability") is not None or event.get("text_probability") is not None:
+                    verdicts.append((at, event.get("probability"), event.get("text_probability")))
             elif kind == "speech_paused":
                 outcome.paused.append(event["probability"])
                 outcome.paused_words.append(event.get("text_probability"))
-            elif kind in ("reply", "interrupted") or (kind == "error" and event.get("code") == "no-speech"):
+                verdicts.append((at, event["probability"], event.get("text_probability")))
+            elif kind in ("audio_done" if spoken else "reply", "interrupted") or (
+                kind == "error" and event.get("code") == "no-speech"
+            ):
                 outcome.settled += 1
             elif kind == "error":
                 raise RuntimeError(f"turn failed: {event}")
@@ -330,25 +340,30 @@ async def hear_out(ws: Any, inbox: Inbox, utterance: Utterance) -> Outcome:
         done.set()
         await mic
     outcome.stops = [(at - speech_end, reason, p) for at, reason, p in ends]
+    outcome.verdicts = [(at - speech_end, audio, text) for at, audio, text in verdicts]
     return outcome
 
 
-async def cut_off_pass(port: int, utterances: list[Utterance], warm_up: Utterance) -> list[Outcome]:
+async def cut_off_pass(
+    port: int, utterances: list[Utterance], warm_up: Utterance, *, spoken: bool = False
+) -> list[Outcome]:
     """One socket's outcomes for ``utterances``, in order, after an uncounted ``warm_up``."""
     async with live_stream(port, "bench-turns") as (ws, inbox):
-        await hear_out(ws, inbox, warm_up)  # the first turn loads the engines' lazy parts
-        return [await hear_out(ws, inbox, utterance) for utterance in utterances]
+        await hear_out(ws, inbox, warm_up, spoken=spoken)  # the first turn loads the engines' lazy parts
+        return [await hear_out(ws, inbox, utterance, spoken=spoken) for utterance in utterances]
 
 
-async def fresh_pass(port: int, utterances: list[Utterance], warm_up: Utterance) -> list[Outcome]:
+async def fresh_pass(
+    port: int, utterances: list[Utterance], warm_up: Utterance, *, spoken: bool = False
+) -> list[Outcome]:
     """Each of ``utterances`` as the first turn of a new conversation (a client of its own), after an uncounted
     ``warm_up``: the words are read with no history, as at the start of every conversation."""
     async with live_stream(port, "bench-turns-warm-up") as (ws, inbox):
-        await hear_out(ws, inbox, warm_up)
+        await hear_out(ws, inbox, warm_up, spoken=spoken)
     outcomes = []
     for i, utterance in enumerate(utterances):
         async with live_stream(port, f"bench-turns-fresh-{i}") as (ws, inbox):
-            outcomes.append(await hear_out(ws, inbox, utterance))
+            outcomes.append(await hear_out(ws, inbox, utterance, spoken=spoken))
     return outcomes
 
 
@@ -382,7 +397,9 @@ def slug(name: str) -> str:
 async def false_cut_offs(
     utterances: list[Utterance], workdir: Path, *, sequential: bool
 ) -> dict[str, list[Outcome]]:
-    """Each configuration's outcomes, from servers with the instant LLM and no spoken replies.
+    """Each configuration's outcomes. The replies of servers judged by a model are spoken: a pause judged to end the
+    turn ends it no sooner than the early reply's first audio is ready (``vad.reply_ready_wait_ms``), so the voice
+    matters. The fixed silences' servers answer unspoken, from the instant LLM.
 
     Smart Turn's client runs alone: while other servers transcribe, its judgement (due 200 ms into a pause) can come
     back after speech has resumed and be dropped (seen in 2 of 18 utterances when all three ran at once). Fixed
@@ -394,7 +411,10 @@ async def false_cut_offs(
     # Reading the words takes the local model; the others answer from the fake, which costs no CPU.
     local_llm = {"engine": "local", "model": DEFAULT_PRESET, "max_tokens": 16}
     configs = {
-        name: {"vad": vad, "llm": local_llm if vad.get("end_of_turn_text") else fake_llm, "voice": {"replies": "never"}}
+        name: {
+            "vad": vad, "llm": local_llm if vad.get("end_of_turn_text") else fake_llm,
+            "voice": {"replies": True if name in MODELS else "never"},
+        }
         for name, vad in CONFIGS.items()
     }
     order = utterances[:]
@@ -407,10 +427,10 @@ async def false_cut_offs(
         servers = await start_servers(configs, workdir / "cut-offs")
         try:
             for group in groups:
-                runs = [cut_off_pass(servers[name][1], order, warm_up) for name in group]
+                runs = [cut_off_pass(servers[name][1], order, warm_up, spoken=name in MODELS) for name in group]
                 results.update(zip(group, await asyncio.gather(*runs), strict=True))
             complete = [u for u in order if u.kind == "complete"]
-            results[FRESH] = await fresh_pass(servers[WORDS][1], complete, warm_up)
+            results[FRESH] = await fresh_pass(servers[WORDS][1], complete, warm_up, spoken=True)
         finally:
             for server, _ in servers.values():
                 server.stop()

@@ -405,7 +405,9 @@ class VADSettings(Section):
     ``text_unlikely_below``, ends the turn once the silence has lasted ``doubt_silence_ms`` (never shorter than
     ``confirm_silence_ms``; 0, or at or over ``max_silence_ms``: at ``max_silence_ms``). ``silence``: ``silence_ms`` of
     silence ends the turn (OpenAI's ``server_vad``; 500 ms suits it). Transcription and the reply start
-    ``early_transcription_ms`` into a silence, and are kept only if the turn ends with the same words.
+    ``early_transcription_ms`` into a silence, and are kept only if the turn ends with the same words; a pause judged
+    to end the turn ends it no sooner than that early reply is ready to be heard, unless the silence reaches
+    ``reply_ready_wait_ms`` first (0: as soon as judged; never longer than ``max_silence_ms``).
     """
 
     threshold: float = Field(0.5, gt=0, lt=1)
@@ -420,6 +422,7 @@ class VADSettings(Section):
     confirm_silence_ms: int = Field(700, ge=0, le=10000)
     text_unlikely_below: float = Field(1e-5, ge=0, lt=1)
     doubt_silence_ms: int = Field(1500, ge=0, le=10000)
+    reply_ready_wait_ms: int = Field(1500, ge=0, le=10000)
     early_transcription_ms: int = Field(120, ge=0, le=5000)
     # Speech while a reply is spoken pauses it; this much voiced speech (or its end) and its words decide.
     interrupt_min_ms: int = Field(700, ge=0, le=5000)

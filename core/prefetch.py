@@ -36,6 +36,8 @@ class ReplyPrefetch:
         self._claimed = False
         self.dropped = False  # a turn asked for another reply: whoever runs this one cancels it
         self._changed = asyncio.Event()
+        self._first = asyncio.Event()  # a first fragment came, or the stream ended
+        self._ended = asyncio.Event()  # the stream ended
 
     def claim(self, context: Sequence[ChatMessage], *, spoken: bool = False) -> AsyncIterator[str] | None:
         """The reply for ``context`` (spoken or not) if it is the one guessed, once; otherwise None, and the guess
@@ -46,6 +48,28 @@ class ReplyPrefetch:
             return None
         self._claimed = True
         return self._replay()
+
+    @property
+    def ready(self) -> bool:
+        """Whether the reply has something for the user at once, were it claimed now: its first audio synthesised
+        (spoken; or all of it, if it has none), its first text (not spoken), or its error."""
+        if self._error is not None:
+            return True
+        return self.speaker.ready.is_set() if self.speaker is not None else self._first.is_set()
+
+    async def until_ready(self) -> None:
+        """Return once ``ready``."""
+        if self.speaker is None:
+            await self._first.wait()
+            return
+        ended, spoken = asyncio.ensure_future(self._ended.wait()), asyncio.ensure_future(self.speaker.ready.wait())
+        try:
+            await asyncio.wait([ended, spoken], return_when=asyncio.FIRST_COMPLETED)
+            if not self.ready:
+                await spoken  # the text ended well: its last words are being synthesised
+        finally:
+            ended.cancel()
+            spoken.cancel()
 
     async def run(self) -> None:
         """Stream the model's reply into the buffer (and the held speaker, which runs alongside) until both are
@@ -63,11 +87,16 @@ class ReplyPrefetch:
                 if self.speaker is not None:
                     self.speaker.feed(fragment)
                 self._changed.set()
+                self._first.set()
+            if self.speaker is not None:
+                self.speaker.finish()  # its last words are synthesised too, held (claiming finishes it again)
         except Exception as err:  # handed to the turn that claims it, which handles it as its own
             self._error = err
         finally:
             self._finished = True
             self._changed.set()
+            self._first.set()
+            self._ended.set()
             # Closing the generator at once stops a cancelled model (and its HTTP stream) now, not at GC.
             close = getattr(stream, "aclose", None)
             if close is not None:

@@ -294,16 +294,4 @@ async def _endpointer(vad: VADSettings, *, reads_text: bool) -> Endpointer:
         silence = max(vad.silence_ms, FALLBACK_SILENCE_MS)
         logger.warning("the end-of-turn model is unavailable (%s): turns end after %d ms of silence", err, silence)
         return Endpointer(None, silence_ms=silence, max_silence_ms=vad.max_silence_ms)
-    return Endpointer(
-        model,
-        silence_ms=vad.silence_ms,
-        max_silence_ms=vad.max_silence_ms,
-        threshold=vad.end_of_turn_threshold,
-        reads_text=vad.end_of_turn_text and reads_text,
-        text_unfinished_below=vad.text_unfinished_below,
-        text_finished_above=vad.text_finished_above,
-        confirm_silence_ms=vad.confirm_silence_ms,
-        sure_above=vad.end_of_turn_sure,
-        text_unlikely_below=vad.text_unlikely_below,
-        doubt_silence_ms=vad.doubt_silence_ms,
-    )
+    return Endpointer.from_settings(model, vad, reads_text=reads_text)

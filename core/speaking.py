@@ -62,6 +62,9 @@ class Speaker:
         self._splitter = SentenceSplitter(clean=False, first_max_chars=FIRST_PIECE_MAX_CHARS)
         self._queue: asyncio.Queue[str | None] = asyncio.Queue()
         self.first_sent = asyncio.Event()
+        # The first audio is synthesised (sent, or waiting for ``release``), or there will be none.
+        self.ready = asyncio.Event()
+        self._finished = False
         self.spoken: list[str] = []
         self.failed: TTSError | None = None
         self._told: set[str] = set()  # error codes this reply's tabs were already sent
@@ -102,7 +105,10 @@ class Speaker:
             self._queue.put_nowait(sentence)
 
     def finish(self) -> None:
-        """No more text is coming."""
+        """No more text is coming (again: nothing more happens)."""
+        if self._finished:
+            return
+        self._finished = True
         for sentence in self._splitter.flush():
             self._queue.put_nowait(sentence)
         self._queue.put_nowait(_DONE)
@@ -114,6 +120,12 @@ class Speaker:
 
     async def run(self) -> None:
         """Synthesise and send each sentence fed, in order, until ``finish`` and the last has been played."""
+        try:
+            await self._speak()
+        finally:
+            self.ready.set()
+
+    async def _speak(self) -> None:
         while (piece := await self._queue.get()) is not _DONE:
             sentence = clean_for_speech(piece)
             if self.failed is not None or not sentence:
@@ -129,6 +141,7 @@ class Speaker:
                 # sentences that have a voice are still read. Any other failure ends the reply's speech.
                 if err.code != "tts-no-voice":
                     self.failed = err
+                    self.ready.set()  # no audio will come
                 logger.warning("speech for %s failed: %s (%s)", self._client_id, err.code, err.__cause__ or err)
                 await self._released.wait()
                 if err.code not in self._told:
@@ -136,6 +149,8 @@ class Speaker:
                     await self._outlet.send(ErrorEvent(err.code, err.message))
                 continue
             synthesised = time.perf_counter()
+            if chunks:
+                self.ready.set()
             for chunk in chunks:
                 await self._paced(PLAYBACK_LEAD_S)
                 event = AudioEvent(self._seq, sentence, chunk.format, chunk.sample_rate)
@@ -148,6 +163,7 @@ class Speaker:
                     self.timings["first_audio_ms"] = round((time.perf_counter() - self._origin) * 1000, 1)
                     self.first_sent.set()
             self.spoken.append(piece)
+        self.ready.set()  # all of it synthesised (a reply with nothing to say)
         await self._paced(0.0)  # the reply is spoken once it has been played
 
     async def _paced(self, lead_s: float) -> None:

@@ -244,6 +244,32 @@ class Turn:
             return None
         return early.reading.result()
 
+    def early_ready(self, voiced_until: int) -> bool:
+        """Whether answering now would find nothing to wait for in the early work for the pause after
+        ``voiced_until`` ms: its reply has its first audio (or text, unspoken) ready, or there is no such reply
+        (none started for this pause, none could be, or it failed). While the words are heard and read and the reply
+        is starting, it is not ready."""
+        early = self._early
+        if early is None or early.voiced_until != voiced_until:
+            return True
+        if not early.reply.done():
+            return False
+        if early.reply.cancelled() or early.reply.exception() is not None:
+            return True
+        reply = early.reply.result()
+        return reply is None or reply.ready
+
+    async def until_early_ready(self, voiced_until: int) -> None:
+        """Return once ``early_ready(voiced_until)``."""
+        early = self._early
+        if early is None or early.voiced_until != voiced_until:
+            return
+        await asyncio.wait([early.reply])
+        if not self.early_ready(voiced_until):
+            reply = early.reply.result()
+            assert reply is not None
+            await reply.until_ready()
+
     async def _work_early(self, early: _EarlyWork, clip: AudioClip, read: bool) -> None:
         """Hear the words so far, have the LLM read them (if asked), then start their reply and run it (the model into
         a buffer, the speech held). The reading goes first: the reply's prompt then finds it in the model's cache."""

@@ -104,3 +104,27 @@ def test_bench_search_quick() -> None:
         for key in SEARCH_LINES:
             assert any(line.startswith(f"{database}: {key}") for line in lines), f"no {database} {key!r}:\n{output}"
         assert any(line.startswith(f"{database}: search p50 (") and "ratio" in line for line in lines), output
+
+
+@pytest.mark.slow
+def test_bench_judge_quick() -> None:
+    """The endpointing replay records verdicts from a real server and replays each policy on them."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WEB_BOT_", "OPENAI_"))}
+    env.update(HF_HUB_OFFLINE="1", BENCH_QUICK="1")
+    run = subprocess.run(
+        [sys.executable, "-m", "bench", "bench_judge"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    saved = re.search(r"BENCH_JUDGE_DATA=(\S+) replays them", output)
+    assert saved is not None, output
+    rows = [line.split()[0] for line in output.splitlines() if line.startswith("  ") and "/" in line]
+    assert "default" in rows and "audio" in rows, output
+    # The saved verdicts replay without a server, to the same table.
+    again = subprocess.run(
+        [sys.executable, "-m", "bench", "bench_judge"], cwd=ROOT, env={**env, "BENCH_JUDGE_DATA": saved[1]},
+        capture_output=True, text=True, timeout=120,
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    table = [line for line in output.splitlines() if line.startswith("  default ")]
+    assert table and table == [line for line in again.stdout.splitlines() if line.startswith("  default ")]

@@ -8,7 +8,8 @@ model answers within a chunk.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -440,6 +441,9 @@ def test_an_eager_realtime_policy_never_confirms() -> None:
     eager = judge.with_threshold(0.3, confirm=False)
     assert eager.sure(0.7) and eager.threshold == 0.3
     assert judge.confirm_silence_ms == 700 and judge.threshold == 0.5  # the server's own policy is untouched
+    waiting = ready_waiting(ScriptedTurnModel(0.5))
+    assert waiting.with_threshold(0.3, confirm=False).reply_ready_wait_ms == 0  # not even for the reply to be ready
+    assert waiting.with_threshold(0.8).reply_ready_wait_ms == waiting.reply_ready_wait_ms == 1500
 
 
 def doubting(model: ScriptedTurnModel, *, doubt_silence_ms: int = 1500, max_silence_ms: int = 2000) -> Endpointer:
@@ -525,3 +529,82 @@ async def test_speech_resuming_within_the_doubt_silence_is_the_same_turn(store, 
     stopped = line.events("speech_stopped")
     assert stopped == [{**stop_event("end_of_turn", 0.95), "text_probability": 0.6}]
     assert len(model.heard) == 2 and len(line.turns) == 1 and (await line.turns[0]).status == "ok"
+
+
+def ready_waiting(model: ScriptedTurnModel, reply_ready_wait_ms: int = 1500) -> Endpointer:
+    """The default policy, whose judged ends wait for the early reply to be ready (up to ``reply_ready_wait_ms``)."""
+    return Endpointer(model, silence_ms=200, max_silence_ms=2000, threshold=0.5, confirm_silence_ms=700,
+                      sure_above=0.9, reply_ready_wait_ms=reply_ready_wait_ms)
+
+
+async def eventually(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Wait (without feeding audio) until ``condition()`` holds."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if condition():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        await asyncio.sleep(0.01)
+
+
+def gated_line(store, tmp_path, silero, endpointer: Endpointer, spoken: bool) -> tuple[Line, asyncio.Event]:
+    """A line whose early reply is not ready until the gate opens: its first audio (``spoken``) or its first text."""
+    gate = asyncio.Event()
+    if spoken:
+        return Line(store, tmp_path, silero, endpointer, tts=GatedTTS(gate)), gate
+    return Line(store, tmp_path, silero, endpointer, llm=ScriptedLLM(REPLY, gate)), gate
+
+
+@pytest.mark.parametrize("spoken", [True, False])
+async def test_a_judged_end_waits_for_the_early_reply_to_be_ready(store, tmp_path, silero, sentence, spoken) -> None:
+    line, gate = gated_line(store, tmp_path, silero, ready_waiting(ScriptedTurnModel(0.95)), spoken)
+    await line.stream(silence(0.3) + sentence + silence(1.0))
+    # Surely over 200 ms into the pause, but answering then would answer no sooner: the turn stays open.
+    assert line.events("speech_stopped") == [] and line.turns == []
+    gate.set()  # the first audio (or text) is ready: the turn ends now, with no more audio heard
+    await eventually(lambda: bool(line.events("speech_stopped")))
+    assert line.events("speech_stopped") == [stop_event("end_of_turn", 0.95)]
+    result = await line.turns[0]
+    assert result.status == "ok" and result.reply == "".join(REPLY)
+    types = [e["type"] for e in line.events("speech_stopped", "transcription", "audio", "reply")]
+    assert types[:2] == ["speech_stopped", "transcription"] and ("audio" in types) is spoken
+
+
+async def test_speech_resuming_before_the_reply_is_ready_is_the_same_turn(store, tmp_path, silero, sentence) -> None:
+    # "What should I cook for dinner? … (1 s) … with chicken and rice": both judges are sure at the first pause.
+    model = ScriptedTurnModel(0.95, 0.95)
+    line, gate = gated_line(store, tmp_path, silero, ready_waiting(model), spoken=True)
+    await line.stream(silence(0.3) + sentence + silence(1.0) + sentence + silence(0.4))
+    assert line.events("speech_stopped") == [] and len(model.heard) == 2
+    gate.set()
+    await eventually(lambda: bool(line.turns))
+    result = await line.turns[0]
+    assert result.status == "ok" and len(line.turns) == 1
+    assert line.events("speech_stopped") == [stop_event("end_of_turn", 0.95)]
+    assert model.heard[-1] > 2 * len(sentence) / 32000 - 0.2  # the turn heard both halves
+    assert line.events("interrupted") == []
+
+
+async def test_a_reply_never_ready_ends_the_turn_at_reply_ready_wait_ms(store, tmp_path, silero, sentence) -> None:
+    line, gate = gated_line(store, tmp_path, silero, ready_waiting(ScriptedTurnModel(0.7), 1200), spoken=True)
+    await line.stream(silence(0.3) + sentence + silence(1.0))
+    assert line.events("speech_stopped") == []  # past the confirming 700 ms, the reply not ready
+    await line.stream(silence(0.4))  # the sentence's quiet end counts too: past 1200 ms of silence
+    assert line.events("speech_stopped") == [stop_event("end_of_turn", 0.7)]
+    gate.set()
+    assert (await line.turns[0]).status == "ok"
+
+
+async def test_without_reply_ready_wait_a_judged_end_is_answered_at_once(store, tmp_path, silero, sentence) -> None:
+    line, gate = gated_line(store, tmp_path, silero, ready_waiting(ScriptedTurnModel(0.95), 0), spoken=True)
+    await line.stream(silence(0.3) + sentence + silence(0.4))
+    assert line.events("speech_stopped") == [stop_event("end_of_turn", 0.95)]
+    gate.set()
+    assert (await line.turns[0]).status == "ok"
+
+
+def test_reply_ready_wait_is_never_longer_than_max_silence() -> None:
+    assert ready_waiting(ScriptedTurnModel(0.5), 5000).reply_ready_wait_ms == 2000
+    assert Endpointer(None, silence_ms=500, max_silence_ms=2000, reply_ready_wait_ms=1500).reply_ready_wait_ms == 0
+    assert ready_waiting(ScriptedTurnModel(0.5)).describe()["reply_ready_wait_ms"] == 1500

@@ -31,6 +31,11 @@ short commands and answers at 1e-4 to 0.002 ("Set a timer for 10 minutes", "Yes"
 "Remind me to call the") at 1e-8 to 1e-5. So a pause the audio model judged finished whose words read at least
 ``text_unlikely_below`` ends once the silence has lasted ``doubt_silence_ms``; only lower readings, or an audio model
 that hears an unfinished sentence too, wait for ``max_silence_ms``.
+A pause judged to end the turn (at once, or after its silence) ends it no sooner than the reply started early for
+it is ready to be heard (``reply_ready_wait_ms``, ``core.voice.listener``): ending sooner answers no sooner, and
+until then a user who speaks again is still in their turn. On two cores the first audio is ready ~1 s after the end
+of speech, so this leaves the 600–1000 ms pauses that the confirming silence alone cut (most of the cut-offs above)
+to the user; on a fast machine the window is shorter, and the confirming silence matters more.
 Without a model (``vad.end_of_turn`` = ``silence``), ``silence_ms`` of silence ends the turn, as OpenAI's
 ``server_vad`` does.
 """
@@ -40,10 +45,13 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from core.events import EndReason
 from core.voice.vad import SAMPLE_RATE, CutReason
+
+if TYPE_CHECKING:
+    from core.config import VADSettings
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +94,7 @@ class Endpointer:
         sure_above: float = 0.9,
         text_unlikely_below: float = 0.0,
         doubt_silence_ms: int = 0,
+        reply_ready_wait_ms: int = 0,
     ) -> None:
         self.model = model
         self.silence_ms = silence_ms
@@ -102,15 +111,37 @@ class Endpointer:
         # at or over max_silence_ms: words that hold the turn hold it until max_silence_ms.
         doubt_silence_ms = max(doubt_silence_ms, self.confirm_silence_ms) if doubt_silence_ms else 0
         self.doubt_silence_ms = doubt_silence_ms if doubt_silence_ms < self.max_silence_ms else 0
+        # A pause judged to end the turn ends it no sooner than the early reply is ready, up to this much silence.
+        self.reply_ready_wait_ms = min(reply_ready_wait_ms, self.max_silence_ms) if model is not None else 0
         self._slots = asyncio.Semaphore(max_concurrent)
+
+    @classmethod
+    def from_settings(cls, model: EndOfTurnModel, vad: VADSettings, *, reads_text: bool) -> Endpointer:
+        """The policy ``vad`` configures, judged by ``model``; ``reads_text``: the LLM can read the words."""
+        return cls(
+            model,
+            silence_ms=vad.silence_ms,
+            max_silence_ms=vad.max_silence_ms,
+            threshold=vad.end_of_turn_threshold,
+            reads_text=vad.end_of_turn_text and reads_text,
+            text_unfinished_below=vad.text_unfinished_below,
+            text_finished_above=vad.text_finished_above,
+            confirm_silence_ms=vad.confirm_silence_ms,
+            sure_above=vad.end_of_turn_sure,
+            text_unlikely_below=vad.text_unlikely_below,
+            doubt_silence_ms=vad.doubt_silence_ms,
+            reply_ready_wait_ms=vad.reply_ready_wait_ms,
+        )
 
     def with_threshold(self, threshold: float, *, confirm: bool = True) -> Endpointer:
         """This policy with another end-of-turn threshold, sharing the model and its worker slots (a Realtime
-        session's ``semantic_vad`` eagerness); without ``confirm``, every finished verdict ends the turn at once."""
+        session's ``semantic_vad`` eagerness); without ``confirm``, every finished verdict ends the turn at once, not
+        even waiting for the early reply to be ready."""
         variant = copy.copy(self)
         variant.threshold = threshold
         if not confirm:
             variant.confirm_silence_ms = 0
+            variant.reply_ready_wait_ms = 0
         return variant
 
     @property
@@ -188,6 +219,7 @@ class Endpointer:
             "max_silence_ms": self.max_silence_ms,
             "confirm_silence_ms": self.confirm_silence_ms,
             "doubt_silence_ms": self.doubt_silence_ms,
+            "reply_ready_wait_ms": self.reply_ready_wait_ms,
             "text_unlikely_below": self.text_unlikely_below,
             "text_unfinished_below": self.text_unfinished_below,
             "text_finished_above": self.text_finished_above,

@@ -85,6 +85,8 @@ class LiveListener:
         # A judged pause that ends the turn if its silence lasts long enough: (its last voiced ms, the audio's and
         # the words' probabilities, the silence that ends it in ms; ``Endpointer.wait_ms``).
         self._confirming: tuple[int, float | None, float | None, int] | None = None
+        # Waits for the early reply to that pause to be ready, and ends the turn then if the silence allows.
+        self._readiness: asyncio.Task[None] | None = None
         # Events and turns leave in the order they happened, whether a chunk or a judgement ended the turn.
         self._order = asyncio.Lock()
 
@@ -180,21 +182,25 @@ class LiveListener:
                 )
                 if finished is False and probability is not None and self._turn is not None:
                     await self._turn.outlet.send(SpeechPaused(silence, round(probability, 3), words))
-                if wait_ms == 0:
-                    end = self._vad.cut()
-                    if end is not None:
-                        await self._end_turn(end, "end_of_turn", probability, words)
-                elif wait_ms is not None:
-                    # Probably (or possibly) the end: it is, once that much silence has passed with no speech.
+                if wait_ms is not None:
+                    # The end (probably, or possibly): it is, once that much silence has passed with no speech and
+                    # the reply started early is ready to be heard.
                     self._confirming = (voiced_until, probability, words, wait_ms)
                     await self._confirm()
+                    if self._confirming is not None and self._turn is not None:
+                        self._stop_readiness()
+                        self._readiness = asyncio.create_task(
+                            self._when_ready(self._turn, voiced_until), name="reply-ready"
+                        )
         finally:
             self._judging = None
 
     async def _confirm(self) -> None:
         """End the turn a judgement found probably (or possibly) finished, once its pause has lasted as long as the
-        judgement asked (``Endpointer.wait_ms``); forget it if speech resumed first (the pause was no end after all).
-        Called with ``_order`` held."""
+        judgement asked (``Endpointer.wait_ms``) and the reply started early for it is ready to be heard (or the
+        silence has reached ``reply_ready_wait_ms``); forget it if speech resumed first (the pause was no end after
+        all). Ending sooner would answer no sooner: the reply is what the user waits for, and until it is ready a
+        user who speaks again is still in their turn, not cutting into the bot's. Called with ``_order`` held."""
         if self._confirming is None:
             return
         voiced_until, probability, words, wait_ms = self._confirming
@@ -202,12 +208,29 @@ class LiveListener:
             self._confirming = None
             logger.debug("speech by %s resumed within the confirming silence: the turn goes on", self._client_id)
             return
-        if self._vad.silence_so_far_ms < wait_ms:
+        silence = self._vad.silence_so_far_ms
+        if silence < wait_ms:
+            return
+        turn = self._turn
+        if turn is not None and silence < self._endpointer.reply_ready_wait_ms and not turn.early_ready(voiced_until):
             return
         self._confirming = None
         end = self._vad.cut()
         if end is not None:
+            logger.debug("turn of %s ends after %d ms of silence (asked %d)", self._client_id, silence, wait_ms)
             await self._end_turn(end, "end_of_turn", probability, words)
+
+    async def _when_ready(self, turn: Turn, voiced_until: int) -> None:
+        """Once the early reply to the pause after ``voiced_until`` is ready, end the turn if its silence allows."""
+        await turn.until_early_ready(voiced_until)
+        async with self._order:
+            if self._turn is turn:
+                await self._confirm()
+
+    def _stop_readiness(self) -> None:
+        task, self._readiness = self._readiness, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
 
     def _maybe_transcribe_early(self) -> None:
         turn = self._turn
@@ -229,6 +252,7 @@ class LiveListener:
         """The utterance being listened to is no turn after all (or is over): its early work goes."""
         turn, self._turn = self._turn, None
         self._confirming = None
+        self._stop_readiness()
         if turn is not None:
             turn.drop_early()
 
@@ -317,6 +341,7 @@ class LiveListener:
         # A word too short to have started a turn (pushing to talk) is a turn of its own all the same.
         turn, self._turn = self._turn or self._pipeline.new_turn(self._client_id), None
         self._confirming = None
+        self._stop_readiness()
         self.speech_end_ms = end.end_ms
         if self._suspect:  # the whole utterance decides: words of the user's own since the last look, or none
             if self._checks is not None:
