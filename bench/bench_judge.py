@@ -16,6 +16,10 @@ conversation, and each complete utterance as the first turn of a new conversatio
   the short pauses complete speech holds (up to 250 ms) cuts it only if it ends the turn at once. A verdict that
   came back after speech resumed was dropped by the server, so that pause is cut under no policy.
 
+The replay does not know when each early reply became ready to be heard, so it replays every policy as if
+``vad.reply_ready_wait_ms`` were 0 (the turn ends as soon as the verdict and the silence allow): its cut-offs are an
+upper bound on the server's, which keeps a turn open until its reply is ready (``bench_turns`` measures that).
+
 Run ``.venv/bin/python -m bench.bench_judge`` (BENCH_QUICK=1: a few utterances). It saves the verdicts and prints
 where; ``BENCH_JUDGE_DATA=that.json`` replays them without a server. Compare the default policy's replay with
 ``bench_turns``' measured row before trusting another policy's.

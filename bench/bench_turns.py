@@ -46,6 +46,7 @@ import numpy as np
 from bench.bench_voice import RATE, VOICED, WINDOW, Inbox, live_stream, send_paced, turn
 from bench.common import QUICK_MARK, Process, line, percentile, sized, start_fake_openai, start_web_bot
 from core.llm.presets import DEFAULT_PRESET
+from core.pipeline import ECHO_TAIL_S
 from tests.speech import resample, silence, speak, wav
 
 # Everyday requests of 4–14 words, without commas (Piper pauses at a comma: a "complete" utterance has none).
@@ -336,6 +337,8 @@ async def hear_out(ws: Any, inbox: Inbox, utterance: Utterance, *, spoken: bool 
                 outcome.settled += 1
             elif kind == "error":
                 raise RuntimeError(f"turn failed: {event}")
+        if spoken:  # speech just after the reply's playback may be the reply heard back: leave a quiet gap
+            await asyncio.sleep(ECHO_TAIL_S + 0.1)
     finally:
         done.set()
         await mic
@@ -413,7 +416,7 @@ async def false_cut_offs(
     configs = {
         name: {
             "vad": vad, "llm": local_llm if vad.get("end_of_turn_text") else fake_llm,
-            "voice": {"replies": True if name in MODELS else "never"},
+            "voice": {"replies": "always" if name in MODELS else "never"},
         }
         for name, vad in CONFIGS.items()
     }

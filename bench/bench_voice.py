@@ -29,6 +29,7 @@ import websockets
 
 from bench.common import QUICK_MARK, line, percentile, sized, start_fake_openai, start_web_bot
 from core.llm.presets import DEFAULT_PRESET
+from core.pipeline import ECHO_TAIL_S
 from tests.speech import resample, silence, speak
 
 TURNS = sized(20, 2)
@@ -115,6 +116,8 @@ async def turn(ws: Any, inbox: Inbox, speech: bytes, tail: bytes) -> tuple[float
             timings = {**timings, **event.get("timings", {})}  # the speech's own timings come with audio_done
             break  # the whole reply has been sent: the next utterance starts on a quiet line
     await sender
+    # Speech just after the reply's playback may be the reply heard back (core.pipeline.ECHO_TAIL_S): a quiet gap.
+    await send_paced(ws, bytes(2 * round((ECHO_TAIL_S + 0.1) * RATE)))
     if stopped is None or first_audio is None:
         raise RuntimeError(f"a reply without audio: {timings}")
     return first_audio - speech_end, stopped - speech_end, timings or {}

@@ -141,7 +141,9 @@ class Speaker:
                 # sentences that have a voice are still read. Any other failure ends the reply's speech.
                 if err.code != "tts-no-voice":
                     self.failed = err
-                    self.ready.set()  # no audio will come
+                # What the user gets at once: the notice (and the text), not audio; while held, nothing more is
+                # synthesised until release, so waiting for a later sentence's audio would only wait.
+                self.ready.set()
                 logger.warning("speech for %s failed: %s (%s)", self._client_id, err.code, err.__cause__ or err)
                 await self._released.wait()
                 if err.code not in self._told:

@@ -265,9 +265,10 @@ class Turn:
         if early is None or early.voiced_until != voiced_until:
             return
         await asyncio.wait([early.reply])
-        if not self.early_ready(voiced_until):
-            reply = early.reply.result()
-            assert reply is not None
+        if early.reply.cancelled() or early.reply.exception() is not None:
+            return
+        reply = early.reply.result()
+        if reply is not None:
             await reply.until_ready()
 
     async def _work_early(self, early: _EarlyWork, clip: AudioClip, read: bool) -> None:

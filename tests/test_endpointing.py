@@ -608,3 +608,33 @@ def test_reply_ready_wait_is_never_longer_than_max_silence() -> None:
     assert ready_waiting(ScriptedTurnModel(0.5), 5000).reply_ready_wait_ms == 2000
     assert Endpointer(None, silence_ms=500, max_silence_ms=2000, reply_ready_wait_ms=1500).reply_ready_wait_ms == 0
     assert ready_waiting(ScriptedTurnModel(0.5)).describe()["reply_ready_wait_ms"] == 1500
+
+
+async def test_a_reply_with_no_voice_is_ready_with_its_notice(store, tmp_path, silero, sentence) -> None:
+    from core.errors import TTSError
+
+    tts = GatedTTS(error=TTSError("no voice for this language", code="tts-no-voice"))
+    line = Line(store, tmp_path, silero, ready_waiting(ScriptedTurnModel(0.95)), tts=tts)
+    await line.stream(silence(0.3) + sentence + silence(0.5))
+    await eventually(lambda: bool(line.events("speech_stopped")), timeout_s=2)  # not at reply_ready_wait_ms
+    assert (await line.turns[0]).status == "ok"
+    assert [e["code"] for e in line.events("error")] == ["tts-no-voice"]
+
+
+async def test_a_one_sentence_reply_is_ready_before_the_turn_claims_it(store, tmp_path, silero, sentence) -> None:
+    # No sentence end for the splitter to find: the early reply's speaker synthesises it when the model finishes.
+    tts = GatedTTS()
+    line = Line(store, tmp_path, silero, ready_waiting(ScriptedTurnModel(0.95)), tts=tts, llm=ScriptedLLM(["Sure"]))
+    await line.stream(silence(0.3) + sentence + silence(0.5))
+    await eventually(lambda: bool(line.events("speech_stopped")), timeout_s=2)
+    assert (await line.turns[0]).reply == "Sure"
+    assert tts.sentences == ["Sure"] and [e["text"] for e in line.events("audio")] == ["Sure"]  # once, not twice
+
+
+async def test_a_cancelled_stream_forgets_a_turn_waiting_for_its_reply(store, tmp_path, silero, sentence) -> None:
+    line, gate = gated_line(store, tmp_path, silero, ready_waiting(ScriptedTurnModel(0.95)), spoken=True)
+    await line.stream(silence(0.3) + sentence + silence(0.5))
+    await line.listener.cancel()
+    gate.set()
+    await asyncio.sleep(0.2)
+    assert line.events("speech_stopped") == [] and line.turns == []

@@ -187,7 +187,7 @@ class LiveListener:
                     # the reply started early is ready to be heard.
                     self._confirming = (voiced_until, probability, words, wait_ms)
                     await self._confirm()
-                    if self._confirming is not None and self._turn is not None:
+                    if self._confirming is not None and self._turn is not None and self._endpointer.reply_ready_wait_ms:
                         self._stop_readiness()
                         self._readiness = asyncio.create_task(
                             self._when_ready(self._turn, voiced_until), name="reply-ready"
@@ -222,10 +222,13 @@ class LiveListener:
 
     async def _when_ready(self, turn: Turn, voiced_until: int) -> None:
         """Once the early reply to the pause after ``voiced_until`` is ready, end the turn if its silence allows."""
-        await turn.until_early_ready(voiced_until)
-        async with self._order:
-            if self._turn is turn:
-                await self._confirm()
+        try:
+            await turn.until_early_ready(voiced_until)
+            async with self._order:
+                if self._turn is turn:
+                    await self._confirm()
+        except Exception:  # the next chunk's _confirm ends the turn all the same, at reply_ready_wait_ms
+            logger.exception("waiting for the early reply of %s failed", self._client_id)
 
     def _stop_readiness(self) -> None:
         task, self._readiness = self._readiness, None
