@@ -323,6 +323,8 @@ async def hear_out(ws: Any, inbox: Inbox, utterance: Utterance, *, spoken: bool 
                 continue
             event = json.loads(frame)
             kind = event["type"]
+            if kind == "speech_stopped" and event["reason"] == "echo":
+                continue  # speech over a spoken reply, heard as the reply's own words: no turn, nothing to answer
             if kind == "speech_stopped":
                 ends.append((at, event["reason"], event.get("probability")))
                 if event.get("probability") is not None or event.get("text_probability") is not None:

@@ -314,6 +314,26 @@ async def test_hands_free_one_turn_per_sentence(serve, voice_settings, connect) 
     assert len({e.get("turn_id") for e in events} - {None}) == 2
 
 
+async def test_a_second_audio_start_ends_the_open_stream_first(serve, voice_settings, connect) -> None:
+    """A client that opens a stream again (another microphone, another mode) without audio_stop: the utterance
+    the first stream was hearing is answered, once, and the new stream hears on."""
+    served = serve(voice_settings(voice={"replies": False}))
+    client = await connect(served, "restart")
+    await client.send({"type": "audio_start", "format": "pcm16", "sample_rate": 16000})
+    await stream_pcm(client, silence(0.3) + speech16k(SENTENCES[1]))  # no silence after it: the turn is not over
+    await client.send({"type": "audio_start", "format": "pcm16", "sample_rate": 16000, "mode": "push_to_talk"})
+    events = await frames(client, {"reply"})
+    heard = [e["text"] for e in events if e["type"] == "transcription"]
+    assert len(heard) == 1 and wer(SENTENCES[1], heard[0]) <= 0.15, events
+    assert [e["reason"] for e in events if e["type"] == "speech_stopped"] == ["push_to_talk"]
+    await stream_pcm(client, speech16k(SENTENCES[3]))
+    await client.send({"type": "audio_stop"})
+    events = await frames(client, {"reply"})
+    heard = [e["text"] for e in events if e["type"] == "transcription"]
+    assert len(heard) == 1 and wer(SENTENCES[3], heard[0]) <= 0.15, events
+    assert [r[0] for r in stored(served, "restart")] == ["user", "assistant"] * 2
+
+
 async def test_live_audio_at_48k_is_resampled(serve, voice_settings, connect) -> None:
     served = serve(voice_settings(voice={"replies": False}))
     client = await connect(served, "hifi")

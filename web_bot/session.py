@@ -53,6 +53,7 @@ class SocketSession:
             elif isinstance(message, AudioStartIn):
                 await self._guard.check_audio()
                 await self._guard.reopen(self._client_id)
+                await self.close()  # a stream already open ends first, as audio_stop ends it: nothing heard is lost
                 self._start_live(message)
                 await self._sink.send({"type": "audio_started", "sample_rate": message.sample_rate})
             elif isinstance(message, AudioStopIn):
