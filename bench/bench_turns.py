@@ -571,7 +571,8 @@ def details(name: str, results: list[Outcome]) -> None:
             print(f"  {name} cut {o.utterance.kind} {o.utterance.text!r} at {o.utterance.cut_s:.2f} s, "
                   f"{o.utterance.pause_ms} ms pause ({reason}{f', p={p:.2f}' if p is not None else ''})", flush=True)
         elif o.utterance.kind != "complete" and not o.paused:
-            print(f"  {name} did not judge the pause in {o.utterance.text!r} (a late judgement?)", flush=True)
+            print(f"  {name} sent no verdict on the pause in {o.utterance.text!r} (judged finished, and speech resumed "
+                  "before the reply was ready or the silence long enough; or judged too late)", flush=True)
         if o.utterance.kind == "complete" and o.waited:
             until = "until max_silence" if o.held else f"{o.stops[-1][0]:.1f} s"
             print(f"  {name} held {o.utterance.text!r} {until} "

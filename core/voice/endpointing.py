@@ -33,9 +33,9 @@ short commands and answers at 1e-4 to 0.002 ("Set a timer for 10 minutes", "Yes"
 that hears an unfinished sentence too, wait for ``max_silence_ms``.
 A pause judged to end the turn (at once, or after its silence) ends it no sooner than the reply started early for
 it is ready to be heard (``reply_ready_wait_ms``, ``core.voice.listener``): ending sooner answers no sooner, and
-until then a user who speaks again is still in their turn. On two cores the first audio is ready ~1 s after the end
-of speech, so this leaves the 600–1000 ms pauses that the confirming silence alone cut (most of the cut-offs above)
-to the user; on a fast machine the window is shorter, and the confirming silence matters more.
+until then a user who speaks again is still in their turn. On two cores the first audio is ready 1–1.4 s after the
+end of speech, which took ``bench_turns``' cut-offs from 11/40 to 3/40 (two of them 1200 ms pauses) with first audio
+unchanged; on a fast machine the window is shorter, and the confirming silence matters more.
 Without a model (``vad.end_of_turn`` = ``silence``), ``silence_ms`` of silence ends the turn, as OpenAI's
 ``server_vad`` does.
 """
