@@ -31,10 +31,15 @@ KEY_LINES = [
 ]
 
 
+
+def quick_env(**extra: str) -> dict[str, str]:
+    """This environment for a quick benchmark run (BENCH_QUICK=1), without the server settings a developer set."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WEB_BOT_", "OPENAI_"))}
+    return {**env, "BENCH_QUICK": "1", **extra}
+
 @pytest.mark.slow
 def test_make_bench_quick() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WEB_BOT_", "OPENAI_"))}
-    env.update(HF_HUB_OFFLINE="1", BENCH_QUICK="1")
+    env = quick_env(HF_HUB_OFFLINE="1")
     # Eight benchmarks in their quick forms, the crash scenario's kills and restarts among them: past 20 minutes on
     # a busy 2-core machine.
     run = subprocess.run(
@@ -65,8 +70,7 @@ TURNS_LINES = [
 @pytest.mark.slow
 def test_bench_turns_quick() -> None:
     """The turn-taking benchmark on its own, quick: every endpointer measured, none cutting a complete sentence."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WEB_BOT_", "OPENAI_"))}
-    env.update(HF_HUB_OFFLINE="1", BENCH_QUICK="1")
+    env = quick_env(HF_HUB_OFFLINE="1")
     run = subprocess.run(
         [sys.executable, "-m", "bench", "bench_turns"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
     )
@@ -91,8 +95,7 @@ SEARCH_LINES = ["search p50 (", "search p99 (", "search p50 over the", "latest 5
 @pytest.mark.postgres
 def test_bench_search_quick() -> None:
     """The search benchmark on its own, quick: SQLite and PostgreSQL, each beside its LIKE scan."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WEB_BOT_", "OPENAI_"))}
-    env.update(BENCH_QUICK="1")
+    env = quick_env()
     run = subprocess.run(
         [sys.executable, "-m", "bench", "bench_search"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
     )
@@ -109,8 +112,7 @@ def test_bench_search_quick() -> None:
 @pytest.mark.slow
 def test_bench_judge_quick() -> None:
     """The endpointing replay records verdicts from a real server and replays each policy on them."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WEB_BOT_", "OPENAI_"))}
-    env.update(HF_HUB_OFFLINE="1", BENCH_QUICK="1")
+    env = quick_env(HF_HUB_OFFLINE="1")
     run = subprocess.run(
         [sys.executable, "-m", "bench", "bench_judge"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
     )
