@@ -5,8 +5,8 @@ The data: ``BENCH_SEARCH_MESSAGES`` messages (default 1,000,000; BENCH_QUICK=1: 
 light user whose single conversation holds 0.01 % of the messages. Text is 60 % English, 40 % Russian by
 conversation: function words, real inflected content words ("погода", "погоды", "running" …) and made-up words,
 drawn by a Zipf law (so word frequencies look like chat text: a few words in most messages, most words rare);
-user turns ~12 words, assistant turns ~45. Rows go in with executemany / COPY at migration 0006, then migration
-0007 builds the search index over them, timed, as on a server upgraded with its history in place.
+user turns ~12 words, assistant turns ~45. Rows go in with executemany / COPY at migration 0006, then migrations
+0007-0008 build the search index over them, timed, as on a server upgraded with its history in place.
 
 Measured, per database, through ``core.history.search.search_messages`` on the store's engine:
 1. search p50 and p99 over queries a user would type: a word or two from one of their own messages (so it
@@ -189,7 +189,7 @@ async def migrate(url: str, revision: str) -> float:
 
 
 async def load_sqlite(path: Path, corpus: Corpus) -> float:
-    """Rows in at 0006 with executemany, then 0007 (its index built over them); returns 0007's seconds."""
+    """Rows in at 0006 with executemany, then 0007-0008 (the index built over them); returns their seconds."""
     import sqlite3
 
     url = f"sqlite+aiosqlite:///{path}"
@@ -217,7 +217,7 @@ async def load_sqlite(path: Path, corpus: Corpus) -> float:
 
 
 async def load_postgresql(url: str, corpus: Corpus) -> float:
-    """Rows in at 0006 with COPY, then 0007 and ANALYZE; returns 0007's seconds."""
+    """Rows in at 0006 with COPY, then 0007-0008 and ANALYZE; returns their seconds."""
     await migrate(url, "0006")
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://"))
     try:
@@ -341,7 +341,7 @@ async def measure(name: str, url: str, corpus: Corpus, queries: list[Query], ind
     finally:
         await store.aclose()
     size = f"{len(corpus.contents):,} messages"
-    print(f"{name}: search index built by migration 0007 over {size} in {index_s:.1f} s", flush=True)
+    print(f"{name}: search index built by migrations 0007-0008 over {size} in {index_s:.1f} s", flush=True)
     like_p50, like_p99 = statistics.median(baseline), percentile(baseline, 99)
     line(f"{name}: search p50 ({size}, the user's own conversations)", ms(statistics.median(own)),
          f"LIKE '%word%' p50 {ms(like_p50)}", statistics.median(own) / like_p50, "≤ 20 ms")

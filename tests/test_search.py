@@ -109,6 +109,46 @@ async def test_russian_words_find_their_other_forms_and_typed_prefixes(chats: Ch
     assert await chats.texts("онлайн") == {"Он работает онлайн"}
 
 
+async def test_yo_and_ye_find_each_other_both_ways(chats: Chats) -> None:
+    """Russian writers type е for ё: either spelling, in the query or the message, anywhere in it, finds the other."""
+    lead = "Сначала было очень много других слов про совсем иные вещи, " * 2  # past the snippet's lead
+    yellow = await chats.say("ann-chat", "Жёлтый дом", "Купили желтый зонт", lead + "а в конце жёлтый")
+    fir = {"ЁЛКИ-ПАЛКИ, четвёртый раз!", "Елки зеленые, четвертый"}  # capital Ё; е and ё in one word
+    await chats.say("ann-chat", *sorted(fir), "Серый дом")
+    for query in ("желтый", "жёлтый", "ЖЁЛТЫЙ", "Желтый", "жёлт", "желтого"):
+        assert sorted(hit.message_id for hit in await chats.find(query)) == yellow, query
+    for query in ("елки", "ёлки", "Ёлка", "ЁЛКАМИ", "четвертый", "четвёртый", "чЕтвЁртый", "ёлки четвертый"):
+        assert await chats.texts(query) == fir, query
+    assert await chats.texts("жёлтый дом") == {"Жёлтый дом"}
+    assert len(await chats.find("желтый", None)) == 3  # every conversation (PostgreSQL: the windowed path)
+
+
+async def test_a_snippet_marks_the_words_as_written(chats: Chats) -> None:
+    long = "Сначала было очень много других слов про совсем иные вещи, " * 3 + "а потом Жёлтый дом и ЁЛКА."
+    [ident] = await chats.say("ann-chat", long)
+    for query in ("желтый елка", "жёлтый ёлка", "ЖЕЛТЫЙ ЕЛКА"):
+        [hit] = await chats.find(query)
+        assert hit.message_id == ident
+        assert [part for part, matched in hit.snippet if matched] == ["Жёлтый", "ЁЛКА"], query
+        whole = "".join(part for part, _ in hit.snippet)
+        assert whole.startswith("…") and whole.endswith("а потом Жёлтый дом и ЁЛКА.")
+    [stored] = await chats.store.recent("ann-chat", 1)
+    assert stored.content == long  # only the index is folded
+
+
+async def test_a_changed_yo_message_leaves_no_stale_words(chats: Chats) -> None:
+    """The triggers unindex what they indexed (the folded text): an edit or a clear leaves nothing behind."""
+    [ident] = await chats.say("ann-chat", "Зелёная ёлка")
+    assert await chats.store.update(ident, "Синяя ель", "ok") == 1
+    assert await chats.texts("елка") == set() and await chats.texts("ёлка") == set()
+    assert await chats.texts("зеленая") == set()
+    assert await chats.texts("синяя") == {"Синяя ель"}
+    assert await chats.store.update(ident, "Серый ёж", "ok") == 1
+    assert await chats.texts("еж") == {"Серый ёж"}
+    await chats.store.clear("ann-chat")
+    assert await chats.texts("ёж") == set() and await chats.texts("еж") == set()
+
+
 async def test_no_word_overmatches(chats: Chats) -> None:
     await chats.say("ann-chat", "a cat on the mat", "category theory", "concatenate strings", "on online")
     assert await chats.texts("on") == {"a cat on the mat", "on online"}  # whole word: not "online"
@@ -240,6 +280,64 @@ async def test_rows_stored_before_the_migration_are_indexed(history_url: str) ->
             await conn.run_sync(downgrade_to("0006"))
             await conn.run_sync(upgrade_to("head"))
         assert len(await search_messages(store.engine, query="stored", user_id=None)) == 1
+    finally:
+        await store.aclose()
+
+
+async def test_rows_stored_before_yo_folding_are_found_by_either_spelling(history_url: str) -> None:  # noqa: F811
+    engine = create_async_engine(history_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(upgrade_to("0007"))  # indexed as written, ё and all
+            for content in ("Жёлтый дом", "желтый зонт", "ЁЛКА"):
+                await conn.execute(
+                    text(
+                        "INSERT INTO messages (client_id, role, content, source, status, created_at) "
+                        "VALUES ('old', 'user', :content, 'text', 'ok', CURRENT_TIMESTAMP)"
+                    ),
+                    {"content": content},
+                )
+    finally:
+        await engine.dispose()
+    store = SQLHistoryStore(history_url)
+    await store.start()  # migrates to 0008, which indexes them again, folded
+
+    async def found(query: str) -> set[str]:
+        hits = await search_messages(store.engine, query=query, user_id=None)
+        return {"".join(part for part, _ in hit.snippet) for hit in hits}
+
+    try:
+        for query in ("желтый", "жёлтый"):
+            assert await found(query) == {"Жёлтый дом", "желтый зонт"}
+        assert await found("елка") == {"ЁЛКА"}
+        async with store.engine.begin() as conn:  # and back down: the index as 0007 made it
+            await conn.run_sync(downgrade_to("0007"))
+            if conn.dialect.name == "sqlite":
+                fts = "SELECT rowid FROM messages_fts WHERE messages_fts MATCH :match"
+                assert len((await conn.execute(text(fts), {"match": '"жёлтый"'})).all()) == 1
+                assert len((await conn.execute(text(fts), {"match": '"желтый"'})).all()) == 1
+                views = "SELECT name FROM sqlite_master WHERE type = 'view'"
+                assert (await conn.execute(text(views))).all() == []
+            else:
+                index = "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_messages_content_search'"
+                assert "translate" not in (await conn.scalar(text(index)) or "translate")
+            await conn.run_sync(upgrade_to("head"))
+        assert await found("ёлки") == {"ЁЛКА"}
+        assert await found("жёлтый дом") == {"Жёлтый дом"}
+    finally:
+        await store.aclose()
+
+
+async def test_postgresql_search_uses_the_folded_index(postgres_url: str) -> None:
+    """The query's expression is the index's, word for word: the planner uses the index, not a scan."""
+    store = SQLHistoryStore(postgres_url)
+    await store.start()
+    try:
+        sql = f"SELECT m.id FROM messages AS m WHERE {search_module._TSVECTOR} @@ to_tsquery('simple', 'желт:*')"
+        async with store.engine.begin() as conn:
+            await conn.execute(text("SET LOCAL enable_seqscan = off"))  # a scan despite this: the index is unusable
+            plan = "\n".join(row[0] for row in (await conn.execute(text(f"EXPLAIN {sql}"))).all())
+        assert "ix_messages_content_search" in plan, plan
     finally:
         await store.aclose()
 

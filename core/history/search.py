@@ -1,11 +1,14 @@
 """Full-text search over stored messages (issue 14): a user's words in, their newest matching messages out.
 
-The index (migration 0007) holds every word of every message lower-cased and never stemmed: FTS5 on SQLite,
-a GIN index on ``to_tsvector('simple', content)`` on PostgreSQL. A query is stemmed here instead, each word by
-its script (Cyrillic: Russian, Latin: English, Snowball), and matched as a prefix: "running" becomes ``run*``,
-which finds "run", "runs" and "running"; "погода" becomes ``погод*``, which finds "погоды" and "погоду", and so
-does the typed prefix "погод". The query's words must all match (AND). Only letters and digits of the user's
-text reach the database, each quoted, so nothing a user types is read as query syntax.
+The index (migrations 0007, 0008) holds every word of every message lower-cased, ё as е, and never stemmed: FTS5
+on SQLite, a GIN index on ``to_tsvector('simple', translate(content, 'ёЁ', 'еЕ'))`` on PostgreSQL. A query is
+folded the same way (Russian writers type е for ё freely: "желтый" finds "Жёлтый" and the other way round) and
+stemmed here instead, each word by its script (Cyrillic: Russian, Latin: English, Snowball), and matched as a
+prefix: "running" becomes ``run*``, which finds "run", "runs" and "running"; "погода" becomes ``погод*``, which
+finds "погоды" and "погоду", and so does the typed prefix "погод". The stored text keeps its ё: only the index and
+the query are folded, and a snippet shows the text as written. The query's words must all match (AND). Only
+letters and digits of the user's text reach the database, each quoted, so nothing a user types is read as query
+syntax.
 
 Newest first, and never a read of every match of a frequent word (bench/bench_search.py measures it): SQLite
 walks FTS5's matches from the newest id down, testing each against the user's message ids (gathered once from
@@ -37,9 +40,16 @@ from core.history.writes import aware
 
 logger = logging.getLogger(__name__)
 
-# What migration 0007 makes, outside core.history.schema: a schema comparison skips these (``include_name``).
+# What migrations 0007 and 0008 make, outside core.history.schema: a schema comparison skips them (include_name).
 SEARCH_OBJECTS = frozenset(
-    {"messages_fts", "messages_fts_data", "messages_fts_idx", "messages_fts_config", "ix_messages_content_search"}
+    {
+        "messages_fts",
+        "messages_fts_data",
+        "messages_fts_idx",
+        "messages_fts_config",
+        "messages_fts_source",
+        "ix_messages_content_search",
+    }
 )
 
 MAX_TERMS = 8  # words of a query past these are ignored
@@ -52,6 +62,7 @@ SNIPPET_LEAD = 50  # characters of context kept before the first matched word
 # Letters and digits (Unicode categories L* and N*): what FTS5's unicode61 and PostgreSQL's parser call words.
 WORD = re.compile(r"[^\W_]+")
 CYRILLIC = re.compile(r"[\u0400-\u04ff]")
+YO = str.maketrans("ёЁ", "еЕ")  # what migration 0008 folds in the index
 LATIN = re.compile(r"[A-Za-z\u00c0-\u024f\u1e00-\u1eff]")
 # Words too common to narrow a search: dropped when the query has others, else matched whole.
 STOPWORDS = frozenset(
@@ -138,7 +149,7 @@ async def search_messages(
 def parse_query(query: str) -> tuple[Term, ...]:
     """The query's words as terms; none when it has no letters or digits."""
     words: list[str] = []
-    for found in WORD.findall(unicodedata.normalize("NFC", query).lower()):
+    for found in WORD.findall(unicodedata.normalize("NFC", query).lower().translate(YO)):
         word = found[:MAX_TERM_CHARS]
         if word not in words:
             words.append(word)
@@ -163,10 +174,7 @@ def _term(word: str) -> Term:
 
 def _stem(word: str) -> str:
     if CYRILLIC.search(word):
-        stem: str = _stemmer("russian").stemWord(word)
-        # Snowball writes ё as е; the index keeps what was typed, so keep the word's own spelling of the stem.
-        head = word[: len(stem)]
-        return head if head.replace("ё", "е") == stem else stem
+        return str(_stemmer("russian").stemWord(word))  # Snowball writes ё as е, as the index does
     if LATIN.search(word):
         return str(_stemmer("english").stemWord(word))
     return word
@@ -254,8 +262,9 @@ def _tidy(parts: list[tuple[str, bool]]) -> tuple[tuple[str, bool], ...]:
 
 
 def _fold(word: str) -> str:
-    """A word as the index compares it: lower-case, Latin letters without diacritics (unicode61 remove_diacritics)."""
-    return "".join(_fold_char(c) for c in word.lower())
+    """A word as the index compares it: lower-case, ё as е, Latin letters without diacritics (unicode61
+    remove_diacritics)."""
+    return "".join(_fold_char(c) for c in word.lower().translate(YO))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -279,8 +288,8 @@ _COLUMNS = (
     column("title", String),
 )
 _SELECT = "SELECT m.id, m.client_id, m.role, m.created_at, m.content, c.title"
-# PostgreSQL: the expression of migration 0007's index, word for word, or the planner cannot use it.
-_TSVECTOR = "to_tsvector('simple'::regconfig, m.content)"
+# PostgreSQL: the expression of migration 0008's index, word for word, or the planner cannot use it.
+_TSVECTOR = "to_tsvector('simple'::regconfig, translate(m.content, 'ёЁ', 'еЕ'))"
 WINDOW = 20_000  # PostgreSQL, every conversation: the newest this many ids are searched first
 
 
