@@ -32,7 +32,7 @@ define compile
 	rm $(2).new
 endef
 
-.PHONY: install install-dev lock system-deps run migrate test bench lint clean rebuild-llama docker-test fuzz soak
+.PHONY: install install-dev lock system-deps voices run migrate test bench lint clean rebuild-llama docker-test fuzz soak
 
 # The venv's own pip installs the lock, which pins pip itself too (the llm package depends on pip).
 $(BIN)/python:
@@ -67,7 +67,11 @@ lock: $(VENV)/.dev
 system-deps:
 	bash scripts/system-deps.sh
 
-run: install
+# Festival's Russian voice, from Debian (no Russian voice is on PyPI): `make run` speaks Russian out of the box.
+voices:
+	bash scripts/system-deps.sh voices
+
+run: install voices
 	$(BIN)/python -m web_bot --host $(HOST) --port $(PORT)
 
 # The server migrates at start-up too; this applies the history schema's migrations on their own.
