@@ -370,7 +370,7 @@ class ChatPipeline:
         self, earlier: list[StoredMessage], text: str, language: str | None = None, *, client_id: str | None = None
     ) -> list[ChatMessage]:
         """What the LLM is sent: the system prompt (``client_id``'s own if it set one; told which language to answer
-        in, when the turn's is known), the client's last messages but any exchange the reply only echoed, and the new
+        in, when the turn's is known), the client's last messages but any reply that only echoed the user, and the new
         one."""
         kept = without_echoes(earlier[-self.history_messages :]) if self.history_messages else []
         name = language_name(language)

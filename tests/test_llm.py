@@ -250,13 +250,13 @@ def test_the_question_said_back_is_dropped_and_the_answer_kept() -> None:
     assert guarded("Paris. What is the capital of France?", "What is the capital of France?")[0] == "Paris. "
 
 
-def test_an_exchange_whose_reply_only_echoed_is_left_out_of_the_context_but_short_answers_stay() -> None:
+def test_a_reply_that_only_echoed_is_left_out_of_the_context_but_the_users_words_and_short_answers_stay() -> None:
     echoed = [ChatMessage("user", "Set an alarm for seven."), ChatMessage("assistant", "set an alarm for SEVEN")]
-    russian = [ChatMessage("user", "Какая сегодня погода?"), ChatMessage("assistant", "Какая сегодня погода")]
+    russian = [ChatMessage("user", "Меня зовут Анна."), ChatMessage("assistant", "Меня зовут Анна")]
     short = [ChatMessage("user", "thanks"), ChatMessage("assistant", "Thanks!"), ChatMessage("user", "yes"),
              ChatMessage("assistant", "Yes.")]
     answered = [ChatMessage("user", "Set an alarm for seven."), ChatMessage("assistant", "I cannot set alarms.")]
-    assert without_echoes([*echoed, *short, *russian, *answered]) == [*short, *answered]
+    assert without_echoes([*echoed, *short, *russian, *answered]) == [echoed[0], *short, russian[0], *answered]
     # A reply with no user message before it (the history window cut it off) stays.
     assert without_echoes(echoed[1:]) == echoed[1:]
 
@@ -368,6 +368,36 @@ async def test_the_default_model_answers_in_english_and_russian() -> None:
             q = question(ident)
             answer = await ask(llm, q, system_prompt_for(system, q.language, LANGUAGE_LINES))
             assert answer.verdict.correct, (ident, answer.reply, answer.verdict.problems)
+    finally:
+        await llm.aclose()
+
+
+@pytest.mark.slow
+async def test_a_fact_the_reply_only_echoed_is_still_known_at_the_next_turn(tmp_path) -> None:
+    """The model said "Меня зовут Анна." back; the echo leaves the prompt, the user's words stay (a tester's "Как
+    меня зовут?" got "Я зову Мария." when both left)."""
+    from datetime import UTC, datetime
+
+    from core.history import SQLHistoryStore
+    from core.hub import Hub
+    from core.models import StoredMessage
+    from core.pipeline import ChatPipeline
+
+    llm = await build_llm(LLMSettings(engine="local", temperature=0))
+    pipeline = ChatPipeline(
+        llm=llm, history=SQLHistoryStore(f"sqlite+aiosqlite:///{tmp_path / 'h.db'}"), hub=Hub(),
+        system_prompt=LLMSettings().system_prompt, history_messages=10,
+    )
+    now = datetime.now(UTC)
+    earlier = [
+        StoredMessage(1, "anna", "user", "Меня зовут Анна.", "text", "ok", now),
+        StoredMessage(2, "anna", "assistant", "Меня зовут Анна.", "text", "ok", now),
+    ]
+    try:
+        context = pipeline.context(earlier, "Как меня зовут?", "ru")
+        assert [m.role for m in context] == ["system", "user", "user"]
+        reply = "".join([part async for part in llm.stream_reply(context)])
+        assert "Анн" in reply, reply
     finally:
         await llm.aclose()
 

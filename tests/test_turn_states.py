@@ -248,15 +248,16 @@ async def test_each_reply_prepares_exactly_the_next_prompt_as_the_window_slides(
     assert [m.content for m in line.llm.contexts[3][1:-1]] == ["message 1", REPLY_TEXT, "message 2", REPLY_TEXT]
 
 
-async def test_an_exchange_the_model_only_echoed_is_left_out_of_the_next_prompt(tmp_path: Path) -> None:
-    """A small model that finds its own echo in the history echoes every request after it."""
+async def test_a_reply_the_model_only_echoed_is_left_out_of_the_next_prompt(tmp_path: Path) -> None:
+    """A small model that finds its own echo in the history echoes every request after it; the user's words stay."""
     line = Line(tmp_path, llm=ScriptedLLM(["Set an alarm ", "for seven."]))
     await line.text("set an alarm for seven")[1]
     line.llm.chunks = REPLY
     await line.text("and what time is it")[1]
     await line.text("thanks")[1]
-    assert [m.content for m in line.llm.contexts[1][1:]] == ["and what time is it"]
-    assert [m.content for m in line.llm.contexts[2][1:]] == ["and what time is it", REPLY_TEXT, "thanks"]
+    said = "set an alarm for seven"
+    assert [m.content for m in line.llm.contexts[1][1:]] == [said, "and what time is it"]
+    assert [m.content for m in line.llm.contexts[2][1:]] == [said, "and what time is it", REPLY_TEXT, "thanks"]
     assert line.llm.prepared[0] == line.llm.contexts[1][:-1]
     assert line.history.rows("c")[1] == ("assistant", "Set an alarm for seven.", "ok")  # stored all the same
 

@@ -55,17 +55,17 @@ def said_back(question: str, reply: str) -> bool:
 
 
 def without_echoes(messages: list[T]) -> list[T]:
-    """``messages`` (anything with ``role`` and ``content``) without each exchange whose reply only said the user's
-    words back. A small model that finds its own echo in the history learns to echo: measured with
-    Qwen2.5-Coder-0.5B on bench_voice's sentences, one echoed statement made it echo each request that followed
-    ("Set an alarm for 7…" → the same words), where each alone was answered (1/37 echoed)."""
+    """``messages`` (anything with ``role`` and ``content``) without each reply that only said the user's words back.
+    A small model that finds its own echo in the history learns to echo: measured with Qwen2.5-Coder-0.5B on
+    bench_voice's sentences, one echoed statement made it echo each request that followed ("Set an alarm for 7…" →
+    the same words), where each alone was answered (1/37 echoed). The user's words stay: what they said ("My name is
+    Anna.", often echoed) is what the next turn may need."""
     kept: list[T] = []
     for message in messages:
         if (
             message.role == "assistant" and kept and kept[-1].role == "user"
             and said_back(kept[-1].content, message.content)
         ):
-            kept.pop()
             continue
         kept.append(message)
     return kept
