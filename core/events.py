@@ -135,14 +135,16 @@ class SpeechPaused(Event):
 
 @dataclass(frozen=True, slots=True)
 class ReplyPaused(Event):
-    """The user may be interrupting the spoken reply: stop playing it until ``reply_resumed`` or ``interrupted``."""
+    """The user may be interrupting the spoken reply: no more of its audio comes until ``reply_resumed`` or
+    ``interrupted``; play what is there quieter (the page ducks it to a quarter) so it does not talk over them."""
 
     type: ClassVar[str] = "reply_paused"
 
 
 @dataclass(frozen=True, slots=True)
 class ReplyResumed(Event):
-    """It was not an interruption (no words, or the reply's own voice heard back): play on where it stopped."""
+    """It was not an interruption (no words, or the reply's own voice heard back): play on at full volume; the
+    rest of its audio follows."""
 
     type: ClassVar[str] = "reply_resumed"
 

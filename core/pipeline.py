@@ -87,7 +87,7 @@ class ChatPipeline:
         self._lanes = Lanes()
         self._running: dict[str, Turn] = {}  # the turn each client's lane is running, if any
         self._voices: dict[str, tuple[Speaker, TurnOutlet]] = {}  # each client's reply being spoken, if any
-        self._spoke: dict[str, tuple[str, float]] = {}  # each client's last spoken reply, and when it ended
+        self._spoke: dict[str, tuple[Speaker, float]] = {}  # each client's last spoken reply, and when it ended
         self.llm_healthy = True
         # Told of every stored reply: (client_id, the user's words, the reply) — conversations title themselves.
         self.after_reply: Callable[[str, str, str], None] | None = None
@@ -239,14 +239,24 @@ class ChatPipeline:
     def reply_text(self, client_id: str) -> str:
         """The text of the reply being spoken to this client as far as it was written, or of one that ended less
         than ``ECHO_TAIL_S`` ago; "" if none."""
+        speaker = self._voice_or_tail(client_id)
+        return speaker.text if speaker is not None else ""
+
+    def reply_played(self, client_id: str, since: float, until: float) -> str:
+        """The words of that reply this client's page played between ``since`` and ``until`` (perf_counter
+        seconds, estimated: ``core.speaking.Playback``); "" if none."""
+        speaker = self._voice_or_tail(client_id)
+        return speaker.playback.words_between(since, until) if speaker is not None else ""
+
+    def _voice_or_tail(self, client_id: str) -> Speaker | None:
         voice = self._voices.get(client_id)
         if voice is not None:
-            return voice[0].text
-        text, ended = self._spoke.get(client_id, ("", 0.0))
-        return text if time.monotonic() - ended < ECHO_TAIL_S else ""
+            return voice[0]
+        speaker, ended = self._spoke.get(client_id, (None, 0.0))
+        return speaker if time.monotonic() - ended < ECHO_TAIL_S else None
 
     async def pause_reply(self, client_id: str) -> bool:
-        """Hold the reply being spoken (the user may be interrupting) and tell the tabs to stop playing it; whether
+        """Hold the reply being spoken (the user may be interrupting) and tell the tabs to play it quieter; whether
         there was one (and barge-in is on)."""
         voice = self._voices.get(client_id)
         if voice is None or not self.barge_in_enabled:
@@ -333,14 +343,14 @@ class ChatPipeline:
         for client_id, (voice, _) in list(self._voices.items()):
             if voice is speaker:
                 del self._voices[client_id]
-                self._spoken_tail(client_id, speaker.text)
+                self._spoken_tail(client_id, speaker)
 
-    def _spoken_tail(self, client_id: str, text: str) -> None:
+    def _spoken_tail(self, client_id: str, speaker: Speaker) -> None:
         """Remember a reply that just played out, for its echo; forget the ones past their tail."""
         now = time.monotonic()
         for other in [c for c, (_, ended) in self._spoke.items() if now - ended >= ECHO_TAIL_S]:
             del self._spoke[other]
-        self._spoke[client_id] = (text, now)
+        self._spoke[client_id] = (speaker, now)
 
     def turn_language(self, client_id: str, text: str, heard: str | None) -> str | None:
         """The turn's language: what speech-to-text heard, else the client's fixed language, else the text's."""

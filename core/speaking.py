@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
+from dataclasses import dataclass
 
 from core.cpu import CpuGate
 from core.errors import TTSError
@@ -24,6 +26,44 @@ FIRST_PIECE_MAX_CHARS = 40
 # always has the next sentence before the current one ends, and the reply counts as being spoken (so speech can
 # interrupt it, and its echo is recognised) until it has been played, not merely sent.
 PLAYBACK_LEAD_S = 1.0
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@dataclass(slots=True)
+class _Played:
+    start: float  # perf_counter
+    end: float
+    text: str
+
+
+class Playback:
+    """When the listener hears each sentence of a reply, estimated from the audio sent: a page plays each frame as it
+    arrives, or after the one before it (and plays on, quieter, what it has while the reply is held). A word is placed
+    in its sentence's audio by its share of the sentence's characters (off by a few hundred milliseconds: speech is
+    not spoken evenly).
+
+    What the microphone can hear back of a reply is the words played just before (``core.voice.interruption``).
+    """
+
+    def __init__(self) -> None:
+        self._played: list[_Played] = []
+
+    def add(self, start: float, end: float, text: str) -> None:
+        """``text`` plays from ``start`` to ``end`` (perf_counter seconds; equal when its length is unknown)."""
+        self._played.append(_Played(start, max(start, end), text))
+
+    def words_between(self, since: float, until: float) -> str:
+        """The words whose estimated playing time overlaps ``since``…``until`` (perf_counter seconds), in order."""
+        heard = []
+        for played in self._played:
+            if played.end < since or played.start > until:
+                continue
+            seconds_per_char = (played.end - played.start) / max(1, len(played.text))
+            for word in _WORD.finditer(played.text):
+                starts, ends = (played.start + seconds_per_char * at for at in word.span())
+                if starts <= until and ends >= since:
+                    heard.append(word.group())
+        return " ".join(heard)
 
 
 class Speaker:
@@ -66,13 +106,14 @@ class Speaker:
         self.ready = asyncio.Event()
         self._finished = False
         self.spoken: list[str] = []
+        self._plays_from: list[float] = []  # perf_counter when each of ``spoken`` starts playing
         self.failed: TTSError | None = None
         self._told: set[str] = set()  # error codes this reply's tabs were already sent
         self._given: list[str] = []
         self.timings: dict[str, float] = {}
         self._seq = 0
         self._playhead = 0.0  # perf_counter when the audio sent so far will have been played, if played without gaps
-        self._held_left: float | None = None  # while held: how much of the sent audio was still to play
+        self.playback = Playback()  # when the listener hears each sentence sent
 
     def release(self, origin: float) -> None:
         """Start sending (what is already synthesised goes at once); ``origin`` is when the user's speech ended."""
@@ -80,19 +121,13 @@ class Speaker:
         self._released.set()
 
     def hold(self) -> None:
-        """Send nothing more until ``resume`` (the user may be interrupting, and the page stops playing; synthesis
-        goes on meanwhile)."""
-        if self._released.is_set():
-            self._released.clear()
-            self._held_left = max(0.0, self._playhead - time.perf_counter())
+        """Send nothing more until ``resume`` (the user may be interrupting; synthesis goes on meanwhile). The page
+        plays what it has, quieter (``reply_paused``), so the playback clock runs on."""
+        self._released.clear()
 
     def resume(self) -> None:
-        """Send again after ``hold``: the page plays on from where it stopped."""
-        if not self._released.is_set():
-            if self._held_left is not None:
-                self._playhead = time.perf_counter() + self._held_left
-                self._held_left = None
-            self._released.set()
+        """Send again after ``hold``."""
+        self._released.set()
 
     @property
     def text(self) -> str:
@@ -112,6 +147,11 @@ class Speaker:
         for sentence in self._splitter.flush():
             self._queue.put_nowait(sentence)
         self._queue.put_nowait(_DONE)
+
+    def heard(self, at: float) -> list[str]:
+        """The pieces of ``spoken`` the page had begun to play by ``at`` (perf_counter): the rest were sent ahead
+        (``PLAYBACK_LEAD_S``) but not heard."""
+        return [piece for piece, start in zip(self.spoken, self._plays_from, strict=True) if start <= at]
 
     @property
     def frames(self) -> int:
@@ -153,18 +193,24 @@ class Speaker:
             synthesised = time.perf_counter()
             if chunks:
                 self.ready.set()
+            plays_from: float | None = None
             for chunk in chunks:
                 await self._paced(PLAYBACK_LEAD_S)
                 event = AudioEvent(self._seq, sentence, chunk.format, chunk.sample_rate)
                 await self._outlet.send(event, chunk.data)
-                if chunk.duration_s:
-                    self._playhead = max(self._playhead, time.perf_counter()) + chunk.duration_s
+                self._playhead = max(self._playhead, time.perf_counter())
+                if plays_from is None:
+                    plays_from = self._playhead
+                self._playhead += chunk.duration_s or 0.0
                 self._seq += 1
                 if not self.first_sent.is_set():
                     self.timings["tts_first_audio_ms"] = round((synthesised - started) * 1000, 1)
                     self.timings["first_audio_ms"] = round((time.perf_counter() - self._origin) * 1000, 1)
                     self.first_sent.set()
+            if plays_from is not None:
+                self.playback.add(plays_from, self._playhead, sentence)
             self.spoken.append(piece)
+            self._plays_from.append(time.perf_counter() if plays_from is None else plays_from)
         self.ready.set()  # all of it synthesised (a reply with nothing to say)
         await self._paced(0.0)  # the reply is spoken once it has been played
 

@@ -477,9 +477,10 @@ class Turn:
             return await self._fail(request, stored_user.id, "".join(self._sent), err, timings)
         except asyncio.CancelledError:
             self._end(TurnState.INTERRUPTED)
-            # What the user got: with spoken replies, the sentences already sent as audio; before any was
-            # spoken (or without voice), the text already sent.
-            heard = " ".join(speaker.spoken) if speaker is not None and speaker.spoken else "".join(self._sent)
+            # What the user got: with spoken replies, the sentences the page had begun to play (not those sent
+            # ahead of it); before any was played (or without voice), the text already sent.
+            played = speaker.heard(time.perf_counter()) if speaker is not None else []
+            heard = " ".join(played) if played else "".join(self._sent)
             await asyncio.shield(self._keep_interrupted(request, heard.strip(), timings))
             raise
         finally:

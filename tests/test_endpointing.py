@@ -21,6 +21,7 @@ from core.pipeline import ChatPipeline, TurnRequest, TurnResult
 from core.recordings import Recordings
 from core.transcription import Transcriber
 from core.voice.endpointing import Endpointer
+from core.voice.interruption import ECHO_LAG_S, PLACE_ERROR_S
 from core.voice.listener import LiveListener
 from core.voice.vad import SileroModel, VoiceActivityDetector
 from tests.fakes.engines import GatedTTS, RecordingSink, ScriptedLLM, WordsSTT
@@ -82,6 +83,7 @@ class Line:
         hub = Hub()
         self.sink = RecordingSink()
         hub.attach("talker", self.sink)
+        self.tts = tts
         transcriber = Transcriber(
             stt=WordsSTT(heard), recordings=Recordings(str(tmp_path / "audio"), 0), max_duration_s=30,
             language=None,
@@ -200,59 +202,94 @@ async def test_pushing_to_talk_a_short_word_is_a_turn_and_nothing_is_none(store,
 # --- speech while the bot speaks -------------------------------------------------------------------------------
 
 
+async def speaking_its_first_sentence(line: Line) -> asyncio.Future[TurnResult]:
+    """A reply of REPLY's two sentences, spoken to the talker: the first sent, the second synthesised only when
+    the TTS's gate opens."""
+    assert line.tts is not None
+    speaking = line.pipeline.submit(TurnRequest("talker", "what is the weather", "text"))
+    for _ in range(400):
+        if line.pipeline.speaking("talker") and "audio" in line.sink.types() and len(line.tts.sentences) == 2:
+            return speaking
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"the reply's first sentence was never sent: {line.sink.types()}")
+
+
 @pytest.mark.parametrize(
     ("heard", "interrupts"),
     [
-        ("the weather in Paris is sunny", False),  # the reply's own voice, heard back
+        ("For how many people?", False),  # the reply's own voice, heard back
         ("", False),  # no words: a cough, a door
         ("stop, that is enough", True),
-        ("what about the weather in London", True),  # some of the reply's words, but the user's sentence
+        ("how many people live in London", True),  # some of the reply's words, but the user's sentence
+        ("the weather in Paris is sunny", True),  # the reply's words, but still to be played: the user's own
     ],
 )
 async def test_speech_over_a_spoken_reply_pauses_it_and_words_decide(
     store, tmp_path, silero, sentence, heard, interrupts
 ) -> None:
     gate = asyncio.Event()
-    tts = GatedTTS(gate)
-    line = Line(store, tmp_path, silero, endpointer(ScriptedTurnModel(0.9)), heard=heard, tts=tts)
-    speaking = line.pipeline.submit(TurnRequest("talker", "what is the weather", "text"))
-    for _ in range(200):
-        if line.pipeline.speaking("talker") and tts.sentences:
-            break
-        await asyncio.sleep(0.005)
+    line = Line(store, tmp_path, silero, endpointer(ScriptedTurnModel(0.9)), heard=heard, tts=GatedTTS(gate, free=1))
+    speaking = await speaking_its_first_sentence(line)
     await line.stream(silence(0.3) + sentence[: len(sentence) // 2])  # voiced past vad.interrupt_min_ms: decided
-    gate.set()  # the reply's speech is synthesised now: held, or cancelled, none of it went before the decision
+    gate.set()  # the reply's second sentence is synthesised now: held, or cancelled; none of it went before
     await line.stream(sentence[len(sentence) // 2 :] + silence(1.0))
     kinds = line.sink.types()
     paused = kinds.index("reply_paused")
-    assert kinds[paused - 1] == "speech_started" and "audio" not in kinds[:paused]
+    assert kinds[paused - 1] == "speech_started" and kinds[:paused].count("audio") == 1
     if interrupts:
         with pytest.raises(asyncio.CancelledError):
             await speaking
         kinds = line.sink.types()
-        assert "interrupted" in kinds and "reply_resumed" not in kinds and "audio" not in kinds
+        assert "interrupted" in kinds and "reply_resumed" not in kinds and kinds.count("audio") == 1
         assert len(line.turns) == 1 and (await line.turns[0]).user_text == heard
     else:
         assert (await speaking).status == "ok"
         kinds = line.sink.types()
-        assert "interrupted" not in kinds and "audio" not in kinds[: kinds.index("reply_resumed")]
+        assert "interrupted" not in kinds and "audio" not in kinds[paused : kinds.index("reply_resumed")]
         assert kinds.count("audio") == 2 and not line.turns  # played on; the speech was no turn
         assert [m.role for m in await store.recent("talker", 10)] == ["user", "assistant"]
 
 
-@pytest.mark.parametrize(("heard", "interrupts"), [("the weather in Paris", False), ("stop please", True)])
+async def test_the_reply_played_long_before_the_speech_is_not_its_echo(store, tmp_path, silero, sentence) -> None:
+    """The user says the words the reply began with, seconds after they were played: no echo comes back that late."""
+    gate = asyncio.Event()
+    line = Line(store, tmp_path, silero, endpointer(ScriptedTurnModel(0.9)), heard="For how many people?",
+                tts=GatedTTS(gate, free=1))
+    speaking = await speaking_its_first_sentence(line)
+    await asyncio.sleep(ECHO_LAG_S + PLACE_ERROR_S + 1.0)  # the stream is fed faster than real time: ~0.5 s earlier
+    await line.stream(silence(0.3) + sentence + silence(1.0))
+    gate.set()  # the user's turn is answered, and spoken
+    with pytest.raises(asyncio.CancelledError):
+        await speaking
+    assert "interrupted" in line.sink.types() and (await line.turns[0]).user_text == "For how many people?"
+
+
+async def test_a_reply_cut_by_a_barge_in_is_kept_as_far_as_it_was_played(store, tmp_path, silero) -> None:
+    """Audio goes up to ``PLAYBACK_LEAD_S`` ahead of the page's playback: a sentence sent but not yet begun was not
+    heard, and is not kept."""
+    llm = ScriptedLLM(["One two three. ", "Four five six. ", "Seven eight nine. ", "Ten."])
+    tts = GatedTTS(duration_s=2.0)  # each sentence plays 2 s: the third is sent 1 s before the second ends
+    line = Line(store, tmp_path, silero, endpointer(None), tts=tts, llm=llm)
+    speaking = line.pipeline.submit(TurnRequest("talker", "count", "text"))
+    for _ in range(1000):
+        if line.sink.types().count("audio") == 3:
+            break
+        await asyncio.sleep(0.005)
+    assert line.pipeline.barge_in("talker")
+    with pytest.raises(asyncio.CancelledError):
+        await speaking
+    reply = (await store.recent("talker", 10))[-1]
+    assert (reply.content, reply.status) == ("One two three. Four five six.", "interrupted")
+
+
+@pytest.mark.parametrize(("heard", "interrupts"), [("for how many people", False), ("stop please", True)])
 async def test_speech_that_ends_before_it_is_checked_is_judged_whole(
     store, tmp_path, silero, sentence, heard, interrupts
 ) -> None:
     gate = asyncio.Event()
-    tts = GatedTTS(gate)
-    line = Line(store, tmp_path, silero, endpointer(ScriptedTurnModel(0.9)), heard=heard, tts=tts,
+    line = Line(store, tmp_path, silero, endpointer(ScriptedTurnModel(0.9)), heard=heard, tts=GatedTTS(gate, free=1),
                 interrupt_min_ms=60_000)
-    speaking = line.pipeline.submit(TurnRequest("talker", "what is the weather", "text"))
-    for _ in range(200):
-        if line.pipeline.speaking("talker"):
-            break
-        await asyncio.sleep(0.005)
+    speaking = await speaking_its_first_sentence(line)
     await line.stream(silence(0.3) + sentence + silence(1.0))
     gate.set()
     if interrupts:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from core.speaking import Playback
 from core.voice.interruption import is_echo, new_words
 
 REPLY = "Paris is the capital of France. It stands on the river Seine. Many people visit it every year."
@@ -38,3 +39,22 @@ def test_nothing_is_an_echo_of_no_reply() -> None:
 def test_only_the_words_since_the_last_look_are_new() -> None:
     assert new_words(["paris", "is", "the", "capital", "stop"], ["paris", "is", "the"]) == ["capital", "stop"]
     assert new_words(["the", "the"], ["the"]) == ["the"]
+
+
+def test_playback_places_each_word_by_its_share_of_the_sentence() -> None:
+    playback = Playback()
+    playback.add(10.0, 12.0, "Paris is the capital of France.")  # 31 characters in 2 s
+    playback.add(12.5, 14.5, "It stands on the river Seine.")
+    assert playback.words_between(9.0, 10.1) == "Paris"
+    assert playback.words_between(11.0, 11.5) == "capital of"
+    assert playback.words_between(11.9, 12.6) == "France It"
+    assert playback.words_between(14.6, 20.0) == ""  # all of it played before
+    assert playback.words_between(0.0, 9.9) == ""  # none of it played yet
+    assert playback.words_between(0.0, 100.0) == "Paris is the capital of France It stands on the river Seine"
+
+
+def test_a_sentence_of_unknown_length_plays_at_once() -> None:
+    playback = Playback()
+    playback.add(3.0, 3.0, "For how many people?")
+    assert playback.words_between(2.0, 3.0) == "For how many people"
+    assert playback.words_between(3.1, 4.0) == ""

@@ -659,3 +659,27 @@ async def test_the_user_talking_over_the_echo_interrupts(
     assert "tell me about" in heard.lower(), heard
     rows = stored(served, "talks-over")
     assert rows[1][2] == "interrupted" and rows[2][:2] == ("user", heard)
+
+
+async def test_the_user_asking_about_what_the_reply_said_before_interrupts(
+    serve, voice_settings, connect, fake_openai: FakeOpenAI
+) -> None:
+    """Most of the user's words were said by the reply, but seconds before: no echo comes back that late, so it is
+    the user, asking."""
+    served, client, mic = await beside_speakers(serve, voice_settings, connect, fake_openai, "asks-back")
+    try:
+        await client.send("Tell me about Paris")
+        events: list[dict[str, Any]] = []
+        while not any(e["type"] == "audio" and e["seq"] >= 3 for e in events):  # the last sentence is being sent
+            events += await converse(client, mic, {"audio"})
+        mic.say(speech16k("Wait, what is the capital of France?") + silence(1.5))
+        events += await converse(client, mic, {"interrupted", "audio_done"})
+        events += await converse(client, mic, {"reply"})
+    finally:
+        await mic.stop()
+    kinds = [e["type"] for e in events]
+    assert "interrupted" in kinds and "audio_done" not in kinds, str(kinds)
+    heard = next(e for e in events if e["type"] == "transcription")["text"]
+    assert "capital of france" in heard.lower(), heard
+    rows = stored(served, "asks-back")
+    assert rows[1][2] == "interrupted" and rows[2][:2] == ("user", heard)

@@ -2,7 +2,10 @@
 
 With loudspeakers the microphone hears the reply; the browser's echo cancellation removes most of it, not all. So
 speech while a reply is being spoken pauses the reply, and only words decide: none (a cough, a door) or the reply's
-own words heard back mean the reply plays on; anything else is an interruption.
+own words heard back mean the reply plays on; anything else is an interruption. The reply's own words are the ones
+its page played while the speech could hear them (``core.speaking.Playback``): an echo comes back within
+``ECHO_LAG_S`` of its audio, so neither a word from the start of a long reply nor one still to be played is an echo
+of it — a user who repeats the first or goes on with their sentence as the reply starts is heard.
 """
 
 from __future__ import annotations
@@ -19,6 +22,12 @@ ECHO_SHARE = 0.5
 # "today" 0.44), or the start of one: an echo often ends mid-word ("France" heard as "Fran").
 SIMILAR = 0.65
 MIN_PREFIX = 3
+# The longest from a reply's audio being sent to its echo coming back: the page's playback buffer, loudspeaker to
+# microphone, capture, and the network both ways (together well under 0.5 s on a LAN; the rest is margin).
+ECHO_LAG_S = 1.0
+# How far a word's estimated playing time may be from its real one (``Playback`` places words by their share of
+# the sentence's characters).
+PLACE_ERROR_S = 0.3
 
 
 def words(text: str) -> list[str]:

@@ -15,7 +15,7 @@ from core.hub import Hub
 from core.models import AudioClip
 from core.pipeline import ChatPipeline, Turn, TurnResult
 from core.voice.endpointing import Endpointer
-from core.voice.interruption import is_echo, new_words, words
+from core.voice.interruption import ECHO_LAG_S, PLACE_ERROR_S, is_echo, new_words, words
 from core.voice.vad import SpeechEnd, SpeechStart, VoiceActivityDetector
 
 logger = logging.getLogger(__name__)
@@ -71,6 +71,8 @@ class LiveListener:
         self._suspect = False
         self._next_check_ms = 0  # voiced ms of the utterance at which its next words are checked
         self._echo_words: list[str] = []  # the words of it already found to be the reply's own
+        # perf_counter up to which its words were found to be the reply's (at first: when its audio began)
+        self._looked_until = 0.0
         self._held = False  # this listener paused the reply, and owes it a resume
         self._checks: asyncio.Task[None] | None = None
         self._resampler = _Resampler(sample_rate) if sample_rate != VAD_RATE else None
@@ -264,6 +266,9 @@ class LiveListener:
     async def _speech_started(self) -> None:
         """Speech began: it interrupts the bot at once, or, if the bot may be hearing itself, it is suspect."""
         await self._clear_suspicion()
+        # The stream comes in real time: the utterance began as long before now as the VAD has judged since.
+        began_ms = self._vad.position_ms - self.speech_start_ms + self._vad.prefix_padding_ms
+        self._looked_until = time.perf_counter() - began_ms / 1000
         if self._pipeline.barge_in_enabled and self._pipeline.may_hear_itself(self._client_id):
             self._suspect = True
             self._next_check_ms = self._interrupt_min_ms
@@ -307,20 +312,28 @@ class LiveListener:
         transcriber = self._pipeline.transcriber
         if transcriber is None:
             return True  # no way to tell: speech interrupts, as it did before
-        reply = self._pipeline.reply_text(self._client_id)
+        until = time.perf_counter()
+        played = self._pipeline.reply_played(self._client_id, float("-inf"), until + PLACE_ERROR_S)
+        # The new words (since the last look) can only be an echo of what the page played while they could hear
+        # it: not the start of a long reply (the echo of a reply can keep one utterance going all through it), nor
+        # words still to come (a user who goes on with their sentence as the reply starts says its words first).
+        recent = self._pipeline.reply_played(
+            self._client_id, self._looked_until - ECHO_LAG_S - PLACE_ERROR_S, until + PLACE_ERROR_S
+        )
         clip = AudioClip(audio, VAD_RATE)
         try:
             # The reply as Whisper's previous text: its own words, heard back faint or cut off, are heard as those
             # words ("of France", not "full of friends"). That errs towards "echo", which only delays a real
             # interruption to the next look, where a misheard echo would have cut the reply off.
-            heard = await transcriber.transcribe(clip, self._pipeline.language(self._client_id), prompt=reply)
+            heard = await transcriber.transcribe(clip, self._pipeline.language(self._client_id), prompt=played)
         except BotError:
             return False  # no words (no-speech), or none to be had: the reply plays on
         heard_words = words(heard.text)
         new = new_words(heard_words, self._echo_words)
         logger.debug("heard over the reply of %s: %r, new %r", self._client_id, heard.text, new)
-        if not new or is_echo(" ".join(new), reply):
+        if not new or is_echo(" ".join(new), recent):
             self._echo_words = heard_words
+            self._looked_until = until
             return False
         return True
 

@@ -111,13 +111,15 @@ class ScriptedSTT:
 
 
 class GatedTTS:
-    """'Speaks' each sentence as its UTF-8 bytes once ``gate`` is open, each said to play for ``duration_s``, or
-    raises ``error``; records the sentences."""
+    """'Speaks' each sentence as its UTF-8 bytes once ``gate`` is open (the first ``free`` ones at once), each said
+    to play for ``duration_s``, or raises ``error``; records the sentences."""
 
     def __init__(
-        self, gate: asyncio.Event | None = None, duration_s: float | None = None, *, error: Exception | None = None
+        self, gate: asyncio.Event | None = None, duration_s: float | None = None, *, error: Exception | None = None,
+        free: int = 0,
     ) -> None:
         self.gate = gate
+        self.free = free
         self.duration_s = duration_s
         self.error = error
         self.sentences: list[str] = []
@@ -130,7 +132,7 @@ class GatedTTS:
     async def synthesize(self, text: str, *, language: str | None = None) -> AsyncIterator[AudioChunk]:
         self.sentences.append(text)
         self.languages.append(language)
-        if self.gate is not None:
+        if self.gate is not None and len(self.sentences) > self.free:
             await self.gate.wait()
         if self.error is not None:
             raise self.error
