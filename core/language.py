@@ -18,6 +18,9 @@ logger = logging.getLogger(__name__)
 
 # A sentence shorter than this says too little to overrule the turn's language.
 MIN_DETECT_CHARS = 12
+# A language as a client names it (ISO 639-1/3, then maybe a region or script: ru, RU, en-GB, pt_BR), the form /v1's
+# transcriptions take; whether speech-to-text knows it is ``Transcriber.knows_language``'s to say.
+LANGUAGE_TAG = r"[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})?"
 
 
 class TextLanguage:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from core.config import load_settings
 from tests.conftest import Served
 from tests.fakes.openai_server import FakeOpenAI
+from tests.speech import silence, wav
 
 STATUS_FIELDS = {
     "status",
@@ -193,3 +197,70 @@ async def test_commands_answer_in_the_pages_language(server: Served, connect) ->
     await client.recv()
     await client.send("/help")
     assert (await client.recv())["text"].startswith("Commands:")
+
+
+@pytest.fixture(scope="module")
+def hearing(tmp_path_factory: pytest.TempPathFactory, fake_openai: FakeOpenAI) -> Iterator[Served]:
+    """A server with the real Whisper base (stt.languages the default en, ru), shared by the language tests."""
+    folder = tmp_path_factory.mktemp("hearing")
+    config = {
+        "llm": {"engine": "openai", "base_url": f"{fake_openai.url}/v1",  # type: ignore[attr-defined]
+                "model_name": "fake-model", "timeout_s": 5, "max_retries": 0},
+        "database": {"db_path": str(folder / "history.db")},
+        "audio": {"dir": str(folder / "audio")},
+        "logging": {"file": str(folder / "web_bot.log"), "level": "INFO"},
+        "stt": {"engine": "whisper"},
+        "tts": {"engine": "none"},
+        "limits": {"enabled": False},
+        "history": {"titles": "first-words"},
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    served = Served(load_settings(folder / "config.json", environ={}))
+    yield served
+    served.stop()
+
+
+@pytest.mark.slow
+async def test_config_refuses_a_language_the_speech_model_does_not_know(hearing: Served, connect) -> None:
+    """It was echoed back as fixed, and every utterance was then silently detected instead."""
+    client = await connect(hearing, "unknown-language")
+    await client.send({"type": "config", "language": "ru"})
+    before = await client.recv()
+    assert before["type"] == "config" and before["language"] == "ru"
+    await client.send({"type": "config", "language": "xx", "voice_replies": not before["voice_replies"]})
+    error = await client.recv()
+    assert error["type"] == "error" and error["code"] == "bad-message" and "'xx'" in error["message"]
+    # The socket is still open, and nothing of the refused message was applied.
+    await client.send({"type": "config"})
+    after = await client.recv()
+    assert after["type"] == "config" and after["language"] == "ru" and after["voice_replies"] == before["voice_replies"]
+    await client.send("/help")  # the page's locale falls back to the fixed language: still Russian
+    assert (await client.recv())["text"].startswith("Команды:")
+    await client.send({"type": "config", "language": ""})
+    assert (await client.recv())["language"] is None
+
+
+# Each language a client may fix, and what it is taken as (None: refused). Whisper knows de, outside stt.languages:
+# that list only bounds detection, and a language given is used as is (README, stt.language).
+LANGUAGES: dict[str, str | None] = {
+    "ru": "ru", "en": "en", "RU": "ru", "ru-RU": "ru", "en_GB": "en", "de": "de",
+    "xx": None, "zz": None, "qq-QQ": None, "auto": None, "klingon": None,
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tag", LANGUAGES)
+async def test_the_socket_and_v1_agree_on_which_languages_there_are(hearing: Served, connect, tag: str) -> None:
+    async with httpx.AsyncClient(base_url=f"{hearing.url}/v1", timeout=60) as http:
+        answer = await http.post("/audio/transcriptions", data={"model": "whisper-1", "language": tag},
+                                 files={"file": ("quiet.wav", wav(silence(0.5), 16000))})
+    client = await connect(hearing, f"tag-{sorted(LANGUAGES).index(tag)}")
+    await client.send({"type": "config", "language": tag})
+    event = await client.recv()
+    taken = LANGUAGES[tag]
+    if taken is None:
+        assert answer.status_code == 400 and answer.json()["error"]["code"] == "bad-request", answer.text
+        assert event["type"] == "error" and event["code"] == "bad-message", event
+    else:
+        assert answer.status_code == 200, answer.text
+        assert event["type"] == "config" and event["language"] == taken, event

@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from core.errors import ProtocolError
+from core.language import LANGUAGE_TAG
 from core.unicode import valid_text
 
 CLIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -36,8 +37,9 @@ class PingIn(_In):
 class ConfigIn(_In):
     type: Literal["config"]
     voice_replies: bool | None = None
-    # The language the client speaks (ISO 639-1/3); "" goes back to detecting it per utterance.
-    language: Annotated[str, Field(pattern=r"^([a-z]{2,3})?$")] | None = None
+    # The language the client speaks (ru, RU, ru-RU: taken as ru); "" goes back to detecting it per utterance. The
+    # session refuses one speech-to-text does not know, as /v1's transcriptions do.
+    language: Annotated[str, Field(pattern=rf"^(?:{LANGUAGE_TAG})?$")] | None = None
     # The language the page is shown in; commands answer in it.
     locale: Annotated[str, Field(pattern=r"^([a-z]{2,3})?$")] | None = None
 

@@ -13,6 +13,7 @@ from core.events import ErrorEvent
 from core.outlet import new_turn_id
 from core.pipeline import TurnRequest, TurnResult
 from core.services import Bot
+from core.tts.voices import language_code
 from core.voice.listener import LiveListener
 from web_bot.connections import WebSocketSink
 from web_bot.guard import SocketGuard, error_event
@@ -109,13 +110,24 @@ class SocketSession:
             await self._sink.send(error_event(err))
 
     async def _configure(self, message: ConfigIn) -> None:
+        language = self._client_language(message.language)  # first: a refused message changes nothing
         if message.voice_replies is not None:
             self._bot.pipeline.set_voice_replies(self._client_id, message.voice_replies)
         if message.language is not None:
-            self._bot.pipeline.set_language(self._client_id, message.language or None)
+            self._bot.pipeline.set_language(self._client_id, language)
         if message.locale is not None:
             self._bot.pipeline.set_locale(self._client_id, message.locale or None)
         await self._sink.send({"type": "config", **self._bot.client_settings(self._client_id)})
+
+    def _client_language(self, tag: str | None) -> str | None:
+        """The language a config message fixes, as the engines name it (``RU``, ``ru-RU`` -> ``ru``; "" -> None).
+        One speech-to-text does not know is ``bad-message``, by the check /v1's transcriptions make: it was
+        echoed back as fixed, and every utterance was then silently detected instead."""
+        if not tag:
+            return None
+        if not self._bot.transcriber.knows_language(tag):
+            raise ProtocolError(f"language: the speech model knows no language {tag!r}", code="bad-message")
+        return language_code(tag)
 
     def _start_live(self, message: AudioStartIn) -> None:
         if self._bot.vad_model is None or self._bot.endpointer is None or self._bot.stt is None:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from core.language import LANGUAGE_TAG
 from core.models import ChatMessage, Role
 from core.openai_api.errors import InvalidRequest
 from core.openai_api.speech import MAX_INPUT_CHARS
@@ -154,7 +155,7 @@ class TranscriptionForm(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     model: str
-    language: str | None = Field(None, pattern=r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})?$")
+    language: str | None = Field(None, pattern=rf"^{LANGUAGE_TAG}$")
     prompt: str | None = None
     response_format: ResponseFormat = "json"
     temperature: float | None = Field(None, ge=0, le=1)
