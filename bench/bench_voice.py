@@ -9,6 +9,10 @@ the default embedded model, with SmolLM2-135M beside it,
 and with an instant loopback LLM (what the server and the speech engines cost alone).
 Baseline: the same utterance through faster-whisper and Piper called directly in this process, with no server,
 no VAD wait and no LLM. BENCH_QUICK=1: two turns per configuration.
+
+Push-to-talk, on the default model: the button held over the utterance and ``RELEASE_LAG_S`` after it, the PCM
+streamed while held (``mode`` ``push_to_talk``), then ``audio_stop``; release → first reply audio, beside the same
+utterance sent whole as a WAV at release (what the voice button did before it streamed) in the same run.
 """
 
 from __future__ import annotations
@@ -30,9 +34,11 @@ import websockets
 from bench.common import QUICK_MARK, line, percentile, sized, start_fake_openai, start_web_bot
 from core.llm.presets import DEFAULT_PRESET
 from core.pipeline import ECHO_TAIL_S
-from tests.speech import resample, silence, speak
+from tests.speech import resample, silence, speak, wav
 
 TURNS = sized(20, 2)
+PRESSES = sized(10, 2)
+RELEASE_LAG_S = 0.2  # a hand lets go of the button a little after the last word
 RATE = 16000
 CHUNK = 640  # 20 ms of 16 kHz PCM16
 WINDOW = 160  # 10 ms: a window is voiced when a sample in it reaches 1% of full scale
@@ -124,11 +130,12 @@ async def turn(ws: Any, inbox: Inbox, speech: bytes, tail: bytes) -> tuple[float
 
 
 @contextlib.asynccontextmanager
-async def live_stream(port: int, client_id: str) -> AsyncIterator[tuple[Any, Inbox]]:
-    """A socket with a hands-free stream open, and the inbox its frames arrive in (stamped)."""
+async def live_stream(port: int, client_id: str, *, hands_free: bool = True) -> AsyncIterator[tuple[Any, Inbox]]:
+    """A socket (with a hands-free stream open, unless told not to), and the inbox its frames arrive in (stamped)."""
     async with websockets.connect(f"ws://127.0.0.1:{port}/ws/{client_id}", max_size=None) as ws:
         await ws.recv()
-        await ws.send(json.dumps({"type": "audio_start", "format": "pcm16", "sample_rate": RATE}))
+        if hands_free:
+            await ws.send(json.dumps({"type": "audio_start", "format": "pcm16", "sample_rate": RATE}))
         inbox: Inbox = asyncio.Queue()
         reader = asyncio.create_task(read(ws, inbox))
         try:
@@ -150,6 +157,54 @@ async def run(port: int, clips: list[bytes], turns: int) -> tuple[list[float], l
                 vad_waits.append(vad_wait)
                 stages.append(timings)
     return latencies, vad_waits, stages
+
+
+async def first_audio_after(inbox: Inbox, start: float) -> float:
+    """Seconds from ``start`` to this turn's first reply audio frame; reads on to the end of its reply."""
+    first_audio: float | None = None
+    heard = announced = False
+    while True:
+        at, frame = await asyncio.wait_for(inbox.get(), 120)
+        if isinstance(frame, bytes):
+            if announced and first_audio is None:
+                first_audio = at
+            continue
+        event = json.loads(frame)
+        kind = event["type"]
+        if kind in ("error", "interrupted"):
+            raise RuntimeError(f"turn failed: {event}")
+        if kind == "transcription":
+            heard = True
+        elif kind == "audio" and heard:
+            announced = True
+        elif kind == "audio_done" and heard:
+            break
+    if first_audio is None:
+        raise RuntimeError("a reply without audio")
+    return first_audio - start
+
+
+async def presses(port: int, clips: list[bytes], turns: int) -> tuple[list[float], list[float]]:
+    """Release → first audio of push-to-talk turns, and send → first audio of the same clips sent whole."""
+    streamed, whole = [], []
+    async with live_stream(port, "bench-press", hands_free=False) as (ws, inbox):
+        for i in range(turns + 1):
+            speech = clips[i % len(clips)]
+            await ws.send(json.dumps(
+                {"type": "audio_start", "format": "pcm16", "sample_rate": RATE, "mode": "push_to_talk"}
+            ))
+            await send_paced(ws, speech + silence(RELEASE_LAG_S))
+            await ws.send(json.dumps({"type": "audio_stop"}))
+            pressed = await first_audio_after(inbox, time.perf_counter())
+            await asyncio.sleep(ECHO_TAIL_S + 0.1)
+            await asyncio.sleep(len(speech) / (2 * RATE))  # the whole clip is recorded before it is sent
+            await ws.send(wav(speech + silence(RELEASE_LAG_S), RATE))
+            sent = await first_audio_after(inbox, time.perf_counter())
+            await asyncio.sleep(ECHO_TAIL_S + 0.1)
+            if i:  # the first turn warms the engines up
+                streamed.append(pressed)
+                whole.append(sent)
+    return streamed, whole
 
 
 async def direct_baseline(clips: list[bytes]) -> float:
@@ -208,10 +263,17 @@ async def main() -> None:
         )
         try:
             latencies, vad_waits, stages = await run(port, clips, TURNS)
+            streamed, whole = await presses(port, clips, PRESSES) if model == DEFAULT_PRESET else ([], [])
         finally:
             server.stop()
         label = "offline defaults" if model == DEFAULT_PRESET else "offline defaults but"
         report(f"{label} ({model})", latencies, vad_waits, stages, baseline)
+        if streamed:
+            p50, whole_p50 = statistics.median(streamed), statistics.median(whole)
+            line(f"push-to-talk ({model}): release → first audio p50", f"{p50 * 1000:.0f} ms",
+                 f"{whole_p50 * 1000:.0f} ms the clip sent whole at release", p50 / whole_p50, "p50 ≤ 400 ms")
+            line(f"push-to-talk ({model}): release → first audio p95", f"{percentile(streamed, 95) * 1000:.0f} ms",
+                 f"{percentile(whole, 95) * 1000:.0f} ms sent whole")
     fake, fake_url = start_fake_openai()
     server, port = start_web_bot(
         {**common, "llm": {"engine": "openai", "base_url": f"{fake_url}/v1", "model_name": "fake", "max_tokens": 64},

@@ -21,6 +21,7 @@ KEY_LINES = [
     f"offline defaults ({DEFAULT_PRESET}): end of speech → first audio p50",  # bench_voice: the default model
     "offline defaults but (smollm2-135m): end of speech → first audio p50",
     "instant fake LLM: end of speech → first audio p50",
+    f"push-to-talk ({DEFAULT_PRESET}): release → first audio p50",  # beside the clip sent whole at release
     "voice turns/s, 4 clients uploading speech at once",
     "Realtime API: end of speech → first audio delta p50",  # bench_realtime, beside the page's socket
     "SIGTERM with",  # bench_crash: the stop beside waiting for every reply (its kills print no ratio: all or none)
