@@ -1,9 +1,10 @@
 """Conversations: a user's many chats — listed most recent first, titled, renamed, deleted with everything they hold,
 exported (JSON, Markdown, text; all of them as a ZIP with the recordings) and imported back.
 
-A conversation is a ``client_id`` with a row in ``conversations`` (``core.auth.schema``). Its title is made from the
-first exchange: at once from the user's first words, then, when the model is a remote (quick) one, by the model in a
-few words; a title the user gave is never replaced.
+A conversation is a ``client_id`` with a row in ``conversations`` (``core.auth.schema``). Its title is made from its
+first user message's words as soon as that message is stored, whatever becomes of the reply; then, when the model is
+a remote (quick) one, by the model in a few words from the first exchange that got a whole reply. A title the user
+gave (or one made earlier) is never replaced.
 """
 
 from __future__ import annotations
@@ -150,6 +151,9 @@ class Conversations:
         self._llm = llm
         self._llm_titles = llm_titles
         self._tasks: set[asyncio.Task[None]] = set()
+        # Conversations this instance titled from their first words, waiting for a whole reply to have the model title
+        # them (with model titles only): client_id → the title made.
+        self._first_words: dict[str, str] = {}
 
     # Listing and naming
 
@@ -198,29 +202,51 @@ class Conversations:
         await self._publish(client_id, ConversationTitled(client_id, cleaned).to_dict())
         return info
 
+    async def after_user_message(self, client_id: str, text: str) -> None:
+        """A user's message (``text``) was stored: an untitled conversation is titled at once from its first words.
+        A failure is logged, never the turn's: a title is a nicety."""
+        try:
+            await self._title_from_first_words(client_id, text)
+        except HistoryError as err:
+            logger.warning("titling %s failed: %s", client_id, err.code)
+
     def after_reply(self, client_id: str, user_text: str, reply: str) -> None:
-        """A reply was stored: give an untitled conversation its title (in the background)."""
+        """A reply was stored whole: an untitled conversation gets its title, then a quick model may write a better
+        one (in the background)."""
         task = asyncio.create_task(self._title(client_id, user_text, reply), name=f"title-{client_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _title(self, client_id: str, user_text: str, reply: str) -> None:
         try:
-            rows = await self._read(select(conversations.c.title).where(conversations.c.client_id == client_id))
-            if not rows or rows[0][0] is not None:
-                return
-            title = first_words_title(user_text)
+            await self._title_from_first_words(client_id, user_text)  # done already, unless the message came otherwise
+            title = self._first_words.pop(client_id, None)
             if title is None:
                 return
-            # No event for the first words: the page refreshes its list after a reply of an untitled conversation.
-            if not await self._set_title_if_none(client_id, title):
-                return
-            if self._llm is not None and self._llm_titles:
-                better = await self._llm_title(user_text, reply)
-                if better and better != title and await self._replace_title(client_id, title, better):
-                    await self._publish(client_id, ConversationTitled(client_id, better).to_dict())
+            better = await self._llm_title(user_text, reply)
+            if better and better != title and await self._replace_title(client_id, title, better):
+                await self._publish(client_id, ConversationTitled(client_id, better).to_dict())
         except HistoryError as err:
             logger.warning("titling %s failed: %s", client_id, err.code)
+
+    async def _title_from_first_words(self, client_id: str, text: str) -> None:
+        """Title an untitled conversation from the words of its first user message (``text``, the message just
+        stored, if those make no title)."""
+        rows = await self._read(select(conversations.c.title).where(conversations.c.client_id == client_id))
+        if not rows or rows[0][0] is not None:
+            return
+        first = await self._read(
+            select(messages.c.content)
+            .where(messages.c.client_id == client_id, messages.c.role == "user")
+            .order_by(messages.c.id)
+            .limit(1)
+        )
+        title = (first_words_title(first[0][0]) if first else None) or first_words_title(text)
+        # No event for the first words: the page refreshes its list after a reply of an untitled conversation.
+        if title is None or not await self._set_title_if_none(client_id, title):
+            return
+        if self._llm is not None and self._llm_titles:
+            self._first_words[client_id] = title
 
     async def _llm_title(self, user_text: str, reply: str) -> str | None:
         assert self._llm is not None
@@ -270,6 +296,7 @@ class Conversations:
         """Delete the conversation: its messages (and so their search entries), its recordings, its row; every tab
         of it, on every instance, is told. Returns how many messages went."""
         self._interrupt(client_id)  # a reply being written stops (and is stored cut) rather than be waited for
+        self._first_words.pop(client_id, None)
         deletion = await self._clear(client_id)
         await self._forget(list(deletion.audio_paths))
         await self._write(delete(conversations).where(conversations.c.client_id == client_id))

@@ -89,7 +89,10 @@ class ChatPipeline:
         self._voices: dict[str, tuple[Speaker, TurnOutlet]] = {}  # each client's reply being spoken, if any
         self._spoke: dict[str, tuple[Speaker, float]] = {}  # each client's last spoken reply, and when it ended
         self.llm_healthy = True
-        # Told of every stored reply: (client_id, the user's words, the reply) — conversations title themselves.
+        # Told of each user's message once it is stored, before it is shown: (client_id, its words), whatever becomes
+        # of the reply — an untitled conversation takes its title from its first words.
+        self.after_user_message: Callable[[str, str], Awaitable[None]] | None = None
+        # Told of every reply stored whole: (client_id, the user's words, the reply) — the model may title better.
         self.after_reply: Callable[[str, str, str], None] | None = None
 
     @property

@@ -262,6 +262,7 @@ async def build_bot(settings: Settings) -> Bot:
         llm_titles=settings.history.titles == "model"
         or (settings.history.titles == "auto" and llm.info().engine != "local"),
     )
+    pipeline.after_user_message = bot.conversations.after_user_message
     pipeline.after_reply = bot.conversations.after_reply
     bot.start_maintenance()
     hub.start()

@@ -422,6 +422,11 @@ class Turn:
         start = time.perf_counter()
         timings = dict(request.timings)
         stored_user, recent = await self._store_user_message(request)
+        first = not any(m.role == "user" and m.id != stored_user.id for m in recent)
+        if first and pipeline.after_user_message is not None:
+            # The conversation's first message: told before the page shows it, whatever becomes of the reply (its
+            # speech can take seconds). Later messages cost the turn nothing.
+            await pipeline.after_user_message(self.client_id, request.text)
         created = stored_user.created_at.isoformat()
         await self.outlet.send(UserMessage(request.text, stored_user.id, self.source, created, request.client_msg_id))
         earlier = [m for m in recent if m.id != stored_user.id]

@@ -90,6 +90,93 @@ async def test_the_model_titles_a_conversation_when_it_is_quick(
         assert titled[-1] == {"type": "conversation", "client_id": "moon", "title": "Moon landing facts"}
 
 
+async def title_of(served: Served, client_id: str) -> str | None:
+    async with httpx.AsyncClient(base_url=served.url) as http:
+        listed = (await http.get("/api/conversations", params={"limit": 500})).json()["conversations"]
+    return next(c["title"] for c in listed if c["client_id"] == client_id)
+
+
+async def test_the_title_is_there_as_soon_as_the_first_message_is_shown(server: Served, connect: Any) -> None:
+    client = await connect(server, "at-once")
+    await client.send({"type": "text", "text": "Tell me about volcanoes [slow:0.5]"})
+    await client.until("user_message")
+    assert await title_of(server, "at-once") == "Tell me about volcanoes [slow:0.5]"  # read once, no waiting
+    rest = await client.until("reply")  # the reply took seconds more
+    assert rest[0]["type"] == "reply_delta" and rest[-1]["text"].startswith("You said: Tell me about volcanoes")
+
+
+async def test_a_first_reply_cut_by_a_second_message_leaves_the_first_words_as_title(
+    server: Served, connect: Any
+) -> None:
+    client = await connect(server, "cut-first")
+    await client.send({"type": "text", "text": "Tell me about volcanoes [slow:0.5]"})
+    await client.until("reply_delta")  # the first reply is being written
+    events = await client.chat("Recipes with apples please")
+    assert "interrupted" in [e["type"] for e in events] and events[-1]["type"] == "reply"
+    assert [row[2] for row in server.stored("cut-first")] == ["ok", "interrupted", "ok", "ok"]
+    await asyncio.sleep(0.2)  # a title made after the second reply (in the background) would be there by now
+    assert await title_of(server, "cut-first") == "Tell me about volcanoes [slow:0.5]"
+
+
+async def test_a_first_reply_that_fails_leaves_the_first_words_as_title(server: Served, connect: Any) -> None:
+    client = await connect(server, "failed-first")
+    events = await client.chat("Why is the sky blue [status:500]")
+    assert events[-1]["type"] == "error"
+    assert await title_of(server, "failed-first") == "Why is the sky blue [status:500]"
+
+
+async def test_an_upload_whose_reply_fails_is_titled_from_its_words(
+    serve: Callable[[Settings], Served],
+    make_settings: Callable[..., Settings],
+    fake_openai: FakeOpenAI,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    served = serve(make_settings(stt_settings(fake_openai)))
+    monkeypatch.setitem(fake_openai.fault, "chat", "[status:500]")
+    pcm, rate = speak("Hello there")
+    async with httpx.AsyncClient(base_url=served.url, timeout=30) as http:
+        sent = await http.post(
+            "/upload_audio", files={"file": ("hi.wav", wav(pcm, rate), "audio/wav")}, data={"client_id": "spoken"}
+        )
+    assert sent.status_code != 200
+    assert [row[0] for row in served.stored("spoken")] == ["user"]
+    assert await title_of(served, "spoken") == "hello from the fake transcriber"
+
+
+async def test_a_title_the_user_gave_is_never_replaced(
+    serve: Callable[[Settings], Served],
+    make_settings: Callable[..., Settings],
+    fake_openai: FakeOpenAI,
+    monkeypatch: pytest.MonkeyPatch,
+    connect: Any,
+) -> None:
+    monkeypatch.setitem(fake_openai.by_system, "Write a title", "A model title")
+
+    def titles_asked() -> int:
+        return sum("Write a title" in r["messages"][0]["content"] for r in fake_openai.requests)
+
+    served = serve(make_settings({"history": {"titles": "model"}}))
+    async with httpx.AsyncClient(base_url=served.url) as http:
+        named = (await http.post("/api/conversations", json={"title": "Plans"})).json()["client_id"]
+        client = await connect(served, named)
+        assert (await client.chat("Tell me about volcanoes"))[-1]["type"] == "reply"
+        # Renamed while its first reply is written: the model's title, asked after it, must not replace the name.
+        asked = titles_asked()
+        renamed = await connect(served, "renamed")
+        await renamed.send({"type": "text", "text": "Recipes with apples please [slow:0.3]"})
+        await renamed.until("user_message")
+        assert await title_of(served, "renamed") == "Recipes with apples please [slow:0.3]"
+        assert (await http.patch("/api/conversations/renamed", json={"title": "Cooking"})).status_code == 200
+        assert (await renamed.until("reply"))[-1]["type"] == "reply"
+    for _ in range(100):  # the model is asked for the renamed one's title, then its answer is dropped
+        if titles_asked() > asked:
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.3)
+    assert await title_of(served, named) == "Plans"
+    assert await title_of(served, "renamed") == "Cooking"
+
+
 async def test_deleting_a_conversation_leaves_nothing_and_tells_every_tab(
     serve: Callable[[Settings], Served], make_settings: Callable[..., Settings], fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:
