@@ -210,7 +210,7 @@ class Speaker:
             if plays_from is not None:
                 self.playback.add(plays_from, self._playhead, sentence)
             self.spoken.append(piece)
-            self._plays_from.append(time.perf_counter() if plays_from is None else plays_from)
+            self._plays_from.append(max(self._playhead, time.perf_counter()) if plays_from is None else plays_from)
         self.ready.set()  # all of it synthesised (a reply with nothing to say)
         await self._paced(0.0)  # the reply is spoken once it has been played
 

@@ -282,6 +282,21 @@ async def test_a_reply_cut_by_a_barge_in_is_kept_as_far_as_it_was_played(store, 
     assert (reply.content, reply.status) == ("One two three. Four five six.", "interrupted")
 
 
+async def test_an_echo_held_up_on_the_way_is_dated_when_it_was_recorded(store, tmp_path, silero, sentence) -> None:
+    """The microphone's audio stalls and then comes in a burst, seconds late: its echo of the sentence played when it
+    was recorded is still the reply's own (the stream's clock, not the arrival, dates it)."""
+    gate = asyncio.Event()
+    line = Line(store, tmp_path, silero, endpointer(ScriptedTurnModel(0.9)), heard="For how many people?",
+                tts=GatedTTS(gate, free=1))
+    await line.stream(silence(0.3))  # the stream is on time so far
+    speaking = await speaking_its_first_sentence(line)
+    await asyncio.sleep(ECHO_LAG_S + PLACE_ERROR_S + 1.0)  # the echo recorded now arrives this much later
+    await line.stream(sentence + silence(1.0))
+    gate.set()
+    assert (await speaking).status == "ok" and not line.turns
+    assert "reply_resumed" in line.sink.types() and "interrupted" not in line.sink.types()
+
+
 @pytest.mark.parametrize(("heard", "interrupts"), [("for how many people", False), ("stop please", True)])
 async def test_speech_that_ends_before_it_is_checked_is_judged_whole(
     store, tmp_path, silero, sentence, heard, interrupts

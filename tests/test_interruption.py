@@ -39,6 +39,10 @@ def test_nothing_is_an_echo_of_no_reply() -> None:
 def test_only_the_words_since_the_last_look_are_new() -> None:
     assert new_words(["paris", "is", "the", "capital", "stop"], ["paris", "is", "the"]) == ["capital", "stop"]
     assert new_words(["the", "the"], ["the"]) == ["the"]
+    # Heard again, an earlier word may come out otherwise: still not new.
+    assert new_words(["okay", "paris", "stop"], ["ok"]) == ["paris", "stop"]
+    assert new_words(["of", "france", "it", "stands"], ["of", "fran"]) == ["it", "stands"]
+    assert new_words(["capital", "berlin"], ["capital"]) == ["berlin"]
 
 
 def test_playback_places_each_word_by_its_share_of_the_sentence() -> None:

@@ -48,15 +48,27 @@ def is_echo(heard: str, reply: str) -> bool:
 
 def new_words(heard: list[str], before: list[str]) -> list[str]:
     """``heard`` without the words ``before`` (an earlier look at the same, shorter utterance): each of those
-    removed once, in order, so what is left is what the speaker said since."""
+    removed once, in order, so what is left is what the speaker said since. Whisper hears the whole utterance again
+    at each look and may spell an earlier word otherwise ("Fran" then "France", "ok" then "okay"): a word like one
+    of ``before`` (``SIMILAR``, or one the start of the other) is that word, not a new one."""
     left = list(before)
     fresh = []
     for word in heard:
-        if word in left:
-            left.remove(word)
+        same = word if word in left else _like(word, left)
+        if same is not None:
+            left.remove(same)
         else:
             fresh.append(word)
     return fresh
+
+
+def _like(word: str, others: list[str]) -> str | None:
+    for other in others:
+        shorter, longer = sorted((word, other), key=len)
+        if len(shorter) >= MIN_PREFIX and longer.startswith(shorter):
+            return other
+    close = difflib.get_close_matches(word, others, n=1, cutoff=SIMILAR)
+    return close[0] if close else None
 
 
 def _said(word: str, said: set[str]) -> bool:

@@ -20,6 +20,8 @@ from core.voice.vad import SpeechEnd, SpeechStart, VoiceActivityDetector
 
 logger = logging.getLogger(__name__)
 
+STREAM_DRIFT = 0.01  # seconds the stream's estimated start may move later per second of audio
+
 VAD_RATE = 16000
 # How long the end-of-turn decision waits for the LLM's reading of the words, after the audio model's verdict: longer
 # means the model is busy (another client's reply); the audio model then decides alone.
@@ -91,6 +93,10 @@ class LiveListener:
         self._readiness: asyncio.Task[None] | None = None
         # Events and turns leave in the order they happened, whether a chunk or a judgement ended the turn.
         self._order = asyncio.Lock()
+        # perf_counter of the stream's first sample, as early as its audio has ever come: audio held up on the way
+        # and then delivered in a burst is dated when it was recorded, not when it came (STREAM_DRIFT: how fast the
+        # estimate may move later, for a clock a little slow or a path that got slower for good).
+        self._stream_began: float | None = None
 
     async def feed(self, data: bytes) -> None:
         """Judge a chunk of audio: speech starting interrupts the bot, a turn ending is answered."""
@@ -100,6 +106,12 @@ class LiveListener:
         pcm = data[:cut]
         if self._resampler is not None:
             pcm = self._resampler.convert(pcm)
+        chunk_s = len(pcm) / 2 / VAD_RATE
+        began = time.perf_counter() - (self._vad.position_ms / 1000 + chunk_s)
+        if self._stream_began is None or began < self._stream_began:
+            self._stream_began = began
+        else:
+            self._stream_began = min(began, self._stream_began + chunk_s * STREAM_DRIFT)
         async with self._order:
             # One Silero window costs ~0.1 ms: cheaper inline than a thread hop, and it keeps the events in order.
             for event in self._vad.feed(pcm):
@@ -266,9 +278,9 @@ class LiveListener:
     async def _speech_started(self) -> None:
         """Speech began: it interrupts the bot at once, or, if the bot may be hearing itself, it is suspect."""
         await self._clear_suspicion()
-        # The stream comes in real time: the utterance began as long before now as the VAD has judged since.
-        began_ms = self._vad.position_ms - self.speech_start_ms + self._vad.prefix_padding_ms
-        self._looked_until = time.perf_counter() - began_ms / 1000
+        # When its audio was recorded: the stream's clock (its padding included).
+        began = self._stream_began if self._stream_began is not None else time.perf_counter()
+        self._looked_until = began + (self.speech_start_ms - self._vad.prefix_padding_ms) / 1000
         if self._pipeline.barge_in_enabled and self._pipeline.may_hear_itself(self._client_id):
             self._suspect = True
             self._next_check_ms = self._interrupt_min_ms
