@@ -24,7 +24,7 @@ from core.voice.endpointing import Endpointer
 from core.voice.interruption import ECHO_LAG_S, PLACE_ERROR_S
 from core.voice.listener import LiveListener
 from core.voice.vad import SileroModel, VoiceActivityDetector
-from tests.fakes.engines import GatedTTS, RecordingSink, ScriptedLLM, WordsSTT
+from tests.fakes.engines import GatedTTS, RecordingSink, ScriptedLLM, ScriptedSTT, WordsSTT
 from tests.speech import SENTENCES, resample, silence, speak
 
 CHUNK = 640  # 20 ms of 16 kHz PCM16
@@ -77,7 +77,7 @@ class Line:
 
     def __init__(
         self, store: SQLHistoryStore, tmp_path: Path, silero: SileroModel, endpointer: Endpointer,
-        *, push_to_talk: bool = False, heard: str = "book a table", tts: GatedTTS | None = None,
+        *, push_to_talk: bool = False, heard: str | ScriptedSTT = "book a table", tts: GatedTTS | None = None,
         interrupt_min_ms: int = 300, llm: ScriptedLLM | None = None,
     ) -> None:
         hub = Hub()
@@ -85,7 +85,8 @@ class Line:
         hub.attach("talker", self.sink)
         self.tts = tts
         transcriber = Transcriber(
-            stt=WordsSTT(heard), recordings=Recordings(str(tmp_path / "audio"), 0), max_duration_s=30,
+            stt=WordsSTT(heard) if isinstance(heard, str) else heard,
+            recordings=Recordings(str(tmp_path / "audio"), 0), max_duration_s=30,
             language=None,
         )
         self.pipeline = ChatPipeline(
@@ -295,6 +296,26 @@ async def test_an_echo_held_up_on_the_way_is_dated_when_it_was_recorded(store, t
     gate.set()
     assert (await speaking).status == "ok" and not line.turns
     assert "reply_resumed" in line.sink.types() and "interrupted" not in line.sink.types()
+
+
+async def test_a_look_that_hears_less_of_the_echo_forgets_none_of_it(store, tmp_path, silero, sentence) -> None:
+    """Whisper now and then drops the start of what it heard before ("people" for "For how many people"): the echo's
+    words found earlier are still the reply's when it hears them again, seconds after they were played."""
+    gate = asyncio.Event()
+    stt = ScriptedSTT("For how many people", "people", "For how many people")
+    line = Line(store, tmp_path, silero, endpointer(ScriptedTurnModel(0.9)), heard=stt, tts=GatedTTS(gate, free=1))
+    speaking = await speaking_its_first_sentence(line)
+    quarter = len(sentence) // 4 // 2 * 2
+    await line.stream(silence(0.3) + sentence[:quarter])  # the first look: the first sentence's echo
+    await asyncio.sleep(ECHO_LAG_S + PLACE_ERROR_S + 1.0)  # the next looks come long after it was played
+    for part in range(1, 4):
+        await line.stream(sentence[part * quarter : (part + 1) * quarter])
+        await asyncio.sleep(0.2)
+    await line.stream(silence(1.0))
+    gate.set()
+    assert len(stt.prompts) >= 3  # each answer was heard
+    assert (await speaking).status == "ok" and not line.turns
+    assert "interrupted" not in line.sink.types()
 
 
 @pytest.mark.parametrize(("heard", "interrupts"), [("for how many people", False), ("stop please", True)])

@@ -344,7 +344,7 @@ class LiveListener:
         new = new_words(heard_words, self._echo_words)
         logger.debug("heard over the reply of %s: %r, new %r", self._client_id, heard.text, new)
         if not new or is_echo(" ".join(new), recent):
-            self._echo_words = heard_words
+            self._echo_words += new  # a look that heard less (Whisper drops a start now and then) forgets nothing
             self._looked_until = until
             return False
         return True
