@@ -93,40 +93,12 @@ async def turn(ws: Any, inbox: Inbox, speech: bytes, tail: bytes) -> tuple[float
     await send_paced(ws, speech)
     speech_end = time.perf_counter()
     sender = asyncio.create_task(send_paced(ws, tail))
-    stopped: float | None = None
-    first_audio: float | None = None
-    heard = announced = False
-    timings: dict[str, float] | None = None
-    while True:
-        at, frame = await asyncio.wait_for(inbox.get(), 120)
-        if isinstance(frame, bytes):
-            # Only this turn's reply audio: an audio event after this utterance's transcription announced it.
-            if announced and first_audio is None:
-                first_audio = at
-            continue
-        event = json.loads(frame)
-        kind = event["type"]
-        if kind in ("error", "interrupted"):
-            raise RuntimeError(f"turn failed: {event}")
-        if kind == "speech_stopped":
-            if at < speech_end:
-                raise RuntimeError(f"the VAD ended the utterance {(speech_end - at) * 1000:.0f} ms before its speech")
-            stopped = stopped or at
-        elif kind == "transcription" and stopped is not None:
-            heard = True
-        elif kind == "audio" and heard:
-            announced = True
-        elif kind == "reply" and heard:
-            timings = event["timings"]
-        elif kind == "audio_done" and timings is not None:
-            timings = {**timings, **event.get("timings", {})}  # the speech's own timings come with audio_done
-            break  # the whole reply has been sent: the next utterance starts on a quiet line
+    first_audio, stopped, timings = await reply_to(inbox, speech_end, hands_free=True)
     await sender
     # Speech just after the reply's playback may be the reply heard back (core.pipeline.ECHO_TAIL_S): a quiet gap.
     await send_paced(ws, bytes(2 * round((ECHO_TAIL_S + 0.1) * RATE)))
-    if stopped is None or first_audio is None:
-        raise RuntimeError(f"a reply without audio: {timings}")
-    return first_audio - speech_end, stopped - speech_end, timings or {}
+    assert stopped is not None
+    return first_audio, stopped, timings
 
 
 @contextlib.asynccontextmanager
@@ -159,10 +131,17 @@ async def run(port: int, clips: list[bytes], turns: int) -> tuple[list[float], l
     return latencies, vad_waits, stages
 
 
-async def first_audio_after(inbox: Inbox, start: float) -> float:
-    """Seconds from ``start`` to this turn's first reply audio frame; reads on to the end of its reply."""
+async def reply_to(
+    inbox: Inbox, start: float, *, hands_free: bool
+) -> tuple[float, float | None, dict[str, float]]:
+    """(seconds from ``start`` to this turn's first reply audio frame, to its ``speech_stopped`` or None, the
+    reply's server timings with its speech's), reading on to the end of its reply. This turn's audio is an audio
+    frame after an ``audio`` event after its ``transcription``; hands-free, that transcription follows this
+    utterance's ``speech_stopped``, which must not come before ``start`` (the end of its speech)."""
+    stopped: float | None = None
     first_audio: float | None = None
     heard = announced = False
+    timings: dict[str, float] = {}
     while True:
         at, frame = await asyncio.wait_for(inbox.get(), 120)
         if isinstance(frame, bytes):
@@ -173,15 +152,22 @@ async def first_audio_after(inbox: Inbox, start: float) -> float:
         kind = event["type"]
         if kind in ("error", "interrupted"):
             raise RuntimeError(f"turn failed: {event}")
-        if kind == "transcription":
+        if kind == "speech_stopped" and hands_free:
+            if at < start:
+                raise RuntimeError(f"the VAD ended the utterance {(start - at) * 1000:.0f} ms before its speech")
+            stopped = stopped or at
+        elif kind == "transcription" and (stopped is not None or not hands_free):
             heard = True
         elif kind == "audio" and heard:
             announced = True
+        elif kind == "reply" and heard:
+            timings = event["timings"]
         elif kind == "audio_done" and heard:
-            break
-    if first_audio is None:
-        raise RuntimeError("a reply without audio")
-    return first_audio - start
+            timings = {**timings, **event.get("timings", {})}  # the speech's own timings come with audio_done
+            break  # the whole reply has been sent: the next utterance starts on a quiet line
+    if first_audio is None or (hands_free and stopped is None):
+        raise RuntimeError(f"a reply without audio: {timings}")
+    return first_audio - start, None if stopped is None else stopped - start, timings
 
 
 async def presses(port: int, clips: list[bytes], turns: int) -> tuple[list[float], list[float]]:
@@ -195,11 +181,11 @@ async def presses(port: int, clips: list[bytes], turns: int) -> tuple[list[float
             ))
             await send_paced(ws, speech + silence(RELEASE_LAG_S))
             await ws.send(json.dumps({"type": "audio_stop"}))
-            pressed = await first_audio_after(inbox, time.perf_counter())
+            pressed, _, _ = await reply_to(inbox, time.perf_counter(), hands_free=False)
             await asyncio.sleep(ECHO_TAIL_S + 0.1)
             await asyncio.sleep(len(speech) / (2 * RATE))  # the whole clip is recorded before it is sent
             await ws.send(wav(speech + silence(RELEASE_LAG_S), RATE))
-            sent = await first_audio_after(inbox, time.perf_counter())
+            sent, _, _ = await reply_to(inbox, time.perf_counter(), hands_free=False)
             await asyncio.sleep(ECHO_TAIL_S + 0.1)
             if i:  # the first turn warms the engines up
                 streamed.append(pressed)
