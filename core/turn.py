@@ -30,6 +30,7 @@ from core.models import AudioClip, NewMessage, Source, Status, StoredMessage, Tr
 from core.outlet import TurnOutlet, new_turn_id
 from core.prefetch import ReplyPrefetch
 from core.speaking import Speaker
+from core.voice.interruption import without_echo
 
 if TYPE_CHECKING:
     from core.pipeline import ChatPipeline
@@ -138,6 +139,9 @@ class Turn:
         self._task: asyncio.Task[Any] | None = None  # the task running the turn: a barge-in cancels it
         self._writing: asyncio.Task[StoredMessage] | None = None  # the reply's write, once started
         self._sent: list[str] = []  # what the tabs were sent of the reply
+        # The words of a reply heard back at the start of this turn's speech, before the user's own interrupted it
+        # (``core.voice.listener``): left out of what the turn answers.
+        self.echo: list[str] = []
 
     def __repr__(self) -> str:
         return f"<Turn {self.turn_id} {self.client_id} {self.source} {self.state}>"
@@ -295,10 +299,11 @@ class Turn:
             return
         _settle(early.heard, transcript)
         heard = time.perf_counter()
+        words = without_echo(transcript.text, self.echo)
         reading = None
         if read and self.state is TurnState.LISTENING:  # a turn already answered needs no verdict
             try:
-                reading = await self.pipeline.read_words(self.client_id, transcript.text, transcript.language)
+                reading = await self.pipeline.read_words(self.client_id, words, transcript.language)
             except Exception:
                 logger.exception("reading the words of %s's pause failed", self.client_id)
         _settle(early.reading, reading)
@@ -307,7 +312,7 @@ class Turn:
             (heard - began) * 1000, (time.perf_counter() - heard) * 1000, reading,
         )
         try:
-            reply = await self.pipeline.prefetch(self.client_id, transcript.text, transcript.language, self.turn_id)
+            reply = await self.pipeline.prefetch(self.client_id, words, transcript.language, self.turn_id)
         except BotError:
             reply = None  # the turn's own history read will report the failure
         except Exception as err:
@@ -386,7 +391,7 @@ class Turn:
             pipeline.count_error(err.code)
             raise
         transcript = heard.transcript
-        text = transcript.text.strip()
+        text = without_echo(transcript.text, self.echo).strip()
         language, probability = transcript.language, transcript.language_probability
         await self.outlet.send(TranscriptionEvent(text, heard.timings, self.source, language, probability))
         logger.info(

@@ -8,6 +8,7 @@ model answers within a chunk.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 
 from core.history import SQLHistoryStore
 from core.hub import Hub
-from core.models import ChatMessage
+from core.models import AudioClip, ChatMessage, Transcript
 from core.pipeline import ChatPipeline, TurnRequest, TurnResult
 from core.recordings import Recordings
 from core.transcription import Transcriber
@@ -101,8 +102,13 @@ class Line:
             interrupt_min_ms=interrupt_min_ms,
         )
 
-    async def stream(self, audio: bytes) -> None:
+    async def stream(self, audio: bytes, *, realtime: bool = False) -> None:
+        """Feed ``audio`` as fast as the listener takes it, or at a microphone's pace."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
         for offset in range(0, len(audio), CHUNK):
+            if realtime:
+                await asyncio.sleep(max(0.0, start + offset / 32000 - loop.time()))
             await self.listener.feed(audio[offset : offset + CHUNK])
             await self.listener.idle()
 
@@ -257,8 +263,8 @@ async def test_the_reply_played_long_before_the_speech_is_not_its_echo(store, tm
     line = Line(store, tmp_path, silero, endpointer(ScriptedTurnModel(0.9)), heard="For how many people?",
                 tts=GatedTTS(gate, free=1))
     speaking = await speaking_its_first_sentence(line)
-    await asyncio.sleep(ECHO_LAG_S + PLACE_ERROR_S + 1.0)  # the stream is fed faster than real time: ~0.5 s earlier
-    await line.stream(silence(0.3) + sentence + silence(1.0))
+    await asyncio.sleep(ECHO_LAG_S + PLACE_ERROR_S + 0.5)
+    await line.stream(silence(0.3) + sentence + silence(1.0), realtime=True)  # a microphone's audio is dated by it
     gate.set()  # the user's turn is answered, and spoken
     with pytest.raises(asyncio.CancelledError):
         await speaking
@@ -298,24 +304,58 @@ async def test_an_echo_held_up_on_the_way_is_dated_when_it_was_recorded(store, t
     assert "reply_resumed" in line.sink.types() and "interrupted" not in line.sink.types()
 
 
-async def test_a_look_that_hears_less_of_the_echo_forgets_none_of_it(store, tmp_path, silero, sentence) -> None:
-    """Whisper now and then drops the start of what it heard before ("people" for "For how many people"): the echo's
-    words found earlier are still the reply's when it hears them again, seconds after they were played."""
+async def test_each_look_at_speech_over_the_reply_hears_what_came_since_the_last(
+    store, tmp_path, silero, sentence
+) -> None:
+    """Over seconds of echo Whisper hears the reply it is prompted with and leaves the user's words out: each look
+    hears the audio since the last one (and ``LOOK_OVERLAP_S`` before it), prompted with what was played meanwhile."""
     gate = asyncio.Event()
-    stt = ScriptedSTT("For how many people", "people", "For how many people")
+    stt = ScriptedSTT("For how many people")
     line = Line(store, tmp_path, silero, endpointer(ScriptedTurnModel(0.9)), heard=stt, tts=GatedTTS(gate, free=1))
     speaking = await speaking_its_first_sentence(line)
-    quarter = len(sentence) // 4 // 2 * 2
-    await line.stream(silence(0.3) + sentence[:quarter])  # the first look: the first sentence's echo
-    await asyncio.sleep(ECHO_LAG_S + PLACE_ERROR_S + 1.0)  # the next looks come long after it was played
-    for part in range(1, 4):
-        await line.stream(sentence[part * quarter : (part + 1) * quarter])
-        await asyncio.sleep(0.2)
+    await line.stream(silence(0.3))
+    for _ in range(3):
+        await line.stream(sentence)
+        await asyncio.sleep(0.1)  # a look's turn
     await line.stream(silence(1.0))
     gate.set()
-    assert len(stt.prompts) >= 3  # each answer was heard
-    assert (await speaking).status == "ok" and not line.turns
-    assert "interrupted" not in line.sink.types()
+    assert (await speaking).status == "ok" and not line.turns  # all of it the reply's echo
+    whole = 3 * len(sentence) / 32000
+    looks = [(s, p) for s, p in zip(stt.durations, stt.prompts, strict=True) if p is not None]  # not the turn's
+    assert len(looks) >= 3 and max(s for s, _ in looks) < whole - 1.0, (whole, looks)
+    assert all("people" in prompt for _, prompt in looks), looks
+
+
+async def test_the_reply_heard_back_before_the_users_words_is_not_what_they_said(
+    store, tmp_path, silero, sentence
+) -> None:
+    """The user's speech began as the reply heard back: the words found to be the reply's are left out of the
+    turn's words (its transcript, what is stored and answered)."""
+
+    class Looks(ScriptedSTT):
+        """The first look hears the echo, later ones the user; the turn (no prompt) hears all of it."""
+
+        async def transcribe(
+            self, audio: AudioClip, *, language: str | None = None, prompt: str | None = None
+        ) -> Transcript:
+            heard = await super().transcribe(audio, language=language, prompt=prompt)
+            looks = sum(p is not None for p in self.prompts)
+            text = "For how many people? Stop, please stop." if prompt is None else (
+                "For how many people" if looks == 1 else "Stop, please stop"
+            )
+            return dataclasses.replace(heard, text=text)
+
+    gate = asyncio.Event()
+    line = Line(
+        store, tmp_path, silero, endpointer(ScriptedTurnModel(0.9)), heard=Looks(""), tts=GatedTTS(gate, free=1)
+    )
+    speaking = await speaking_its_first_sentence(line)
+    await line.stream(silence(0.3) + sentence + silence(1.0))
+    gate.set()
+    with pytest.raises(asyncio.CancelledError):
+        await speaking
+    assert (await line.turns[0]).user_text == "Stop, please stop."
+    assert line.events("transcription")[0]["text"] == "Stop, please stop."
 
 
 @pytest.mark.parametrize(("heard", "interrupts"), [("for how many people", False), ("stop please", True)])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.speaking import Playback
-from core.voice.interruption import is_echo, new_words
+from core.voice.interruption import continued, is_echo, without_echo, words
 
 REPLY = "Paris is the capital of France. It stands on the river Seine. Many people visit it every year."
 
@@ -36,13 +36,11 @@ def test_nothing_is_an_echo_of_no_reply() -> None:
     assert not is_echo("Paris is the capital", "")
 
 
-def test_only_the_words_since_the_last_look_are_new() -> None:
-    assert new_words(["paris", "is", "the", "capital", "stop"], ["paris", "is", "the"]) == ["capital", "stop"]
-    assert new_words(["the", "the"], ["the"]) == ["the"]
-    # Heard again, an earlier word may come out otherwise: still not new.
-    assert new_words(["okay", "paris", "stop"], ["ok"]) == ["paris", "stop"]
-    assert new_words(["of", "france", "it", "stands"], ["of", "fran"]) == ["it", "stands"]
-    assert new_words(["capital", "berlin"], ["capital"]) == ["berlin"]
+def test_a_look_adds_the_words_after_its_overlap_with_the_last() -> None:
+    assert continued(["paris", "is", "the", "capital"], ["the", "capital", "of", "france"]) == ["of", "france"]
+    assert continued(["the", "the"], ["the", "the", "city"]) == ["city"]
+    assert continued([], ["paris"]) == ["paris"]
+    assert continued(["paris", "is"], ["stop", "now"]) == ["stop", "now"]  # nothing shared: all of it is new
 
 
 def test_playback_places_each_word_by_its_share_of_the_sentence() -> None:
@@ -62,3 +60,35 @@ def test_a_sentence_of_unknown_length_plays_at_once() -> None:
     playback.add(3.0, 3.0, "For how many people?")
     assert playback.words_between(2.0, 3.0) == "For how many people"
     assert playback.words_between(3.1, 4.0) == ""
+
+
+ECHO = words("Paris is the capital of France. It stands on the river Seine.")
+
+
+@pytest.mark.parametrize(
+    ("heard", "own"),
+    [
+        # the echo, then the user's words
+        ("Paris is the capital of France. It stands on the river. What is the capital of Spain?",
+         "What is the capital of Spain?"),
+        # Whisper leaves an echo word out, spells one otherwise, or cuts one short
+        ("Paris is capital of France, it stands on the river Sane. Stop, please.", "Stop, please."),
+        ("Paris is the capital of Fran... No, tell me about Rome", "No, tell me about Rome"),
+        # the user's words repeat the echo's: they are not its opening, so they stay
+        ("Paris is the capital of France. The capital of France?", "The capital of France?"),
+        # the user spoke first: nothing is the echo's opening
+        ("Stop. Paris is the capital of France.", "Stop. Paris is the capital of France."),
+        # all of it is the echo's (the words decided otherwise): nothing to keep but the transcript
+        ("Paris is the capital of France.", "Paris is the capital of France."),
+        ("", ""),
+        # a Russian reply heard back, then the user
+        ("Москва — столица России. Подожди, а какая погода?", "Подожди, а какая погода?"),
+    ],
+)
+def test_the_echo_that_opened_an_interruption_is_left_out(heard: str, own: str) -> None:
+    echo = ECHO if "Москва" not in heard else words("Москва — столица России. Она стоит на реке.")
+    assert without_echo(heard, echo) == own
+
+
+def test_without_echo_words_the_transcript_is_all_the_users() -> None:
+    assert without_echo("Paris is the capital of France.", []) == "Paris is the capital of France."

@@ -28,6 +28,13 @@ ECHO_LAG_S = 1.0
 # How far a word's estimated playing time may be from its real one (``Playback`` places words by their share of
 # the sentence's characters).
 PLACE_ERROR_S = 0.3
+# Each look at speech over a reply hears the audio since the last look, and this much before it (a word the last
+# look's end cut in two is heard whole): Whisper hears the user's words in a few seconds of echo, where in the
+# whole utterance (up to the reply's length) it hears the reply it was prompted with and leaves the user's out.
+LOOK_OVERLAP_S = 1.0
+# Words of the echo Whisper may leave out of a later transcript of the same speech, one after another.
+ECHO_SKIP = 2
+_BETWEEN = " \t\n.,;:!?…—–-'\"«»“”„()"
 
 
 def words(text: str) -> list[str]:
@@ -46,20 +53,35 @@ def is_echo(heard: str, reply: str) -> bool:
     return sum(_said(word, said) for word in heard_words) > ECHO_SHARE * len(heard_words)
 
 
-def new_words(heard: list[str], before: list[str]) -> list[str]:
-    """``heard`` without the words ``before`` (an earlier look at the same, shorter utterance): each of those
-    removed once, in order, so what is left is what the speaker said since. Whisper hears the whole utterance again
-    at each look and may spell an earlier word otherwise ("Fran" then "France", "ok" then "okay"): a word like one
-    of ``before`` (``SIMILAR``, or one the start of the other) is that word, not a new one."""
-    left = list(before)
-    fresh = []
-    for word in heard:
-        same = word if word in left else _like(word, left)
-        if same is not None:
-            left.remove(same)
-        else:
-            fresh.append(word)
-    return fresh
+def continued(before: list[str], heard: list[str]) -> list[str]:
+    """``heard`` (the words of a look that began ``LOOK_OVERLAP_S`` before the last one ended) without its opening
+    words that end ``before`` (the last look's): the longest such overlap, matched exactly."""
+    for overlap in range(min(len(before), len(heard)), 0, -1):
+        if before[-overlap:] == heard[:overlap]:
+            return heard[overlap:]
+    return heard
+
+
+def without_echo(text: str, echo: list[str]) -> str:
+    """``text`` (the transcript of an utterance that interrupted a reply) without its opening words that are the
+    reply's echo: ``echo`` (``words``, in the order they were heard) matched in order from the start, a word like
+    one of the next ``ECHO_SKIP`` + 1 (``SIMILAR``, or the start of one) matching it, up to the first that is not.
+    A speech that began as the reply heard back and went on as the user's words keeps only theirs: "Paris is the
+    capital of France. What is the capital of Spain?" with the first sentence as ``echo`` is "What is the capital of
+    Spain?". ``text`` unchanged when nothing, or everything, is the echo's."""
+    at = cut = 0
+    for match in _WORD.finditer(text):
+        word = match.group().casefold()
+        if len(word) < 2:
+            continue  # a lone letter tells nothing: it goes with whatever side it is on
+        ahead = echo[at : at + ECHO_SKIP + 1]
+        same = word if word in ahead else _like(word, ahead)
+        if same is None:
+            rest = text[cut:].lstrip(_BETWEEN)
+            return rest if rest else text
+        at += ahead.index(same) + 1
+        cut = match.end()
+    return text
 
 
 def _like(word: str, others: list[str]) -> str | None:

@@ -15,7 +15,7 @@ from core.hub import Hub
 from core.models import AudioClip
 from core.pipeline import ChatPipeline, Turn, TurnResult
 from core.voice.endpointing import Endpointer
-from core.voice.interruption import ECHO_LAG_S, PLACE_ERROR_S, is_echo, new_words, words
+from core.voice.interruption import ECHO_LAG_S, LOOK_OVERLAP_S, PLACE_ERROR_S, continued, is_echo, words
 from core.voice.vad import SpeechEnd, SpeechStart, VoiceActivityDetector
 
 logger = logging.getLogger(__name__)
@@ -73,8 +73,8 @@ class LiveListener:
         self._suspect = False
         self._next_check_ms = 0  # voiced ms of the utterance at which its next words are checked
         self._echo_words: list[str] = []  # the words of it already found to be the reply's own
-        # perf_counter up to which its words were found to be the reply's (at first: when its audio began)
-        self._looked_until = 0.0
+        self._last_look: list[str] = []  # the words the last look heard
+        self._looked_bytes = 0  # how much of its audio they were found in
         self._held = False  # this listener paused the reply, and owes it a resume
         self._checks: asyncio.Task[None] | None = None
         self._resampler = _Resampler(sample_rate) if sample_rate != VAD_RATE else None
@@ -278,9 +278,6 @@ class LiveListener:
     async def _speech_started(self) -> None:
         """Speech began: it interrupts the bot at once, or, if the bot may be hearing itself, it is suspect."""
         await self._clear_suspicion()
-        # When its audio was recorded: the stream's clock (its padding included).
-        began = self._stream_began if self._stream_began is not None else time.perf_counter()
-        self._looked_until = began + (self.speech_start_ms - self._vad.prefix_padding_ms) / 1000
         if self._pipeline.barge_in_enabled and self._pipeline.may_hear_itself(self._client_id):
             self._suspect = True
             self._next_check_ms = self._interrupt_min_ms
@@ -294,7 +291,7 @@ class LiveListener:
             self._checks.cancel()
             self._checks = None
         self._suspect = False
-        self._echo_words = []
+        self._echo_words, self._last_look, self._looked_bytes = [], [], 0
         if self._held:
             self._held = False
             await self._pipeline.resume_reply(self._client_id)
@@ -319,33 +316,37 @@ class LiveListener:
                 self._checks = None
 
     async def _interrupts(self, audio: bytes) -> bool:
-        """Whether the utterance so far (``audio``) has new words of the user's own, not the reply's; the words
-        found to be the reply's are remembered, so the next look judges only what came after them."""
+        """Whether the utterance so far (``audio``) has words of the user's own, not the reply's, since the last
+        look (and ``LOOK_OVERLAP_S`` before it); the words found to be the reply's are remembered."""
         transcriber = self._pipeline.transcriber
         if transcriber is None:
             return True  # no way to tell: speech interrupts, as it did before
         until = time.perf_counter()
-        played = self._pipeline.reply_played(self._client_id, float("-inf"), until + PLACE_ERROR_S)
-        # The new words (since the last look) can only be an echo of what the page played while they could hear
-        # it: not the start of a long reply (the echo of a reply can keep one utterance going all through it), nor
-        # words still to come (a user who goes on with their sentence as the reply starts says its words first).
-        recent = self._pipeline.reply_played(
-            self._client_id, self._looked_until - ECHO_LAG_S - PLACE_ERROR_S, until + PLACE_ERROR_S
-        )
-        clip = AudioClip(audio, VAD_RATE)
+        start = max(0, self._looked_bytes - round(LOOK_OVERLAP_S * VAD_RATE) * 2)
+        # When the clip's audio was recorded: the stream's clock (the utterance's padding included).
+        began = self._stream_began if self._stream_began is not None else until
+        since = began + (self.speech_start_ms - self._vad.prefix_padding_ms) / 1000 + start / (2 * VAD_RATE)
+        # The words heard can only be an echo of what the page played while they could hear it: not the start of
+        # a long reply (the echo of a reply can keep one utterance going all through it), nor words still to come
+        # (a user who goes on with their sentence as the reply starts says its words first).
+        recent = self._pipeline.reply_played(self._client_id, since - ECHO_LAG_S - PLACE_ERROR_S, until + PLACE_ERROR_S)
+        clip = AudioClip(audio[start:], VAD_RATE)
         try:
-            # The reply as Whisper's previous text: its own words, heard back faint or cut off, are heard as those
-            # words ("of France", not "full of friends"). That errs towards "echo", which only delays a real
-            # interruption to the next look, where a misheard echo would have cut the reply off.
-            heard = await transcriber.transcribe(clip, self._pipeline.language(self._client_id), prompt=played)
+            # What the page played meanwhile as Whisper's previous text: its words, heard back faint or cut off, are
+            # heard as those words ("of France", not "full of friends"), and words of the prompt Whisper makes up are
+            # the echo's. That errs towards "echo", which only delays a real interruption to the next look, where a
+            # misheard echo would have cut the reply off.
+            heard = await transcriber.transcribe(clip, self._pipeline.language(self._client_id), prompt=recent)
         except BotError:
             return False  # no words (no-speech), or none to be had: the reply plays on
         heard_words = words(heard.text)
-        new = new_words(heard_words, self._echo_words)
-        logger.debug("heard over the reply of %s: %r, new %r", self._client_id, heard.text, new)
-        if not new or is_echo(" ".join(new), recent):
-            self._echo_words += new  # a look that heard less (Whisper drops a start now and then) forgets nothing
-            self._looked_until = until
+        logger.debug("heard over the reply of %s since %.1f s: %r", self._client_id, start / 32000, heard.text)
+        if not heard_words or is_echo(heard.text, recent):
+            self._echo_words += continued(self._last_look, heard_words)
+            self._last_look = heard_words
+            if self._turn is not None:
+                self._turn.echo = list(self._echo_words)  # should the user's own words follow, they answer those
+            self._looked_bytes = len(audio)
             return False
         return True
 
@@ -382,6 +383,7 @@ class LiveListener:
                 turn.drop_early()
                 await turn.outlet.send(SpeechStopped("echo"))
                 return
+        turn.echo = list(self._echo_words)  # the reply heard back before the user's words interrupted it, if any
         await turn.outlet.send(SpeechStopped(reason, probability, reading))
         # When the last voiced sample arrived: the VAD has judged this much audio since.
         lag_s = max(0, self._vad.position_ms - end.end_ms) / 1000 if end.reason != "flush" else 0.0

@@ -88,11 +88,13 @@ class WordsSTT:
 
 
 class ScriptedSTT:
-    """Hears each answer in turn (the last one repeats); an exception answer is raised. Records the prompts."""
+    """Hears each answer in turn (the last one repeats); an exception answer is raised. Records the prompts and
+    the clips' durations."""
 
     def __init__(self, *answers: str | Exception) -> None:
         self.answers = list(answers)
         self.prompts: list[str | None] = []
+        self.durations: list[float] = []  # seconds of each clip
 
     def info(self) -> EngineInfo:
         return EngineInfo("scripted", "fake", True)
@@ -101,6 +103,7 @@ class ScriptedSTT:
         self, audio: AudioClip, *, language: str | None = None, prompt: str | None = None
     ) -> Transcript:
         self.prompts.append(prompt)
+        self.durations.append(audio.duration_s)
         answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
         if isinstance(answer, Exception):
             raise answer
